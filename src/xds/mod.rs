@@ -1,0 +1,9 @@
+//! The xDS side, free of I/O: resource types and versions, snapshots, and the per-connection
+//! ADS protocol state machine. The gRPC server (`crate::server`) drives it.
+
+pub mod connection;
+pub mod resource;
+pub mod snapshot;
+
+pub use resource::{Resource, ResourceType};
+pub use snapshot::Snapshot;

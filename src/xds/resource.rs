@@ -1,0 +1,99 @@
+//! Envoy resource types served over ADS and their wire form.
+//!
+//! A [`Resource`] is encoded once per content version; every stream that sends it shares
+//! the same [`Arc`].
+
+use std::sync::Arc;
+
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+/// The xDS resource types this server serves, in make-before-break send order
+/// (CDS → EDS → LDS → RDS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceType {
+    Cluster,
+    Endpoint,
+    Listener,
+    Route,
+}
+
+impl ResourceType {
+    /// All types in the order in which a change must be pushed.
+    pub const ORDERED: [ResourceType; 4] = [
+        ResourceType::Cluster,
+        ResourceType::Endpoint,
+        ResourceType::Listener,
+        ResourceType::Route,
+    ];
+
+    pub fn type_url(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            ResourceType::Endpoint => {
+                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
+            ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        }
+    }
+
+    pub fn from_type_url(url: &str) -> Option<ResourceType> {
+        Self::ORDERED.into_iter().find(|t| t.type_url() == url)
+    }
+
+    /// Short name used in logs, metrics and debug output.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => "CDS",
+            ResourceType::Endpoint => "EDS",
+            ResourceType::Listener => "LDS",
+            ResourceType::Route => "RDS",
+        }
+    }
+
+    /// LDS and CDS are wildcard types: the client gets every resource, and a SotW
+    /// response must carry the complete set (a missing name means "deleted").
+    pub fn is_wildcard(self) -> bool {
+        matches!(self, ResourceType::Cluster | ResourceType::Listener)
+    }
+}
+
+/// One encoded resource at one content version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub name: String,
+    /// Hex digest of the encoded bytes: stable across restarts and replicas.
+    pub version: String,
+    /// The resource packed in an `Any`, encoded once.
+    pub any: Any,
+}
+
+impl Resource {
+    /// Packs and encodes `msg`. The caller guarantees the message holds no map field with
+    /// more than one entry (prost encodes `HashMap`s in random order), so the encoding —
+    /// and therefore the version — is deterministic.
+    pub fn new<M: Message + prost::Name>(name: impl Into<String>, msg: &M) -> Arc<Resource> {
+        let value = msg.encode_to_vec();
+        let version = content_version(&value);
+        Arc::new(Resource {
+            name: name.into(),
+            version,
+            any: Any {
+                type_url: M::type_url(),
+                value,
+            },
+        })
+    }
+}
+
+/// First 16 hex digits of the SHA-256 of `bytes`.
+pub fn content_version(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(16);
+    for b in &digest[..8] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}

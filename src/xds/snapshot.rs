@@ -1,0 +1,85 @@
+//! A complete, immutable set of resources for every type: what the server serves right now.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::resource::{Resource, ResourceType};
+
+/// Resources of one type by name; `BTreeMap` keeps iteration (and so responses) deterministic.
+pub type ResourceMap = BTreeMap<String, Arc<Resource>>;
+
+/// Every resource of every type at one point in time. Cheap to share (`Arc<Snapshot>`);
+/// resources that did not change between two snapshots are the same `Arc`s.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    clusters: ResourceMap,
+    endpoints: ResourceMap,
+    listeners: ResourceMap,
+    routes: ResourceMap,
+}
+
+impl Snapshot {
+    pub fn new(
+        clusters: ResourceMap,
+        endpoints: ResourceMap,
+        listeners: ResourceMap,
+        routes: ResourceMap,
+    ) -> Snapshot {
+        Snapshot {
+            clusters,
+            endpoints,
+            listeners,
+            routes,
+        }
+    }
+
+    pub fn resources(&self, ty: ResourceType) -> &ResourceMap {
+        match ty {
+            ResourceType::Cluster => &self.clusters,
+            ResourceType::Endpoint => &self.endpoints,
+            ResourceType::Listener => &self.listeners,
+            ResourceType::Route => &self.routes,
+        }
+    }
+
+    pub fn resources_mut(&mut self, ty: ResourceType) -> &mut ResourceMap {
+        match ty {
+            ResourceType::Cluster => &mut self.clusters,
+            ResourceType::Endpoint => &mut self.endpoints,
+            ResourceType::Listener => &mut self.listeners,
+            ResourceType::Route => &mut self.routes,
+        }
+    }
+
+    pub fn get(&self, ty: ResourceType, name: &str) -> Option<&Arc<Resource>> {
+        self.resources(ty).get(name)
+    }
+
+    /// Total number of resources of all types.
+    pub fn len(&self) -> usize {
+        ResourceType::ORDERED
+            .iter()
+            .map(|t| self.resources(*t).len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The SotW `version_info` for a set of resources: a digest of their names and versions,
+/// so every replica and every restart names the same content with the same version.
+pub fn aggregate_version<'a>(resources: impl IntoIterator<Item = &'a Arc<Resource>>) -> String {
+    let mut h = Sha256::new();
+    for r in resources {
+        h.update(r.name.as_bytes());
+        h.update([0]);
+        h.update(r.version.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
