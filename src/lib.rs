@@ -3,11 +3,25 @@
 //! Knative traffic objects in, Envoy configuration out over ADS.
 //!
 //! ```text
-//! manifests dir / Kubernetes ─► sources ─► model::Store ─► translate (pure) ─► xds::Snapshot ─► server (ADS)
+//! manifests dir ─► sources ─► model::Store ─► translate (pure) ─► xds::Snapshot ─► server (ADS) ─► Envoy
 //! ```
 //!
 //! # Layout
-//! - [`xds`]: resource types, content versions, snapshots and the I/O-free ADS connection state
-//!   machine.
+//! - [`model`]: the objects as read, the store, Knative's ConfigMaps. Pure.
+//! - [`translate`]: Knative semantics (Route, Service, DomainMapping → an intermediate
+//!   KIngress-like model) and the Envoy translation. Pure and deterministic.
+//! - [`xds`]: resource types, content versions, snapshots and the I/O-free ADS connection
+//!   state machine.
+//! - [`sources`]: the manifests folder and its watcher.
+//! - [`server`]: the tonic ADS service and the admin HTTP endpoints.
+//! - [`app`] and [`cli`]: wiring and flags.
 
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod model;
+pub mod server;
+pub mod sources;
+pub mod translate;
 pub mod xds;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `knative-xds` command: see `knative_xds::cli`.
+
+fn main() -> std::process::ExitCode {
+    knative_xds::cli::main()
+}

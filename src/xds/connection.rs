@@ -1,1 +1,1976 @@
-pub struct Placeholder;
+//! The ADS protocol state of one gRPC stream, free of I/O.
+//!
+//! The server feeds a [`Connection`] the client's requests and every newly published
+//! [`Snapshot`], and writes out the responses it returns. Per type the connection tracks what
+//! the client subscribed to, what it was last sent (its view, as far as we know) and the
+//! ACK/NACK state, so that every change reaches the client once, rejected content is not
+//! resent, and pushes follow make-before-break order (CDS → EDS → LDS → RDS).
+//!
+//! Every call that may answer runs a full sync of all subscribed types against the given
+//! snapshot, in that order: a request processed against a snapshot newer than the last push
+//! therefore cannot, say, deliver a route before the cluster it points at.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+    Resource as XdsResource,
+};
+use envoy_types::pb::google::rpc::Status;
+use serde::Serialize;
+
+use super::resource::{Resource, ResourceType};
+use super::snapshot::{aggregate_version, ResourceMap, Snapshot};
+
+const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
+/// Distinct unserved type URLs one stream may open: bounds the memory a client can make us hold.
+const MAX_UNSERVED_TYPES: usize = 16;
+/// Events kept when nobody drains them; the oldest are dropped first.
+const MAX_EVENTS: usize = 1024;
+/// Unanswered delta responses remembered per type for ACK bookkeeping.
+const MAX_OUTSTANDING: usize = 16;
+/// Longest NACK message / type URL kept (client-controlled strings).
+const MAX_TEXT: usize = 4096;
+
+/// The resources of a type we serve nothing of.
+static EMPTY: ResourceMap = ResourceMap::new();
+
+/// Which ADS variant a stream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// State of the world: `StreamAggregatedResources`.
+    Sotw,
+    /// Incremental: `DeltaAggregatedResources`.
+    Delta,
+}
+
+/// A request the stream cannot continue after; the server ends it with `InvalidArgument`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("type_url is required on an aggregated (ADS) stream")]
+    MissingTypeUrl,
+    #[error("unknown type_url {0:?}")]
+    UnknownTypeUrl(String),
+    #[error("more than {MAX_UNSERVED_TYPES} unsupported resource types requested on one stream")]
+    TooManyTypes,
+    #[error("{got:?} request on a {expected:?} stream")]
+    WrongProtocol { expected: Protocol, got: Protocol },
+}
+
+/// Something worth a log line or a metric; drained with [`Connection::take_events`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ConnectionEvent {
+    /// A response was produced (`version`: SotW `version_info` / delta `system_version_info`).
+    Sent {
+        type_url: String,
+        nonce: String,
+        version: String,
+        resources: usize,
+        removed: usize,
+    },
+    Ack {
+        type_url: String,
+        nonce: String,
+        version: String,
+    },
+    /// `version` is the rejected one (empty when the nonce was not recognised).
+    Nack {
+        type_url: String,
+        nonce: String,
+        version: String,
+        message: String,
+    },
+    /// A request echoing a nonce that is not the latest (SotW: ignored).
+    StaleNonce { type_url: String, nonce: String },
+    /// First request for a valid type this server has no resources of.
+    UnservedType { type_url: String },
+}
+
+impl ConnectionEvent {
+    pub fn type_url(&self) -> &str {
+        match self {
+            ConnectionEvent::Sent { type_url, .. }
+            | ConnectionEvent::Ack { type_url, .. }
+            | ConnectionEvent::Nack { type_url, .. }
+            | ConnectionEvent::StaleNonce { type_url, .. }
+            | ConnectionEvent::UnservedType { type_url } => type_url,
+        }
+    }
+}
+
+/// Short label for a type URL: `CDS`/`EDS`/`LDS`/`RDS`, else the message name (`Secret`).
+pub fn type_label(type_url: &str) -> &str {
+    match ResourceType::from_type_url(type_url) {
+        Some(t) => t.short_name(),
+        None => type_url.rsplit('.').next().unwrap_or(type_url),
+    }
+}
+
+/// Snapshot of a connection's protocol state, for `/debug/proxies` and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionStatus {
+    pub protocol: Protocol,
+    pub node_id: Option<String>,
+    pub node_cluster: Option<String>,
+    pub nonces_issued: u64,
+    pub events_dropped: u64,
+    /// Types the client has requested, CDS, EDS, LDS, RDS first.
+    pub types: Vec<TypeStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TypeStatus {
+    pub type_url: String,
+    pub type_name: String,
+    /// False for valid types we have nothing of (always answered empty).
+    pub served: bool,
+    pub wildcard: bool,
+    /// Explicitly subscribed names.
+    pub names: Vec<String>,
+    /// SotW: `version_info` last ACKed (or the one the client reconnected with).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_version: Option<String>,
+    /// Delta: name → version the client ACKed (or reconnected with).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_resources: Option<BTreeMap<String, String>>,
+    /// The latest response, while neither ACKed nor NACKed.
+    pub pending: Option<ResponseStatus>,
+    pub last_nack: Option<NackStatus>,
+    pub acks: u64,
+    pub nacks: u64,
+    pub responses: u64,
+}
+
+/// One response as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResponseStatus {
+    pub nonce: String,
+    /// SotW `version_info` / delta `system_version_info`.
+    pub version: String,
+    /// name → content version of the resources it carried.
+    pub resources: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NackStatus {
+    pub nonce: String,
+    /// The rejected response, if the nonce was recognised.
+    pub attempted: Option<ResponseStatus>,
+    /// SotW: the version the client keeps running (`version_info` of the NACK).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub client_version: String,
+    pub code: i32,
+    pub message: String,
+}
+
+/// Type of a request: one we serve, or a valid xDS type we have nothing of (SRDS, SDS, RTDS…),
+/// which is answered as if it had no resources rather than failing the stream.
+/// `Ord` puts served types first, in push order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum TypeKey {
+    Served(ResourceType),
+    Unserved(String),
+}
+
+impl TypeKey {
+    fn parse(url: &str) -> Result<TypeKey, ProtocolError> {
+        if url.is_empty() {
+            return Err(ProtocolError::MissingTypeUrl);
+        }
+        if let Some(t) = ResourceType::from_type_url(url) {
+            return Ok(TypeKey::Served(t));
+        }
+        let valid = url.len() <= 256
+            && url.strip_prefix(TYPE_URL_PREFIX).is_some_and(|msg| {
+                msg.contains('.')
+                    && msg.split('.').all(|seg| {
+                        !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
+            });
+        if valid {
+            Ok(TypeKey::Unserved(url.to_string()))
+        } else {
+            Err(ProtocolError::UnknownTypeUrl(truncate(url, 256)))
+        }
+    }
+
+    fn type_url(&self) -> &str {
+        match self {
+            TypeKey::Served(t) => t.type_url(),
+            TypeKey::Unserved(url) => url,
+        }
+    }
+
+    fn resources<'a>(&self, snap: &'a Snapshot) -> &'a ResourceMap {
+        match self {
+            TypeKey::Served(t) => snap.resources(*t),
+            TypeKey::Unserved(_) => &EMPTY,
+        }
+    }
+
+    /// Whether an empty name list on the first request means wildcard. Only CDS/LDS among
+    /// ours (Envoy asks EDS/RDS by name); harmless for unserved types, which are empty.
+    fn legacy_wildcard(&self) -> bool {
+        match self {
+            TypeKey::Served(t) => t.is_wildcard(),
+            TypeKey::Unserved(_) => true,
+        }
+    }
+
+    fn is(&self, t: ResourceType) -> bool {
+        *self == TypeKey::Served(t)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Subscription {
+    wildcard: bool,
+    names: BTreeSet<String>,
+}
+
+impl Subscription {
+    fn covers(&self, name: &str) -> bool {
+        self.wildcard || self.names.contains(name)
+    }
+
+    /// The resources this subscription selects, sorted by name (so versions are deterministic).
+    fn view<'a>(&self, all: &'a ResourceMap) -> Vec<&'a Arc<Resource>> {
+        if self.wildcard {
+            all.values().collect()
+        } else {
+            self.names.iter().filter_map(|n| all.get(n)).collect()
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct SotwState {
+    sub: Subscription,
+    /// An explicit name list was seen: from now on an empty list means "none", not wildcard.
+    explicit_seen: bool,
+    /// Send the full view at the next sync (first request, changed names).
+    respond: bool,
+    /// The client's view after our last full response (or the one it reconnected with); later
+    /// snapshots are compared with it. Kept on NACK so rejected content is not resent.
+    view_version: Option<String>,
+    view: BTreeMap<String, String>,
+    /// The latest response; requests echoing any other non-empty nonce are stale.
+    latest: Option<ResponseStatus>,
+    /// The latest response was ACKed or NACKed (Envoy repeats ACKs; count them once).
+    answered: bool,
+    acked_version: Option<String>,
+    last_nack: Option<NackStatus>,
+    acks: u64,
+    nacks: u64,
+    responses: u64,
+}
+
+impl SotwState {
+    fn set_names(&mut self, names: &[String], legacy_wildcard: bool) {
+        self.sub.names.clear();
+        if names.is_empty() {
+            self.sub.wildcard = legacy_wildcard && !self.explicit_seen;
+            return;
+        }
+        self.explicit_seen = true;
+        self.sub.wildcard = false;
+        for n in names {
+            if n == "*" {
+                self.sub.wildcard = true;
+            } else {
+                self.sub.names.insert(n.clone());
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct DeltaState {
+    sub: Subscription,
+    /// name → version the client has as far as we know: its `initial_resource_versions`,
+    /// then whatever we sent (NACKed content included, so it is not resent unchanged).
+    known: BTreeMap<String, String>,
+    /// Subscribed names already reported in `removed_resources` (told once).
+    told_absent: BTreeSet<String>,
+    /// Names to send (or report absent) at the next sync even if the client has them.
+    resend: BTreeSet<String>,
+    /// First wildcard request: answer even if empty so Envoy finishes initialising.
+    reply_pending: bool,
+    outstanding: VecDeque<ResponseStatus>,
+    acked: BTreeMap<String, String>,
+    last_nack: Option<NackStatus>,
+    acks: u64,
+    nacks: u64,
+    responses: u64,
+}
+
+/// ADS state of one stream. See the module docs.
+#[derive(Debug)]
+pub struct Connection {
+    protocol: Protocol,
+    node: Option<Node>,
+    nonce_counter: u64,
+    sotw: BTreeMap<TypeKey, SotwState>,
+    delta: BTreeMap<TypeKey, DeltaState>,
+    /// Clusters sent new or changed whose CLA must follow even if unchanged: Envoy keeps such
+    /// a cluster warming until it gets a ClusterLoadAssignment, and SotW Envoy does not ask
+    /// again in a way we could answer (xds-protocol.md §3.5).
+    eds_resend: BTreeSet<String>,
+    events: VecDeque<ConnectionEvent>,
+    events_dropped: u64,
+}
+
+impl Connection {
+    pub fn new(protocol: Protocol) -> Connection {
+        Connection {
+            protocol,
+            node: None,
+            nonce_counter: 0,
+            sotw: BTreeMap::new(),
+            delta: BTreeMap::new(),
+            eds_resend: BTreeSet::new(),
+            events: VecDeque::new(),
+            events_dropped: 0,
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Node from the first request that carried one (later requests may omit it).
+    pub fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+
+    /// Whether the client has requested `ty` on this stream.
+    pub fn is_subscribed(&self, ty: ResourceType) -> bool {
+        let key = TypeKey::Served(ty);
+        self.sotw.contains_key(&key) || self.delta.contains_key(&key)
+    }
+
+    /// Processes one SotW request; returns what to send, in push order.
+    pub fn handle_sotw_request(
+        &mut self,
+        req: DiscoveryRequest,
+        snap: &Snapshot,
+    ) -> Result<Vec<DiscoveryResponse>, ProtocolError> {
+        self.expect(Protocol::Sotw)?;
+        let key = self.resolve(&req.type_url)?;
+        let DiscoveryRequest {
+            version_info,
+            node,
+            resource_names,
+            response_nonce,
+            error_detail,
+            ..
+        } = req;
+        self.remember_node(node);
+        let first = !self.sotw.contains_key(&key);
+        if first {
+            self.note_unserved(&key);
+        }
+        let type_url = key.type_url().to_string();
+        let st = self.sotw.entry(key.clone()).or_default();
+
+        let latest_nonce = st.latest.as_ref().map(|s| s.nonce.as_str());
+        if !response_nonce.is_empty() && latest_nonce.is_some_and(|n| n != response_nonce) {
+            // Superseded by a response the client has not seen yet; its answer to that one will
+            // carry its current subscription (xds_protocol: no response to stale nonces).
+            push_event(
+                &mut self.events,
+                &mut self.events_dropped,
+                ConnectionEvent::StaleNonce {
+                    type_url,
+                    nonce: response_nonce,
+                },
+            );
+            return Ok(Vec::new());
+        }
+        let answers_latest = !response_nonce.is_empty() && latest_nonce.is_some();
+        let mut event = None;
+        if answers_latest {
+            if !st.answered {
+                st.answered = true;
+                let sent = st.latest.clone();
+                event = Some(match error_detail {
+                    Some(err) => record_nack(
+                        &mut st.last_nack,
+                        &mut st.nacks,
+                        type_url,
+                        response_nonce.clone(),
+                        sent,
+                        version_info.clone(),
+                        err,
+                    ),
+                    None => {
+                        let version = sent.map(|s| s.version).unwrap_or_default();
+                        st.acked_version = Some(version.clone());
+                        st.acks += 1;
+                        ConnectionEvent::Ack {
+                            type_url,
+                            nonce: response_nonce.clone(),
+                            version,
+                        }
+                    }
+                });
+            }
+        } else if let Some(err) = error_detail {
+            // A NACK we cannot tie to a response of this stream: keep the message anyway.
+            event = Some(record_nack(
+                &mut st.last_nack,
+                &mut st.nacks,
+                type_url,
+                response_nonce.clone(),
+                None,
+                version_info.clone(),
+                err,
+            ));
+        }
+
+        let before = st.sub.clone();
+        st.set_names(&resource_names, key.legacy_wildcard());
+        if first {
+            let version = aggregate_version(st.sub.view(key.resources(snap)));
+            if response_nonce.is_empty() && !version_info.is_empty() && version_info == version {
+                // Reconnect: the client already runs exactly this content; nothing to send.
+                st.view = view_map(&st.sub.view(key.resources(snap)));
+                st.view_version = Some(version);
+                st.acked_version = Some(version_info);
+            } else {
+                st.respond = true;
+            }
+        } else if st.sub != before {
+            // Newly requested names must be (re)sent even if unchanged.
+            st.respond = true;
+        }
+        if let Some(ev) = event {
+            push_event(&mut self.events, &mut self.events_dropped, ev);
+        }
+        Ok(self.sotw_sync(snap))
+    }
+
+    /// Processes one delta request; returns what to send, in push order.
+    pub fn handle_delta_request(
+        &mut self,
+        req: DeltaDiscoveryRequest,
+        snap: &Snapshot,
+    ) -> Result<Vec<DeltaDiscoveryResponse>, ProtocolError> {
+        self.expect(Protocol::Delta)?;
+        let key = self.resolve(&req.type_url)?;
+        let DeltaDiscoveryRequest {
+            node,
+            resource_names_subscribe,
+            resource_names_unsubscribe,
+            initial_resource_versions,
+            response_nonce,
+            error_detail,
+            ..
+        } = req;
+        self.remember_node(node);
+        let first = !self.delta.contains_key(&key);
+        if first {
+            self.note_unserved(&key);
+        }
+        let type_url = key.type_url().to_string();
+        let st = self.delta.entry(key.clone()).or_default();
+
+        let mut event = None;
+        if !response_nonce.is_empty() {
+            match st.outstanding.iter().position(|s| s.nonce == response_nonce) {
+                Some(i) => {
+                    let sent = st.outstanding.remove(i);
+                    event = Some(match error_detail {
+                        Some(err) => record_nack(
+                            &mut st.last_nack,
+                            &mut st.nacks,
+                            type_url,
+                            response_nonce,
+                            sent,
+                            String::new(),
+                            err,
+                        ),
+                        None => {
+                            let version = match sent {
+                                Some(sent) => {
+                                    for n in &sent.removed {
+                                        st.acked.remove(n);
+                                    }
+                                    st.acked.extend(sent.resources);
+                                    sent.version
+                                }
+                                None => String::new(),
+                            };
+                            st.acks += 1;
+                            ConnectionEvent::Ack {
+                                type_url,
+                                nonce: response_nonce,
+                                version,
+                            }
+                        }
+                    });
+                }
+                // Stale or unknown: no ACK bookkeeping, but subscription changes still count.
+                None => {
+                    event = Some(match error_detail {
+                        Some(err) => record_nack(
+                            &mut st.last_nack,
+                            &mut st.nacks,
+                            type_url,
+                            response_nonce,
+                            None,
+                            String::new(),
+                            err,
+                        ),
+                        None => ConnectionEvent::StaleNonce {
+                            type_url,
+                            nonce: response_nonce,
+                        },
+                    });
+                }
+            }
+        } else if let Some(err) = error_detail {
+            event = Some(record_nack(
+                &mut st.last_nack,
+                &mut st.nacks,
+                type_url,
+                String::new(),
+                None,
+                String::new(),
+                err,
+            ));
+        }
+
+        if first {
+            st.known = initial_resource_versions.into_iter().collect();
+            st.acked = st.known.clone();
+            if resource_names_subscribe.is_empty() && key.legacy_wildcard() {
+                st.sub.wildcard = true;
+            }
+        }
+        for name in resource_names_subscribe {
+            if name == "*" {
+                st.sub.wildcard = true;
+                continue;
+            }
+            // On a first request the client's initial versions say what it has; later, an
+            // explicit subscribe must be answered even if it has the resource.
+            if !first {
+                st.resend.insert(name.clone());
+            }
+            st.sub.names.insert(name);
+        }
+        for name in resource_names_unsubscribe {
+            if name == "*" {
+                st.sub.wildcard = false;
+                let names = &st.sub.names;
+                st.known.retain(|n, _| names.contains(n));
+                st.acked.retain(|n, _| names.contains(n));
+                st.resend.retain(|n| names.contains(n));
+                continue;
+            }
+            st.sub.names.remove(&name);
+            st.told_absent.remove(&name);
+            st.known.remove(&name);
+            st.acked.remove(&name);
+            if st.sub.wildcard {
+                // Still covered by the wildcard, but the client drops it: say again whether it
+                // exists (xds_protocol, wildcard + explicit overlap).
+                st.resend.insert(name);
+            } else {
+                st.resend.remove(&name);
+            }
+        }
+        if first && st.sub.wildcard {
+            st.reply_pending = true;
+        }
+        if let Some(ev) = event {
+            push_event(&mut self.events, &mut self.events_dropped, ev);
+        }
+        Ok(self.delta_sync(snap))
+    }
+
+    /// A new snapshot was published: what must be pushed to this client, in CDS→EDS→LDS→RDS
+    /// order. Empty on a delta connection.
+    pub fn sotw_snapshot_changed(&mut self, snap: &Snapshot) -> Vec<DiscoveryResponse> {
+        if self.protocol != Protocol::Sotw {
+            return Vec::new();
+        }
+        self.sotw_sync(snap)
+    }
+
+    /// Delta counterpart of [`Connection::sotw_snapshot_changed`]. Empty on a SotW connection.
+    pub fn delta_snapshot_changed(&mut self, snap: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        if self.protocol != Protocol::Delta {
+            return Vec::new();
+        }
+        self.delta_sync(snap)
+    }
+
+    pub fn status(&self) -> ConnectionStatus {
+        let mut types = Vec::new();
+        for (key, st) in &self.sotw {
+            types.push(TypeStatus {
+                acked_version: st.acked_version.clone(),
+                acked_resources: None,
+                pending: st.latest.clone().filter(|_| !st.answered),
+                last_nack: st.last_nack.clone(),
+                acks: st.acks,
+                nacks: st.nacks,
+                responses: st.responses,
+                ..type_status_base(key, &st.sub)
+            });
+        }
+        for (key, st) in &self.delta {
+            types.push(TypeStatus {
+                acked_version: None,
+                acked_resources: Some(st.acked.clone()),
+                pending: st.outstanding.back().cloned(),
+                last_nack: st.last_nack.clone(),
+                acks: st.acks,
+                nacks: st.nacks,
+                responses: st.responses,
+                ..type_status_base(key, &st.sub)
+            });
+        }
+        ConnectionStatus {
+            protocol: self.protocol,
+            node_id: self.node.as_ref().map(|n| n.id.clone()),
+            node_cluster: self.node.as_ref().map(|n| n.cluster.clone()),
+            nonces_issued: self.nonce_counter,
+            events_dropped: self.events_dropped,
+            types,
+        }
+    }
+
+    /// Events since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<ConnectionEvent> {
+        self.events.drain(..).collect()
+    }
+
+    fn expect(&self, got: Protocol) -> Result<(), ProtocolError> {
+        if self.protocol == got {
+            Ok(())
+        } else {
+            Err(ProtocolError::WrongProtocol {
+                expected: self.protocol,
+                got,
+            })
+        }
+    }
+
+    fn resolve(&self, type_url: &str) -> Result<TypeKey, ProtocolError> {
+        let key = TypeKey::parse(type_url)?;
+        if matches!(key, TypeKey::Unserved(_))
+            && !self.sotw.contains_key(&key)
+            && !self.delta.contains_key(&key)
+        {
+            let open = self
+                .sotw
+                .keys()
+                .chain(self.delta.keys())
+                .filter(|k| matches!(k, TypeKey::Unserved(_)))
+                .count();
+            if open >= MAX_UNSERVED_TYPES {
+                return Err(ProtocolError::TooManyTypes);
+            }
+        }
+        Ok(key)
+    }
+
+    fn remember_node(&mut self, node: Option<Node>) {
+        if self.node.is_none() {
+            self.node = node;
+        }
+    }
+
+    fn note_unserved(&mut self, key: &TypeKey) {
+        if let TypeKey::Unserved(url) = key {
+            push_event(
+                &mut self.events,
+                &mut self.events_dropped,
+                ConnectionEvent::UnservedType {
+                    type_url: url.clone(),
+                },
+            );
+        }
+    }
+
+    fn sotw_sync(&mut self, snap: &Snapshot) -> Vec<DiscoveryResponse> {
+        let Connection {
+            sotw,
+            eds_resend,
+            nonce_counter,
+            events,
+            events_dropped,
+            ..
+        } = self;
+        let mut out = Vec::new();
+        for (key, st) in sotw.iter_mut() {
+            let view = st.sub.view(key.resources(snap));
+            let version = aggregate_version(view.iter().copied());
+            let full = st.respond || st.view_version.as_deref() != Some(version.as_str());
+            st.respond = false;
+            let resources = if full {
+                view
+            } else if key.is(ResourceType::Endpoint) {
+                // Only the CLAs of clusters that changed: a partial EDS response is fine in
+                // SotW (absence does not delete) and the client's view, so its version, is
+                // unchanged.
+                let forced: Vec<_> = view
+                    .into_iter()
+                    .filter(|r| eds_resend.contains(&r.name))
+                    .collect();
+                if forced.is_empty() {
+                    continue;
+                }
+                forced
+            } else {
+                continue;
+            };
+            let sent = view_map(&resources);
+            if key.is(ResourceType::Cluster) {
+                for r in &resources {
+                    if st.view.get(&r.name) != Some(&r.version) {
+                        eds_resend.insert(r.name.clone());
+                    }
+                }
+                eds_resend.retain(|n| sent.contains_key(n));
+            } else if key.is(ResourceType::Endpoint) {
+                for r in &resources {
+                    eds_resend.remove(&r.name);
+                }
+            }
+            if full {
+                st.view = sent.clone();
+                st.view_version = Some(version.clone());
+            }
+            let nonce = next_nonce(nonce_counter);
+            st.latest = Some(ResponseStatus {
+                nonce: nonce.clone(),
+                version: version.clone(),
+                resources: sent,
+                removed: Vec::new(),
+            });
+            st.answered = false;
+            st.responses += 1;
+            push_event(
+                events,
+                events_dropped,
+                ConnectionEvent::Sent {
+                    type_url: key.type_url().to_string(),
+                    nonce: nonce.clone(),
+                    version: version.clone(),
+                    resources: resources.len(),
+                    removed: 0,
+                },
+            );
+            out.push(DiscoveryResponse {
+                version_info: version,
+                resources: resources.iter().map(|r| r.any.clone()).collect(),
+                type_url: key.type_url().to_string(),
+                nonce,
+                ..Default::default()
+            });
+        }
+        out
+    }
+
+    fn delta_sync(&mut self, snap: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        let Connection {
+            delta,
+            eds_resend,
+            nonce_counter,
+            events,
+            events_dropped,
+            ..
+        } = self;
+        let mut out = Vec::new();
+        for (key, st) in delta.iter_mut() {
+            let all = key.resources(snap);
+            let is_eds = key.is(ResourceType::Endpoint);
+            let send: Vec<&Arc<Resource>> = st
+                .sub
+                .view(all)
+                .into_iter()
+                .filter(|r| {
+                    st.known.get(&r.name) != Some(&r.version)
+                        || st.resend.contains(&r.name)
+                        || (is_eds && eds_resend.contains(&r.name))
+                })
+                .collect();
+            // Resources the client has that are gone, then subscribed names that do not exist
+            // (once, or again when explicitly re-subscribed).
+            let mut removed: BTreeSet<String> = st
+                .known
+                .keys()
+                .filter(|n| !all.contains_key(*n))
+                .cloned()
+                .collect();
+            for n in st.sub.names.iter().chain(st.resend.iter()) {
+                if !all.contains_key(n)
+                    && !st.known.contains_key(n)
+                    && st.sub.covers(n)
+                    && (st.resend.contains(n) || !st.told_absent.contains(n))
+                {
+                    removed.insert(n.clone());
+                }
+            }
+            st.resend.clear();
+            if send.is_empty() && removed.is_empty() && !st.reply_pending {
+                continue;
+            }
+            st.reply_pending = false;
+
+            if key.is(ResourceType::Cluster) {
+                eds_resend.extend(send.iter().map(|r| r.name.clone()));
+                for n in &removed {
+                    eds_resend.remove(n);
+                }
+            } else if is_eds {
+                for r in &send {
+                    eds_resend.remove(&r.name);
+                }
+            }
+            for r in &send {
+                st.known.insert(r.name.clone(), r.version.clone());
+                st.told_absent.remove(&r.name);
+            }
+            for n in &removed {
+                st.known.remove(n);
+                st.told_absent.insert(n.clone());
+            }
+            let names = &st.sub.names;
+            st.told_absent.retain(|n| names.contains(n));
+
+            let removed: Vec<String> = removed.into_iter().collect();
+            let version = aggregate_version(st.sub.view(all));
+            let nonce = next_nonce(nonce_counter);
+            st.outstanding.push_back(ResponseStatus {
+                nonce: nonce.clone(),
+                version: version.clone(),
+                resources: view_map(&send),
+                removed: removed.clone(),
+            });
+            if st.outstanding.len() > MAX_OUTSTANDING {
+                st.outstanding.pop_front();
+            }
+            st.responses += 1;
+            push_event(
+                events,
+                events_dropped,
+                ConnectionEvent::Sent {
+                    type_url: key.type_url().to_string(),
+                    nonce: nonce.clone(),
+                    version: version.clone(),
+                    resources: send.len(),
+                    removed: removed.len(),
+                },
+            );
+            out.push(DeltaDiscoveryResponse {
+                system_version_info: version,
+                resources: send
+                    .iter()
+                    .map(|r| XdsResource {
+                        name: r.name.clone(),
+                        version: r.version.clone(),
+                        resource: Some(r.any.clone()),
+                        ..Default::default()
+                    })
+                    .collect(),
+                type_url: key.type_url().to_string(),
+                removed_resources: removed,
+                nonce,
+                ..Default::default()
+            });
+        }
+        out
+    }
+}
+
+fn type_status_base(key: &TypeKey, sub: &Subscription) -> TypeStatus {
+    TypeStatus {
+        type_url: key.type_url().to_string(),
+        type_name: type_label(key.type_url()).to_string(),
+        served: matches!(key, TypeKey::Served(_)),
+        wildcard: sub.wildcard,
+        names: sub.names.iter().cloned().collect(),
+        acked_version: None,
+        acked_resources: None,
+        pending: None,
+        last_nack: None,
+        acks: 0,
+        nacks: 0,
+        responses: 0,
+    }
+}
+
+fn record_nack(
+    last_nack: &mut Option<NackStatus>,
+    nacks: &mut u64,
+    type_url: String,
+    nonce: String,
+    attempted: Option<ResponseStatus>,
+    client_version: String,
+    err: Status,
+) -> ConnectionEvent {
+    let message = truncate(&err.message, MAX_TEXT);
+    let version = attempted
+        .as_ref()
+        .map(|s| s.version.clone())
+        .unwrap_or_default();
+    *nacks += 1;
+    *last_nack = Some(NackStatus {
+        nonce: nonce.clone(),
+        attempted,
+        client_version: truncate(&client_version, MAX_TEXT),
+        code: err.code,
+        message: message.clone(),
+    });
+    ConnectionEvent::Nack {
+        type_url,
+        nonce,
+        version,
+        message,
+    }
+}
+
+fn view_map(resources: &[&Arc<Resource>]) -> BTreeMap<String, String> {
+    resources
+        .iter()
+        .map(|r| (r.name.clone(), r.version.clone()))
+        .collect()
+}
+
+fn next_nonce(counter: &mut u64) -> String {
+    *counter += 1;
+    counter.to_string()
+}
+
+fn push_event(events: &mut VecDeque<ConnectionEvent>, dropped: &mut u64, ev: ConnectionEvent) {
+    if events.len() >= MAX_EVENTS {
+        events.pop_front();
+        *dropped += 1;
+    }
+    events.push_back(ev);
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+    use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+    use envoy_types::pb::google::protobuf::Any;
+    use prost::Message;
+    use std::collections::HashMap;
+
+    use ResourceType::{Cluster as Cds, Endpoint as Eds, Listener as Lds, Route as Rds};
+
+    const SECRET_URL: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+    const SRDS_URL: &str = "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration";
+
+    // `tag` varies the content (and so the version) without changing the name.
+    fn cluster(name: &str, tag: &str) -> Arc<Resource> {
+        let c = Cluster {
+            name: name.into(),
+            alt_stat_name: tag.into(),
+            ..Default::default()
+        };
+        Resource::new(name, &c)
+    }
+
+    fn cla(name: &str, priority: u32) -> Arc<Resource> {
+        let c = ClusterLoadAssignment {
+            cluster_name: name.into(),
+            endpoints: vec![LocalityLbEndpoints {
+                priority,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        Resource::new(name, &c)
+    }
+
+    fn listener(name: &str, tag: &str) -> Arc<Resource> {
+        let l = Listener {
+            name: name.into(),
+            stat_prefix: tag.into(),
+            ..Default::default()
+        };
+        Resource::new(name, &l)
+    }
+
+    fn route(name: &str, tag: &str) -> Arc<Resource> {
+        let r = RouteConfiguration {
+            name: name.into(),
+            virtual_hosts: vec![VirtualHost {
+                name: tag.into(),
+                domains: vec!["*".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        Resource::new(name, &r)
+    }
+
+    fn map(rs: &[Arc<Resource>]) -> ResourceMap {
+        rs.iter().map(|r| (r.name.clone(), r.clone())).collect()
+    }
+
+    fn snap(
+        clusters: &[Arc<Resource>],
+        endpoints: &[Arc<Resource>],
+        listeners: &[Arc<Resource>],
+        routes: &[Arc<Resource>],
+    ) -> Snapshot {
+        Snapshot::new(map(clusters), map(endpoints), map(listeners), map(routes))
+    }
+
+    /// Clusters a, b with CLAs, listener http, routes r1, r2.
+    fn base() -> Snapshot {
+        snap(
+            &[cluster("a", "1"), cluster("b", "1")],
+            &[cla("a", 1), cla("b", 1)],
+            &[listener("http", "1")],
+            &[route("r1", "1"), route("r2", "1")],
+        )
+    }
+
+    fn node(id: &str) -> Node {
+        Node {
+            id: id.into(),
+            cluster: "gw".into(),
+            ..Default::default()
+        }
+    }
+
+    fn req(ty: ResourceType, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
+        DiscoveryRequest {
+            type_url: ty.type_url().into(),
+            resource_names: names.iter().map(|s| s.to_string()).collect(),
+            version_info: version.into(),
+            response_nonce: nonce.into(),
+            ..Default::default()
+        }
+    }
+
+    fn ack(resp: &DiscoveryResponse, names: &[&str]) -> DiscoveryRequest {
+        DiscoveryRequest {
+            type_url: resp.type_url.clone(),
+            resource_names: names.iter().map(|s| s.to_string()).collect(),
+            version_info: resp.version_info.clone(),
+            response_nonce: resp.nonce.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn status(message: &str) -> Status {
+        Status {
+            code: 3,
+            message: message.into(),
+            details: vec![],
+        }
+    }
+
+    fn nack(resp: &DiscoveryResponse, names: &[&str], accepted: &str) -> DiscoveryRequest {
+        DiscoveryRequest {
+            version_info: accepted.into(),
+            error_detail: Some(status("bad cluster")),
+            ..ack(resp, names)
+        }
+    }
+
+    fn any_name(a: &Any) -> String {
+        let b = a.value.as_slice();
+        match ResourceType::from_type_url(&a.type_url) {
+            Some(Cds) => Cluster::decode(b).unwrap().name,
+            Some(Eds) => ClusterLoadAssignment::decode(b).unwrap().cluster_name,
+            Some(Lds) => Listener::decode(b).unwrap().name,
+            Some(Rds) => RouteConfiguration::decode(b).unwrap().name,
+            None => panic!("unexpected type {}", a.type_url),
+        }
+    }
+
+    fn names(resp: &DiscoveryResponse) -> Vec<String> {
+        resp.resources.iter().map(any_name).collect()
+    }
+
+    fn types(resps: &[DiscoveryResponse]) -> Vec<Option<ResourceType>> {
+        resps
+            .iter()
+            .map(|r| ResourceType::from_type_url(&r.type_url))
+            .collect()
+    }
+
+    fn one(mut resps: Vec<DiscoveryResponse>) -> DiscoveryResponse {
+        assert_eq!(resps.len(), 1, "expected one response: {resps:?}");
+        resps.pop().unwrap()
+    }
+
+    fn dreq(ty: ResourceType, sub: &[&str], unsub: &[&str], nonce: &str) -> DeltaDiscoveryRequest {
+        DeltaDiscoveryRequest {
+            type_url: ty.type_url().into(),
+            resource_names_subscribe: sub.iter().map(|s| s.to_string()).collect(),
+            resource_names_unsubscribe: unsub.iter().map(|s| s.to_string()).collect(),
+            response_nonce: nonce.into(),
+            ..Default::default()
+        }
+    }
+
+    fn dack(resp: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
+        DeltaDiscoveryRequest {
+            type_url: resp.type_url.clone(),
+            response_nonce: resp.nonce.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn dnames(resp: &DeltaDiscoveryResponse) -> Vec<String> {
+        resp.resources
+            .iter()
+            .map(|r| {
+                let n = any_name(r.resource.as_ref().unwrap());
+                assert_eq!(n, r.name);
+                n
+            })
+            .collect()
+    }
+
+    fn done(mut resps: Vec<DeltaDiscoveryResponse>) -> DeltaDiscoveryResponse {
+        assert_eq!(resps.len(), 1, "expected one response: {resps:?}");
+        resps.pop().unwrap()
+    }
+
+    fn versions(s: &Snapshot, ty: ResourceType) -> HashMap<String, String> {
+        s.resources(ty)
+            .values()
+            .map(|r| (r.name.clone(), r.version.clone()))
+            .collect()
+    }
+
+    fn type_status(c: &Connection, ty: ResourceType) -> TypeStatus {
+        c.status()
+            .types
+            .into_iter()
+            .find(|t| t.type_url == ty.type_url())
+            .unwrap()
+    }
+
+    /// A SotW connection that has received and ACKed CDS, EDS [a, b], LDS, RDS [r1].
+    fn sotw_synced(s: &Snapshot) -> Connection {
+        let mut c = Connection::new(Protocol::Sotw);
+        for (ty, n) in [
+            (Cds, vec![]),
+            (Eds, vec!["a", "b"]),
+            (Lds, vec![]),
+            (Rds, vec!["r1"]),
+        ] {
+            let r = one(c.handle_sotw_request(req(ty, &n, "", ""), s).unwrap());
+            assert!(c.handle_sotw_request(ack(&r, &n), s).unwrap().is_empty());
+        }
+        c
+    }
+
+    #[test]
+    fn sotw_first_request_cds_wildcard_gets_all() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Sotw);
+        let mut r = req(Cds, &[], "", "");
+        r.node = Some(node("envoy-1"));
+        let resp = one(c.handle_sotw_request(r, &s).unwrap());
+        assert_eq!(names(&resp), ["a", "b"]);
+        assert_eq!(resp.type_url, Cds.type_url());
+        assert_eq!(
+            resp.version_info,
+            aggregate_version(s.resources(Cds).values())
+        );
+        assert_eq!(resp.nonce, "1");
+        assert_eq!(c.node().unwrap().id, "envoy-1");
+        // Explicit "*" is wildcard too.
+        let mut c = Connection::new(Protocol::Sotw);
+        let resp = one(c.handle_sotw_request(req(Lds, &["*"], "", ""), &s).unwrap());
+        assert_eq!(names(&resp), ["http"]);
+    }
+
+    #[test]
+    fn sotw_ack_gives_no_reply() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Sotw);
+        let resp = one(c.handle_sotw_request(req(Cds, &[], "", ""), &s).unwrap());
+        assert!(c.handle_sotw_request(ack(&resp, &[]), &s).unwrap().is_empty());
+        // Envoy repeats an identical ACK after some updates: still nothing, counted once.
+        assert!(c.handle_sotw_request(ack(&resp, &[]), &s).unwrap().is_empty());
+        assert!(c.sotw_snapshot_changed(&s).is_empty());
+        let st = type_status(&c, Cds);
+        assert_eq!(st.acked_version.as_deref(), Some(resp.version_info.as_str()));
+        assert_eq!(st.acks, 1);
+        assert!(st.pending.is_none());
+        let events = c.take_events();
+        assert!(events.contains(&ConnectionEvent::Ack {
+            type_url: Cds.type_url().into(),
+            nonce: resp.nonce.clone(),
+            version: resp.version_info.clone(),
+        }));
+        assert!(c.take_events().is_empty());
+    }
+
+    #[test]
+    fn sotw_nack_records_error_and_does_not_resend() {
+        let s1 = base();
+        let mut c = sotw_synced(&s1);
+        let v1 = type_status(&c, Cds).acked_version.unwrap();
+        let mut s2 = s1.clone();
+        s2.resources_mut(Cds).insert("a".into(), cluster("a", "bad"));
+        let pushed = c.sotw_snapshot_changed(&s2);
+        assert_eq!(types(&pushed), [Some(Cds), Some(Eds)]);
+        let cds = &pushed[0];
+        c.take_events();
+
+        assert!(c.handle_sotw_request(nack(cds, &[], &v1), &s2).unwrap().is_empty());
+        // Neither the same snapshot again nor a request re-sends the rejected content.
+        assert!(c.sotw_snapshot_changed(&s2).is_empty());
+        assert!(c.handle_sotw_request(req(Cds, &[], &v1, &cds.nonce), &s2).unwrap().is_empty());
+
+        let st = type_status(&c, Cds);
+        assert_eq!(st.nacks, 1);
+        assert_eq!(st.acked_version.as_deref(), Some(v1.as_str()));
+        let n = st.last_nack.unwrap();
+        assert_eq!(n.nonce, cds.nonce);
+        assert_eq!(n.message, "bad cluster");
+        assert_eq!(n.client_version, v1);
+        assert_eq!(n.attempted.unwrap().version, cds.version_info);
+        assert!(st.pending.is_none());
+        assert!(matches!(
+            &c.take_events()[..],
+            [ConnectionEvent::Nack { message, version, .. }]
+                if message == "bad cluster" && *version == cds.version_info
+        ));
+    }
+
+    #[test]
+    fn sotw_change_after_nack_is_sent() {
+        let s1 = base();
+        let mut c = sotw_synced(&s1);
+        let mut s2 = s1.clone();
+        s2.resources_mut(Cds).insert("a".into(), cluster("a", "bad"));
+        let cds = c.sotw_snapshot_changed(&s2).remove(0);
+        c.handle_sotw_request(nack(&cds, &[], "x"), &s2).unwrap();
+
+        let mut s3 = s1.clone();
+        s3.resources_mut(Cds).insert("a".into(), cluster("a", "fixed"));
+        let pushed = c.sotw_snapshot_changed(&s3);
+        assert_eq!(types(&pushed), [Some(Cds), Some(Eds)]);
+        assert_eq!(names(&pushed[0]), ["a", "b"]);
+        assert_eq!(
+            pushed[0].version_info,
+            aggregate_version(s3.resources(Cds).values())
+        );
+        assert!(c.handle_sotw_request(ack(&pushed[0], &[]), &s3).unwrap().is_empty());
+        let st = type_status(&c, Cds);
+        assert_eq!(st.acked_version, Some(pushed[0].version_info.clone()));
+        assert_eq!(st.nacks, 1);
+        assert_eq!(st.acks, 2);
+    }
+
+    #[test]
+    fn sotw_changed_resource_names_get_new_view() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Sotw);
+        let r1 = one(c.handle_sotw_request(req(Eds, &["a"], "", ""), &s).unwrap());
+        assert_eq!(names(&r1), ["a"]);
+        // The ACK carries a grown name set: answer with the new view.
+        let r2 = one(c.handle_sotw_request(ack(&r1, &["a", "b"]), &s).unwrap());
+        assert_eq!(names(&r2), ["a", "b"]);
+        assert_ne!(r2.version_info, r1.version_info);
+        // Shrinking is answered too, even though it equals what the client had before.
+        let r3 = one(c.handle_sotw_request(ack(&r2, &["a"]), &s).unwrap());
+        assert_eq!(names(&r3), ["a"]);
+        assert_eq!(r3.version_info, r1.version_info);
+        // Names that don't exist yet are remembered and sent when they appear.
+        let r4 = one(c.handle_sotw_request(ack(&r3, &["a", "c"]), &s).unwrap());
+        assert_eq!(names(&r4), ["a"]);
+        let mut s2 = s.clone();
+        s2.resources_mut(Eds).insert("c".into(), cla("c", 1));
+        let r5 = one(c.sotw_snapshot_changed(&s2));
+        assert_eq!(names(&r5), ["a", "c"]);
+        // RDS by name: only the requested route.
+        let r = one(c.handle_sotw_request(req(Rds, &["r2"], "", ""), &s2).unwrap());
+        assert_eq!(names(&r), ["r2"]);
+    }
+
+    #[test]
+    fn sotw_stale_nonce_ignored() {
+        let s1 = base();
+        let mut c = Connection::new(Protocol::Sotw);
+        let r1 = one(c.handle_sotw_request(req(Eds, &["a"], "", ""), &s1).unwrap());
+        let mut s2 = s1.clone();
+        s2.resources_mut(Eds).insert("a".into(), cla("a", 2));
+        let r2 = one(c.sotw_snapshot_changed(&s2));
+        // A request answering r1 (even with new names or an error) crossed r2: ignored.
+        assert!(c.handle_sotw_request(ack(&r1, &["a", "b"]), &s2).unwrap().is_empty());
+        assert!(c.handle_sotw_request(nack(&r1, &["a"], ""), &s2).unwrap().is_empty());
+        let st = type_status(&c, Eds);
+        assert_eq!((st.acks, st.nacks), (0, 0));
+        assert_eq!(st.names, ["a"]);
+        assert_eq!(st.pending.unwrap().nonce, r2.nonce);
+        assert!(c
+            .take_events()
+            .iter()
+            .any(|e| matches!(e, ConnectionEvent::StaleNonce { nonce, .. } if *nonce == r1.nonce)));
+        // The answer to r2 carries the new names.
+        let r3 = one(c.handle_sotw_request(ack(&r2, &["a", "b"]), &s2).unwrap());
+        assert_eq!(names(&r3), ["a", "b"]);
+    }
+
+    #[test]
+    fn sotw_reconnect_with_matching_version_gets_nothing() {
+        let s = base();
+        let old = sotw_synced(&s);
+        let cds_v = type_status(&old, Cds).acked_version.unwrap();
+        let eds_v = type_status(&old, Eds).acked_version.unwrap();
+
+        let mut c = Connection::new(Protocol::Sotw);
+        assert!(c.handle_sotw_request(req(Cds, &[], &cds_v, ""), &s).unwrap().is_empty());
+        assert!(c
+            .handle_sotw_request(req(Eds, &["a", "b"], &eds_v, ""), &s)
+            .unwrap()
+            .is_empty());
+        assert!(c.sotw_snapshot_changed(&s).is_empty());
+        assert_eq!(type_status(&c, Cds).acked_version, Some(cds_v.clone()));
+        assert!(c.is_subscribed(Cds));
+
+        // A stale version on reconnect gets the current content.
+        let mut c2 = Connection::new(Protocol::Sotw);
+        let r = one(c2.handle_sotw_request(req(Cds, &[], "old", ""), &s).unwrap());
+        assert_eq!(r.version_info, cds_v);
+
+        // The subscription stays: later changes are pushed.
+        let mut s2 = s.clone();
+        s2.resources_mut(Eds).insert("b".into(), cla("b", 7));
+        let r = one(c.sotw_snapshot_changed(&s2));
+        assert_eq!(names(&r), ["a", "b"]);
+    }
+
+    #[test]
+    fn sotw_cds_change_forces_cla_resend() {
+        let s1 = base();
+        let mut c = sotw_synced(&s1);
+        let mut s2 = s1.clone();
+        s2.resources_mut(Cds).insert("a".into(), cluster("a", "2"));
+        let pushed = c.sotw_snapshot_changed(&s2);
+        assert_eq!(types(&pushed), [Some(Cds), Some(Eds)]);
+        // Only the changed cluster's CLA, at the unchanged EDS version.
+        assert_eq!(names(&pushed[1]), ["a"]);
+        assert_eq!(
+            pushed[1].version_info,
+            type_status(&c, Eds).acked_version.unwrap()
+        );
+        // Envoy's re-request with the old EDS nonce, then the ACK: nothing more.
+        assert!(c.handle_sotw_request(ack(&pushed[0], &[]), &s2).unwrap().is_empty());
+        assert!(c.handle_sotw_request(ack(&pushed[1], &["a", "b"]), &s2).unwrap().is_empty());
+        assert!(c.sotw_snapshot_changed(&s2).is_empty());
+
+        // A new cluster: its CLA comes with the EDS request naming it.
+        let mut s3 = s2.clone();
+        s3.resources_mut(Cds).insert("c".into(), cluster("c", "1"));
+        s3.resources_mut(Eds).insert("c".into(), cla("c", 1));
+        let pushed = c.sotw_snapshot_changed(&s3);
+        assert_eq!(types(&pushed), [Some(Cds)]);
+        let eds_v = type_status(&c, Eds).acked_version.unwrap();
+        let r = one(c
+            .handle_sotw_request(req(Eds, &["a", "b", "c"], &eds_v, &pushed_nonce(&c, Eds)), &s3)
+            .unwrap());
+        assert_eq!(names(&r), ["a", "b", "c"]);
+        assert!(c.sotw_snapshot_changed(&s3).is_empty());
+    }
+
+    fn pushed_nonce(c: &Connection, ty: ResourceType) -> String {
+        c.sotw[&TypeKey::Served(ty)].latest.as_ref().unwrap().nonce.clone()
+    }
+
+    #[test]
+    fn sotw_reconnect_cds_change_forces_cla_even_with_matching_eds_version() {
+        let s1 = base();
+        let old = sotw_synced(&s1);
+        let eds_v = type_status(&old, Eds).acked_version.unwrap();
+        let cds_v = type_status(&old, Cds).acked_version.unwrap();
+        let mut s2 = s1.clone();
+        s2.resources_mut(Cds).insert("b".into(), cluster("b", "2"));
+
+        let mut c = Connection::new(Protocol::Sotw);
+        let r = one(c.handle_sotw_request(req(Cds, &[], &cds_v, ""), &s2).unwrap());
+        assert_eq!(names(&r), ["a", "b"]);
+        // Every cluster is new to this stream, so each subscribed CLA is sent.
+        let r = one(c
+            .handle_sotw_request(req(Eds, &["a", "b"], &eds_v, ""), &s2)
+            .unwrap());
+        assert_eq!(names(&r), ["a", "b"]);
+        assert_eq!(r.version_info, eds_v);
+    }
+
+    #[test]
+    fn sotw_push_order_cds_eds_lds_rds() {
+        let s1 = base();
+        let mut c = sotw_synced(&s1);
+        let s2 = snap(
+            &[cluster("a", "2"), cluster("b", "1")],
+            &[cla("a", 2), cla("b", 1)],
+            &[listener("http", "2")],
+            &[route("r1", "2"), route("r2", "1")],
+        );
+        let pushed = c.sotw_snapshot_changed(&s2);
+        assert_eq!(types(&pushed), [Some(Cds), Some(Eds), Some(Lds), Some(Rds)]);
+        let nonces: Vec<u64> = pushed.iter().map(|r| r.nonce.parse().unwrap()).collect();
+        assert!(nonces.windows(2).all(|w| w[0] < w[1]), "{nonces:?}");
+
+        // Only changed types are pushed.
+        let mut s3 = s2.clone();
+        s3.resources_mut(Rds).insert("r1".into(), route("r1", "3"));
+        s3.resources_mut(Lds).insert("http".into(), listener("http", "3"));
+        assert_eq!(types(&c.sotw_snapshot_changed(&s3)), [Some(Lds), Some(Rds)]);
+        // A route the client didn't ask for changing pushes nothing.
+        let mut s4 = s3.clone();
+        s4.resources_mut(Rds).insert("r2".into(), route("r2", "9"));
+        assert!(c.sotw_snapshot_changed(&s4).is_empty());
+    }
+
+    #[test]
+    fn sotw_request_against_newer_snapshot_keeps_push_order() {
+        let s1 = base();
+        let mut c = sotw_synced(&s1);
+        let mut s2 = s1.clone();
+        s2.resources_mut(Cds).insert("c".into(), cluster("c", "1"));
+        s2.resources_mut(Rds).insert("r3".into(), route("r3", "1"));
+        // The RDS request is processed before the push of s2: CDS must still go first.
+        let r1 = pushed_nonce(&c, Rds);
+        let out = c
+            .handle_sotw_request(req(Rds, &["r1", "r3"], "v", &r1), &s2)
+            .unwrap();
+        assert_eq!(types(&out), [Some(Cds), Some(Rds)]);
+        assert_eq!(names(&out[1]), ["r1", "r3"]);
+        assert!(c.sotw_snapshot_changed(&s2).is_empty());
+    }
+
+    #[test]
+    fn sotw_removed_cluster_disappears_from_cds() {
+        let s1 = base();
+        let mut c = sotw_synced(&s1);
+        let mut s2 = s1.clone();
+        s2.resources_mut(Cds).remove("b");
+        s2.resources_mut(Eds).remove("b");
+        let pushed = c.sotw_snapshot_changed(&s2);
+        assert_eq!(types(&pushed), [Some(Cds), Some(Eds)]);
+        assert_eq!(names(&pushed[0]), ["a"]);
+        assert_eq!(names(&pushed[1]), ["a"]);
+        // Removing every cluster is an empty, complete set.
+        let s3 = snap(&[], &[], &[listener("http", "1")], &[route("r1", "1")]);
+        let pushed = c.sotw_snapshot_changed(&s3);
+        assert_eq!(types(&pushed), [Some(Cds), Some(Eds)]);
+        assert!(pushed[0].resources.is_empty());
+    }
+
+    #[test]
+    fn sotw_legacy_wildcard_and_explicit_empty_list() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Sotw);
+        let r = one(c.handle_sotw_request(req(Cds, &[], "", ""), &s).unwrap());
+        // Empty again: still legacy wildcard, nothing changed.
+        assert!(c.handle_sotw_request(ack(&r, &[]), &s).unwrap().is_empty());
+        let r = one(c.handle_sotw_request(ack(&r, &["a"]), &s).unwrap());
+        assert_eq!(names(&r), ["a"]);
+        // After explicit names an empty list unsubscribes everything.
+        let r = one(c.handle_sotw_request(ack(&r, &[]), &s).unwrap());
+        assert!(r.resources.is_empty());
+        assert!(!type_status(&c, Cds).wildcard);
+        // EDS never uses legacy wildcard.
+        let r = one(c.handle_sotw_request(req(Eds, &[], "", ""), &s).unwrap());
+        assert!(r.resources.is_empty());
+    }
+
+    #[test]
+    fn sotw_nonces_unique_across_types() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Sotw);
+        let mut seen = BTreeSet::new();
+        for (ty, n) in [(Cds, vec![]), (Eds, vec!["a"]), (Lds, vec![]), (Rds, vec!["r1"])] {
+            let r = one(c.handle_sotw_request(req(ty, &n, "", ""), &s).unwrap());
+            assert!(seen.insert(r.nonce.clone()));
+        }
+        // An EDS request echoing the CDS nonce is stale for EDS.
+        assert!(c.handle_sotw_request(req(Eds, &["a", "b"], "", "1"), &s).unwrap().is_empty());
+        assert_eq!(c.status().nonces_issued, 4);
+    }
+
+    #[test]
+    fn node_cached_from_first_request_carrying_one() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Sotw);
+        assert!(c.node().is_none());
+        c.handle_sotw_request(req(Cds, &[], "", ""), &s).unwrap();
+        assert!(c.node().is_none());
+        let mut r = req(Lds, &[], "", "");
+        r.node = Some(node("first"));
+        c.handle_sotw_request(r, &s).unwrap();
+        let mut r = req(Eds, &["a"], "", "");
+        r.node = Some(node("second"));
+        c.handle_sotw_request(r, &s).unwrap();
+        assert_eq!(c.node().unwrap().id, "first");
+        assert_eq!(c.status().node_id.as_deref(), Some("first"));
+        assert_eq!(c.status().node_cluster.as_deref(), Some("gw"));
+    }
+
+    #[test]
+    fn two_connections_with_different_rds_subscriptions_get_different_pushes() {
+        let s1 = base();
+        let mut c1 = Connection::new(Protocol::Sotw);
+        let mut c2 = Connection::new(Protocol::Sotw);
+        let a1 = one(c1.handle_sotw_request(req(Rds, &["r1"], "", ""), &s1).unwrap());
+        let a2 = one(c2.handle_sotw_request(req(Rds, &["r2"], "", ""), &s1).unwrap());
+        assert_ne!(a1.version_info, a2.version_info);
+        c1.handle_sotw_request(ack(&a1, &["r1"]), &s1).unwrap();
+        c2.handle_sotw_request(ack(&a2, &["r2"]), &s1).unwrap();
+
+        let mut s2 = s1.clone();
+        s2.resources_mut(Rds).insert("r2".into(), route("r2", "2"));
+        assert!(c1.sotw_snapshot_changed(&s2).is_empty());
+        let p = one(c2.sotw_snapshot_changed(&s2));
+        assert_eq!(names(&p), ["r2"]);
+
+        let mut s3 = s2.clone();
+        s3.resources_mut(Rds).insert("r1".into(), route("r1", "2"));
+        assert_eq!(names(&one(c1.sotw_snapshot_changed(&s3))), ["r1"]);
+        assert!(c2.sotw_snapshot_changed(&s3).is_empty());
+    }
+
+    #[test]
+    fn two_delta_connections_with_different_rds_subscriptions_get_different_pushes() {
+        let s1 = base();
+        let mut c1 = Connection::new(Protocol::Delta);
+        let mut c2 = Connection::new(Protocol::Delta);
+        c1.handle_delta_request(dreq(Rds, &["r1"], &[], ""), &s1).unwrap();
+        c2.handle_delta_request(dreq(Rds, &["r2"], &[], ""), &s1).unwrap();
+        let mut s2 = s1.clone();
+        s2.resources_mut(Rds).insert("r2".into(), route("r2", "2"));
+        assert!(c1.delta_snapshot_changed(&s2).is_empty());
+        assert_eq!(dnames(&done(c2.delta_snapshot_changed(&s2))), ["r2"]);
+    }
+
+    #[test]
+    fn unknown_type_url_handled() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Sotw);
+        let mut r = req(Cds, &[], "", "");
+        r.type_url = SECRET_URL.into();
+        r.resource_names = vec!["cert".into()];
+        let resp = one(c.handle_sotw_request(r, &s).unwrap());
+        assert!(resp.resources.is_empty());
+        assert_eq!(resp.type_url, SECRET_URL);
+        assert!(c.handle_sotw_request(ack(&resp, &["cert"]), &s).unwrap().is_empty());
+        assert!(c.sotw_snapshot_changed(&s).is_empty());
+        assert!(c
+            .take_events()
+            .contains(&ConnectionEvent::UnservedType { type_url: SECRET_URL.into() }));
+        let st = c.status().types.into_iter().find(|t| t.type_url == SECRET_URL).unwrap();
+        assert!(!st.served);
+        assert_eq!(st.type_name, "Secret");
+
+        // Delta: wildcard gets an (empty) answer so Envoy finishes initialising, explicit names
+        // are reported absent.
+        let mut d = Connection::new(Protocol::Delta);
+        let mut r = dreq(Cds, &[], &[], "");
+        r.type_url = SRDS_URL.into();
+        let resp = done(d.handle_delta_request(r, &s).unwrap());
+        assert!(resp.resources.is_empty() && resp.removed_resources.is_empty());
+        assert!(d.handle_delta_request(dack(&resp), &s).unwrap().is_empty());
+        let mut r = dreq(Cds, &["cert"], &[], "");
+        r.type_url = SECRET_URL.into();
+        let resp = done(d.handle_delta_request(r, &s).unwrap());
+        assert_eq!(resp.removed_resources, ["cert"]);
+
+        // Not a type URL at all: the stream is broken.
+        for bad in ["foo", "type.googleapis.com/", "type.googleapis.com/a b.c", "http://x/y.z"] {
+            let mut r = req(Cds, &[], "", "");
+            r.type_url = bad.into();
+            assert_eq!(
+                c.handle_sotw_request(r, &s),
+                Err(ProtocolError::UnknownTypeUrl(bad.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_unserved_types_is_an_error() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Sotw);
+        for i in 0..MAX_UNSERVED_TYPES {
+            let mut r = req(Cds, &[], "", "");
+            r.type_url = format!("type.googleapis.com/x.T{i}");
+            c.handle_sotw_request(r, &s).unwrap();
+        }
+        let mut r = req(Cds, &[], "", "");
+        r.type_url = "type.googleapis.com/x.Tmore".into();
+        assert_eq!(c.handle_sotw_request(r, &s), Err(ProtocolError::TooManyTypes));
+        // Known types still work.
+        assert_eq!(c.handle_sotw_request(req(Cds, &[], "", ""), &s).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn missing_type_url_error() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Sotw);
+        let mut r = req(Cds, &[], "", "");
+        r.type_url.clear();
+        assert_eq!(c.handle_sotw_request(r, &s), Err(ProtocolError::MissingTypeUrl));
+        let mut d = Connection::new(Protocol::Delta);
+        let mut r = dreq(Cds, &[], &[], "");
+        r.type_url.clear();
+        assert_eq!(d.handle_delta_request(r, &s), Err(ProtocolError::MissingTypeUrl));
+        assert!(d.status().types.is_empty());
+    }
+
+    #[test]
+    fn wrong_protocol_is_an_error() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Sotw);
+        assert!(matches!(
+            c.handle_delta_request(dreq(Cds, &[], &[], ""), &s),
+            Err(ProtocolError::WrongProtocol { .. })
+        ));
+        assert!(c.delta_snapshot_changed(&s).is_empty());
+        let mut d = Connection::new(Protocol::Delta);
+        assert!(d.handle_sotw_request(req(Cds, &[], "", ""), &s).is_err());
+        assert!(d.sotw_snapshot_changed(&s).is_empty());
+    }
+
+    #[test]
+    fn delta_first_wildcard_request_gets_everything() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Delta);
+        let mut r = dreq(Cds, &[], &[], "");
+        r.node = Some(node("d"));
+        let resp = done(c.handle_delta_request(r, &s).unwrap());
+        assert_eq!(dnames(&resp), ["a", "b"]);
+        assert_eq!(resp.resources[0].version, s.get(Cds, "a").unwrap().version);
+        assert!(resp.removed_resources.is_empty());
+        assert!(c.handle_delta_request(dack(&resp), &s).unwrap().is_empty());
+        let st = type_status(&c, Cds);
+        assert!(st.wildcard);
+        assert_eq!(st.acks, 1);
+        assert_eq!(st.acked_resources.unwrap().len(), 2);
+        // Wildcard with no resources at all is still answered on the first request.
+        let mut c = Connection::new(Protocol::Delta);
+        let empty = Snapshot::default();
+        let resp = done(c.handle_delta_request(dreq(Lds, &["*"], &[], ""), &empty).unwrap());
+        assert!(resp.resources.is_empty());
+    }
+
+    #[test]
+    fn delta_subscribe_unsubscribe() {
+        let s1 = base();
+        let mut c = Connection::new(Protocol::Delta);
+        let r = done(c.handle_delta_request(dreq(Eds, &["a"], &[], ""), &s1).unwrap());
+        assert_eq!(dnames(&r), ["a"]);
+        let r = done(c.handle_delta_request(dreq(Eds, &["b"], &[], &r.nonce), &s1).unwrap());
+        assert_eq!(dnames(&r), ["b"]);
+        // Unsubscribe needs no response; changes to it are no longer pushed.
+        assert!(c.handle_delta_request(dreq(Eds, &[], &["a"], &r.nonce), &s1).unwrap().is_empty());
+        assert_eq!(type_status(&c, Eds).names, ["b"]);
+        let mut s2 = s1.clone();
+        s2.resources_mut(Eds).insert("a".into(), cla("a", 2));
+        assert!(c.delta_snapshot_changed(&s2).is_empty());
+        s2.resources_mut(Eds).insert("b".into(), cla("b", 2));
+        let r = done(c.delta_snapshot_changed(&s2));
+        assert_eq!(dnames(&r), ["b"]);
+        // Subscribing again sends it.
+        let r = done(c.handle_delta_request(dreq(Eds, &["a"], &[], &r.nonce), &s2).unwrap());
+        assert_eq!(dnames(&r), ["a"]);
+    }
+
+    #[test]
+    fn delta_explicit_resubscribe_is_answered() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Delta);
+        let r = done(c.handle_delta_request(dreq(Rds, &["r1"], &[], ""), &s).unwrap());
+        c.handle_delta_request(dack(&r), &s).unwrap();
+        let r = done(c.handle_delta_request(dreq(Rds, &["r1"], &[], &r.nonce), &s).unwrap());
+        assert_eq!(dnames(&r), ["r1"]);
+    }
+
+    #[test]
+    fn delta_initial_resource_versions_nothing_resent_when_matching() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Delta);
+        let mut r = dreq(Cds, &[], &[], "");
+        r.initial_resource_versions = versions(&s, Cds);
+        // Wildcard first request: answered, but empty.
+        let resp = done(c.handle_delta_request(r, &s).unwrap());
+        assert!(resp.resources.is_empty() && resp.removed_resources.is_empty());
+        let mut r = dreq(Eds, &["a", "b"], &[], "");
+        r.initial_resource_versions = versions(&s, Eds);
+        assert!(c.handle_delta_request(r, &s).unwrap().is_empty());
+        assert!(c.delta_snapshot_changed(&s).is_empty());
+        assert_eq!(
+            type_status(&c, Eds).acked_resources.unwrap().len(),
+            2,
+            "initial versions count as what the client has"
+        );
+    }
+
+    #[test]
+    fn delta_initial_resource_versions_only_changed_sent() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Delta);
+        let mut r = dreq(Lds, &[], &[], "");
+        r.initial_resource_versions = versions(&s, Lds);
+        r.initial_resource_versions.insert("gone".into(), "x".into());
+        let resp = done(c.handle_delta_request(r, &s).unwrap());
+        assert!(resp.resources.is_empty());
+        assert_eq!(resp.removed_resources, ["gone"]);
+
+        let mut r = dreq(Rds, &["r1", "r2"], &[], "");
+        r.initial_resource_versions = versions(&s, Rds);
+        r.initial_resource_versions.insert("r2".into(), "old".into());
+        let resp = done(c.handle_delta_request(r, &s).unwrap());
+        assert_eq!(dnames(&resp), ["r2"]);
+        assert!(resp.removed_resources.is_empty());
+    }
+
+    #[test]
+    fn delta_removed_resources_on_delete() {
+        let s1 = base();
+        let mut c = Connection::new(Protocol::Delta);
+        let r = done(c.handle_delta_request(dreq(Cds, &[], &[], ""), &s1).unwrap());
+        c.handle_delta_request(dack(&r), &s1).unwrap();
+        let r = done(c.handle_delta_request(dreq(Eds, &["a", "b"], &[], ""), &s1).unwrap());
+        c.handle_delta_request(dack(&r), &s1).unwrap();
+        let mut s2 = s1.clone();
+        s2.resources_mut(Cds).remove("b");
+        s2.resources_mut(Eds).remove("b");
+        let pushed = c.delta_snapshot_changed(&s2);
+        assert_eq!(pushed.len(), 2);
+        assert_eq!(pushed[0].type_url, Cds.type_url());
+        assert!(pushed[0].resources.is_empty());
+        assert_eq!(pushed[0].removed_resources, ["b"]);
+        assert_eq!(pushed[1].removed_resources, ["b"]);
+        // Told once.
+        assert!(c.delta_snapshot_changed(&s2).is_empty());
+        c.handle_delta_request(dack(&pushed[0]), &s2).unwrap();
+        let acked = type_status(&c, Cds).acked_resources.unwrap();
+        assert_eq!(acked.keys().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn delta_nonexistent_subscribed_name_reported_removed() {
+        let s1 = base();
+        let mut c = Connection::new(Protocol::Delta);
+        let r = done(c.handle_delta_request(dreq(Eds, &["a", "x"], &[], ""), &s1).unwrap());
+        assert_eq!(dnames(&r), ["a"]);
+        assert_eq!(r.removed_resources, ["x"]);
+        // Only once.
+        assert!(c.handle_delta_request(dack(&r), &s1).unwrap().is_empty());
+        let mut s2 = s1.clone();
+        s2.resources_mut(Eds).insert("b".into(), cla("b", 5));
+        assert!(c.delta_snapshot_changed(&s2).is_empty());
+        // Sent when it appears, reported again when it goes.
+        s2.resources_mut(Eds).insert("x".into(), cla("x", 1));
+        let r = done(c.delta_snapshot_changed(&s2));
+        assert_eq!(dnames(&r), ["x"]);
+        s2.resources_mut(Eds).remove("x");
+        let r = done(c.delta_snapshot_changed(&s2));
+        assert_eq!(r.removed_resources, ["x"]);
+    }
+
+    #[test]
+    fn delta_nack_recorded_not_resent() {
+        let s1 = base();
+        let mut c = Connection::new(Protocol::Delta);
+        let r = done(c.handle_delta_request(dreq(Cds, &[], &[], ""), &s1).unwrap());
+        c.handle_delta_request(dack(&r), &s1).unwrap();
+        let mut s2 = s1.clone();
+        s2.resources_mut(Cds).insert("a".into(), cluster("a", "bad"));
+        let r = done(c.delta_snapshot_changed(&s2));
+        assert_eq!(dnames(&r), ["a"]);
+        c.take_events();
+        let mut n = dack(&r);
+        n.error_detail = Some(status("Invalid duration"));
+        assert!(c.handle_delta_request(n, &s2).unwrap().is_empty());
+        assert!(c.delta_snapshot_changed(&s2).is_empty());
+
+        let st = type_status(&c, Cds);
+        assert_eq!(st.nacks, 1);
+        let nack = st.last_nack.unwrap();
+        assert_eq!(nack.nonce, r.nonce);
+        assert_eq!(nack.message, "Invalid duration");
+        let attempted = nack.attempted.unwrap();
+        assert_eq!(attempted.resources["a"], s2.get(Cds, "a").unwrap().version);
+        // ACKed state is still the old cluster.
+        assert_eq!(
+            st.acked_resources.unwrap()["a"],
+            s1.get(Cds, "a").unwrap().version
+        );
+        assert!(matches!(&c.take_events()[..], [ConnectionEvent::Nack { .. }]));
+
+        let mut s3 = s1.clone();
+        s3.resources_mut(Cds).insert("a".into(), cluster("a", "good"));
+        let r = done(c.delta_snapshot_changed(&s3));
+        assert_eq!(dnames(&r), ["a"]);
+    }
+
+    #[test]
+    fn delta_stale_nonce_still_honours_subscription() {
+        let s1 = base();
+        let mut c = Connection::new(Protocol::Delta);
+        let r1 = done(c.handle_delta_request(dreq(Rds, &["r1"], &[], ""), &s1).unwrap());
+        let mut s2 = s1.clone();
+        s2.resources_mut(Rds).insert("r1".into(), route("r1", "2"));
+        let _r2 = done(c.delta_snapshot_changed(&s2));
+        // Carries r1's nonce (superseded by r2) but subscribes r2: must be answered.
+        let r = done(c.handle_delta_request(dreq(Rds, &["r2"], &[], "bogus"), &s2).unwrap());
+        assert_eq!(dnames(&r), ["r2"]);
+        let r = c.handle_delta_request(dreq(Rds, &[], &["r1"], &r1.nonce), &s2).unwrap();
+        assert!(r.is_empty());
+        assert_eq!(type_status(&c, Rds).names, ["r2"]);
+    }
+
+    #[test]
+    fn delta_cds_change_forces_cla_resend() {
+        let s1 = base();
+        let mut c = Connection::new(Protocol::Delta);
+        for (ty, n) in [(Cds, vec![]), (Eds, vec!["a", "b"])] {
+            let r = done(c.handle_delta_request(dreq(ty, &n, &[], ""), &s1).unwrap());
+            c.handle_delta_request(dack(&r), &s1).unwrap();
+        }
+        let mut s2 = s1.clone();
+        s2.resources_mut(Cds).insert("a".into(), cluster("a", "2"));
+        let pushed = c.delta_snapshot_changed(&s2);
+        assert_eq!(pushed.len(), 2);
+        assert_eq!(dnames(&pushed[0]), ["a"]);
+        assert_eq!(pushed[1].type_url, Eds.type_url());
+        assert_eq!(dnames(&pushed[1]), ["a"]);
+        assert!(c.delta_snapshot_changed(&s2).is_empty());
+
+        // Reconnect with a changed cluster: its CLA is sent although the client has it.
+        let mut d = Connection::new(Protocol::Delta);
+        let mut r = dreq(Cds, &[], &[], "");
+        r.initial_resource_versions = versions(&s1, Cds);
+        assert_eq!(dnames(&done(d.handle_delta_request(r, &s2).unwrap())), ["a"]);
+        let mut r = dreq(Eds, &["a", "b"], &[], "");
+        r.initial_resource_versions = versions(&s1, Eds);
+        assert_eq!(dnames(&done(d.handle_delta_request(r, &s2).unwrap())), ["a"]);
+    }
+
+    #[test]
+    fn delta_wildcard_explicit_overlap_unsubscribe_is_answered() {
+        let s = base();
+        let mut c = Connection::new(Protocol::Delta);
+        let r = done(c.handle_delta_request(dreq(Cds, &["*", "a", "zz"], &[], ""), &s).unwrap());
+        assert_eq!(dnames(&r), ["a", "b"]);
+        assert_eq!(r.removed_resources, ["zz"]);
+        let r = done(c.handle_delta_request(dreq(Cds, &[], &["a", "zz"], &r.nonce), &s).unwrap());
+        assert_eq!(dnames(&r), ["a"]);
+        assert_eq!(r.removed_resources, ["zz"]);
+        // Dropping the wildcard keeps only explicit names.
+        assert!(c.handle_delta_request(dreq(Cds, &["b"], &["*"], &r.nonce), &s).unwrap().len() == 1);
+        assert_eq!(type_status(&c, Cds).names, ["b"]);
+        assert!(!type_status(&c, Cds).wildcard);
+    }
+
+    #[test]
+    fn status_serializes() {
+        let s = base();
+        let mut c = sotw_synced(&s);
+        c.handle_sotw_request(req(Cds, &[], "", "9999"), &s).unwrap();
+        let json = serde_json::to_value(c.status()).unwrap();
+        assert_eq!(json["protocol"], "sotw");
+        assert_eq!(json["types"].as_array().unwrap().len(), 4);
+        assert_eq!(json["types"][0]["type_name"], "CDS");
+        let ev = serde_json::to_value(c.take_events().last().unwrap()).unwrap();
+        assert_eq!(ev["event"], "stale_nonce");
+    }
+
+    /// Deterministic junk at both protocols: never a panic.
+    #[test]
+    fn arbitrary_requests_never_panic() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let snaps = [base(), Snapshot::default(), snap(&[cluster("a", "z")], &[], &[], &[])];
+        let urls = [
+            Cds.type_url(),
+            Eds.type_url(),
+            Lds.type_url(),
+            Rds.type_url(),
+            SECRET_URL,
+            "",
+            "junk",
+        ];
+        let words = ["", "*", "a", "b", "x", "r1", "é", "1", "2", "3"];
+        for round in 0..200 {
+            let proto = if round % 2 == 0 { Protocol::Sotw } else { Protocol::Delta };
+            let mut c = Connection::new(proto);
+            for _ in 0..40 {
+                let s = &snaps[rnd(3) as usize];
+                let url = urls[rnd(urls.len() as u64) as usize].to_string();
+                let pick = |r: &mut dyn FnMut(u64) -> u64| -> Vec<String> {
+                    (0..r(4)).map(|_| words[r(words.len() as u64) as usize].to_string()).collect()
+                };
+                let names = pick(&mut rnd);
+                let other = pick(&mut rnd);
+                let nonce = words[rnd(words.len() as u64) as usize].to_string();
+                let err = (rnd(4) == 0).then(|| status("e"));
+                match proto {
+                    Protocol::Sotw => {
+                        let _ = c.handle_sotw_request(
+                            DiscoveryRequest {
+                                type_url: url,
+                                resource_names: names,
+                                version_info: other.concat(),
+                                response_nonce: nonce,
+                                error_detail: err,
+                                ..Default::default()
+                            },
+                            s,
+                        );
+                        let _ = c.sotw_snapshot_changed(s);
+                    }
+                    Protocol::Delta => {
+                        let _ = c.handle_delta_request(
+                            DeltaDiscoveryRequest {
+                                type_url: url,
+                                resource_names_subscribe: names,
+                                resource_names_unsubscribe: other.clone(),
+                                initial_resource_versions: other
+                                    .into_iter()
+                                    .map(|n| (n, "v".to_string()))
+                                    .collect(),
+                                response_nonce: nonce,
+                                error_detail: err,
+                                ..Default::default()
+                            },
+                            s,
+                        );
+                        let _ = c.delta_snapshot_changed(s);
+                    }
+                }
+                let _ = c.status();
+            }
+            let _ = c.take_events();
+        }
+    }
+}

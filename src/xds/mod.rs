@@ -2,6 +2,7 @@
 //! ADS protocol state machine. The gRPC server (`crate::server`) drives it.
 
 pub mod connection;
+pub mod json;
 pub mod resource;
 pub mod snapshot;
 

@@ -83,3 +83,48 @@ pub fn aggregate_version<'a>(resources: impl IntoIterator<Item = &'a Arc<Resourc
     let digest = h.finalize();
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+impl Snapshot {
+    /// Encodes translated resources. A resource whose content did not change keeps the
+    /// previous snapshot's `Arc`, so unchanged bytes are shared, never duplicated.
+    pub fn from_envoy(cfg: &crate::translate::EnvoyConfig, previous: Option<&Snapshot>) -> Snapshot {
+        fn encode<M: prost::Message + prost::Name>(
+            ty: ResourceType,
+            items: &[M],
+            name: impl Fn(&M) -> &str,
+            previous: Option<&Snapshot>,
+        ) -> ResourceMap {
+            items
+                .iter()
+                .map(|m| {
+                    let fresh = Resource::new(name(m), m);
+                    let shared = previous
+                        .and_then(|p| p.get(ty, &fresh.name))
+                        .filter(|old| old.version == fresh.version)
+                        .cloned()
+                        .unwrap_or(fresh);
+                    (shared.name.clone(), shared)
+                })
+                .collect()
+        }
+        Snapshot {
+            clusters: encode(ResourceType::Cluster, &cfg.clusters, |c| &c.name, previous),
+            endpoints: encode(ResourceType::Endpoint, &cfg.endpoints, |c| &c.cluster_name, previous),
+            listeners: encode(ResourceType::Listener, &cfg.listeners, |l| &l.name, previous),
+            routes: encode(ResourceType::Route, &cfg.routes, |r| &r.name, previous),
+        }
+    }
+}
+
+impl Snapshot {
+    /// Same names and versions for every type (cheap: compares digests, not bytes).
+    pub fn same_versions(&self, other: &Snapshot) -> bool {
+        ResourceType::ORDERED.iter().all(|t| {
+            let (a, b) = (self.resources(*t), other.resources(*t));
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b.iter())
+                    .all(|((na, ra), (nb, rb))| na == nb && ra.version == rb.version)
+        })
+    }
+}

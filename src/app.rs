@@ -1,0 +1,228 @@
+//! Wiring: sources → store → translation → snapshot → ADS, and the `render`/`validate`
+//! commands, which run the same pipeline once.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tracing::{error, info, warn};
+
+use crate::server::state::Counters;
+use crate::server::{admin, ads::AdsService, Shared};
+use crate::sources::manifests::Manifests;
+use crate::sources::watch::FolderWatch;
+use crate::translate::{Options, Output, Translator};
+use crate::xds::{json::any_to_json, ResourceType, Snapshot};
+
+/// Loads a folder once and translates it.
+pub fn load_once(dir: &Path, options: Options) -> anyhow::Result<(Manifests, Output)> {
+    let mut manifests = Manifests::new(dir);
+    manifests
+        .reload()
+        .with_context(|| format!("reading manifests folder {}", dir.display()))?;
+    let mut translator = Translator::new(options);
+    let output = translator.translate(&manifests.store);
+    Ok((manifests, output))
+}
+
+/// `render`: the resources that would be served, as JSON.
+pub fn render_json(snapshot: &Snapshot) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for ty in ResourceType::ORDERED {
+        let items: Vec<serde_json::Value> = snapshot
+            .resources(ty)
+            .values()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.name,
+                    "version": r.version,
+                    "resource": any_to_json(&r.any).unwrap_or_else(|e| serde_json::json!({"error": e})),
+                })
+            })
+            .collect();
+        let key = match ty {
+            ResourceType::Cluster => "clusters",
+            ResourceType::Endpoint => "endpoints",
+            ResourceType::Listener => "listeners",
+            ResourceType::Route => "routes",
+        };
+        out.insert(key.into(), items.into());
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Every problem in a folder, one line each, prefixed with the file it came from.
+pub fn problems(manifests: &Manifests, output: &Output) -> Vec<String> {
+    let mut lines = Vec::new();
+    for e in manifests.errors() {
+        lines.push(e.to_string());
+    }
+    for (r, files) in manifests.duplicates() {
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        lines.push(format!("{r}: defined in several files ({}); the first is used", files.join(", ")));
+    }
+    for e in &output.config_errors {
+        lines.push(e.to_string());
+    }
+    for r in &output.rejections {
+        match manifests.file_of(&r.object) {
+            Some(f) => lines.push(format!("{}: {r}", f.display())),
+            None => lines.push(r.to_string()),
+        }
+    }
+    lines
+}
+
+/// Settings for `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub manifests: PathBuf,
+    pub xds_address: SocketAddr,
+    pub admin_address: SocketAddr,
+    pub options: Options,
+}
+
+/// Runs the control plane until `shutdown` resolves.
+pub async fn serve(cfg: ServeConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared::default());
+    let xds = tokio::net::TcpListener::bind(cfg.xds_address)
+        .await
+        .with_context(|| format!("binding the xDS address {}", cfg.xds_address))?;
+    let admin_listener = tokio::net::TcpListener::bind(cfg.admin_address)
+        .await
+        .with_context(|| format!("binding the admin address {}", cfg.admin_address))?;
+    info!(xds = %cfg.xds_address, admin = %cfg.admin_address, manifests = %cfg.manifests.display(), "knative-xds serving");
+
+    let mut watch = FolderWatch::new(&cfg.manifests)
+        .with_context(|| format!("watching {}", cfg.manifests.display()))?;
+    let mut pipeline = Pipeline::new(Manifests::new(&cfg.manifests), Translator::new(cfg.options.clone()), shared.clone());
+    pipeline.step().with_context(|| format!("reading manifests folder {}", cfg.manifests.display()))?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let pipeline_task = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = watch.changed() => {}
+                    _ = stop.changed() => break,
+                }
+                if let Err(e) = pipeline.step() {
+                    error!(error = %e, "reading manifests folder failed; keeping the current config");
+                }
+            }
+        })
+    };
+
+    let admin_task = {
+        let mut stop = stop_rx.clone();
+        let app = admin::router(shared.clone());
+        tokio::spawn(async move {
+            axum::serve(admin_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        })
+    };
+
+    let mut stop = stop_rx.clone();
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(AggregatedDiscoveryServiceServer::new(AdsService::new(shared.clone())))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(xds),
+            async move {
+                let _ = stop.changed().await;
+            },
+        )
+        .await
+        .context("xDS server")?;
+    pipeline_task.abort();
+    let _ = admin_task.await;
+    Ok(())
+}
+
+/// One pass of the serve loop: reload changed files, translate, publish if different.
+struct Pipeline {
+    manifests: Manifests,
+    translator: Translator,
+    shared: Arc<Shared>,
+    logged: BTreeSet<String>,
+}
+
+impl Pipeline {
+    fn new(manifests: Manifests, translator: Translator, shared: Arc<Shared>) -> Pipeline {
+        Pipeline {
+            manifests,
+            translator,
+            shared,
+            logged: BTreeSet::new(),
+        }
+    }
+
+    fn step(&mut self) -> std::io::Result<()> {
+        let started = Instant::now();
+        let reload = self.manifests.reload()?;
+        let first = !self.shared.is_ready();
+        if reload.changed.is_empty() && !first {
+            // A file changed without changing any object, or a file broke: report only.
+            self.report(None);
+            return Ok(());
+        }
+        let output = self.translator.translate(&self.manifests.store);
+        Counters::add(&self.shared.counters.translations, 1);
+        let previous = self.shared.current();
+        let snapshot = Snapshot::from_envoy(&output.envoy, previous.as_deref());
+        let changed = previous.as_deref().is_none_or(|p| !p.same_versions(&snapshot));
+        if changed {
+            self.shared.snapshot.send_replace(Some(Arc::new(snapshot)));
+            self.shared.counters.snapshots.fetch_add(1, Ordering::Relaxed);
+            info!(
+                objects_changed = reload.changed.len(),
+                files_read = reload.files_read,
+                routes = output.ingresses.len(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "published snapshot"
+            );
+        }
+        self.report(Some(output));
+        Ok(())
+    }
+
+    /// Logs each problem once (when it appears) and publishes the report.
+    fn report(&mut self, output: Option<Output>) {
+        let mut report = (*self.shared.report()).clone();
+        report.file_errors = self.manifests.errors();
+        if let Some(output) = output {
+            report.config_errors = output.config_errors.iter().map(|e| e.to_string()).collect();
+            report.rejections = output.rejections;
+        }
+        let mut now = BTreeSet::new();
+        for e in &report.file_errors {
+            now.insert(format!("file error (its previous objects are kept): {e}"));
+        }
+        for e in &report.config_errors {
+            now.insert(format!("config error (the last good config is kept): {e}"));
+        }
+        for r in &report.rejections {
+            now.insert(format!("rejected: {r}"));
+        }
+        for line in now.difference(&self.logged) {
+            warn!("{line}");
+        }
+        self.logged = now;
+        self.shared.set_report(report);
+    }
+}
+

@@ -1,0 +1,222 @@
+//! Command-line interface (clap). Thin: parses flags and calls `app`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::app;
+use crate::translate::{ListenerSettings, Options};
+use crate::xds::Snapshot;
+
+/// Knative traffic (Routes, Services, DomainMappings) to Envoy over ADS.
+#[derive(Parser, Debug)]
+#[command(name = "knative-xds", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve Envoy gateways over ADS (SotW and Delta) and the admin endpoints.
+    Serve(ServeArgs),
+    /// Print the Envoy resources that would be served, as JSON.
+    Render(RenderArgs),
+    /// List every rejected object and why; exit 1 if there is any.
+    Validate(RenderArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Knative Routes, Services and DomainMappings.
+    Routes,
+    /// KIngress objects of our ingress class.
+    Ingress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TranslateArgs {
+    /// Gateway port of the external listener (ExternalIP hosts).
+    #[arg(long, default_value_t = 8080, env = "KNATIVE_XDS_EXTERNAL_PORT")]
+    pub external_port: u16,
+    /// Gateway port of the internal listener (all hosts, including cluster-local).
+    #[arg(long, default_value_t = 8081, env = "KNATIVE_XDS_INTERNAL_PORT")]
+    pub internal_port: u16,
+    /// Address the gateway listeners bind to.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub listener_address: String,
+    /// Namespace of Knative's ConfigMaps (config-domain, config-network, config-features).
+    #[arg(long, default_value = "knative-serving", env = "SYSTEM_NAMESPACE")]
+    pub system_namespace: String,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local", env = "CLUSTER_DOMAIN")]
+    pub cluster_domain: String,
+}
+
+impl TranslateArgs {
+    fn options(&self) -> Options {
+        Options {
+            system_namespace: self.system_namespace.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+            listeners: ListenerSettings {
+                bind_address: self.listener_address.clone(),
+                external_port: self.external_port,
+                internal_port: self.internal_port,
+            },
+            derive_routes_from_services: true,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Folder of Kubernetes YAML to serve (re-read on change). Without it: Kubernetes.
+    #[arg(long)]
+    pub manifests: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Mode::Routes)]
+    pub mode: Mode,
+    #[arg(long, default_value = "0.0.0.0:18000")]
+    pub xds_address: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_address: SocketAddr,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub translate: TranslateArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RenderArgs {
+    /// Folder of Kubernetes YAML.
+    #[arg(long)]
+    pub manifests: PathBuf,
+    #[command(flatten)]
+    pub translate: TranslateArgs,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Render(args) => render(args),
+        Command::Validate(args) => validate(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let Some(dir) = args.manifests.clone() else {
+        eprintln!("error: the Kubernetes source is not available yet; pass --manifests DIR");
+        return ExitCode::from(2);
+    };
+    if args.mode == Mode::Ingress {
+        eprintln!("error: --mode ingress needs the Kubernetes source, which is not available yet");
+        return ExitCode::from(2);
+    }
+    let cfg = app::ServeConfig {
+        manifests: dir,
+        xds_address: args.xds_address,
+        admin_address: args.admin_address,
+        options: args.translate.options(),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(app::serve(cfg, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn render(args: RenderArgs) -> ExitCode {
+    let (manifests, output) = match app::load_once(&args.manifests, args.translate.options()) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    for line in app::problems(&manifests, &output) {
+        eprintln!("warning: {line}");
+    }
+    let snapshot = Snapshot::from_envoy(&output.envoy, None);
+    match serde_json::to_string_pretty(&app::render_json(&snapshot)) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(args: RenderArgs) -> ExitCode {
+    let (manifests, output) = match app::load_once(&args.manifests, args.translate.options()) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let lines = app::problems(&manifests, &output);
+    for line in &lines {
+        println!("{line}");
+    }
+    if lines.is_empty() {
+        println!(
+            "ok: {} routes, {} hosts, no problems",
+            output.ingresses.len(),
+            output.ingresses.iter().map(|i| i.hosts().count()).sum::<usize>()
+        );
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

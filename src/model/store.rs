@@ -1,0 +1,396 @@
+//! One in-memory index of every object the sources delivered. Both sources (manifests and
+//! Kubernetes) fill it the same way, so translation has one code path.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use super::objects::*;
+
+/// The kinds knative-xds reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Kind {
+    KService,
+    Route,
+    Configuration,
+    Revision,
+    DomainMapping,
+    ClusterDomainClaim,
+    Service,
+    EndpointSlice,
+    ConfigMap,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::KService,
+        Kind::Route,
+        Kind::Configuration,
+        Kind::Revision,
+        Kind::DomainMapping,
+        Kind::ClusterDomainClaim,
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::ConfigMap,
+    ];
+
+    /// The kind as users write it, qualified where `kind` alone is ambiguous.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Kind::KService => "Service.serving.knative.dev",
+            Kind::Route => "Route",
+            Kind::Configuration => "Configuration",
+            Kind::Revision => "Revision",
+            Kind::DomainMapping => "DomainMapping",
+            Kind::ClusterDomainClaim => "ClusterDomainClaim",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::ConfigMap => "ConfigMap",
+        }
+    }
+
+    /// Maps `apiVersion` + `kind` to a kind we read; `None` for kinds we ignore quietly.
+    pub fn from_api(api_version: &str, kind: &str) -> Option<Kind> {
+        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+        match (group, kind) {
+            ("serving.knative.dev", "Service") => Some(Kind::KService),
+            ("serving.knative.dev", "Route") => Some(Kind::Route),
+            ("serving.knative.dev", "Configuration") => Some(Kind::Configuration),
+            ("serving.knative.dev", "Revision") => Some(Kind::Revision),
+            ("serving.knative.dev", "DomainMapping") => Some(Kind::DomainMapping),
+            ("networking.internal.knative.dev", "ClusterDomainClaim") => {
+                Some(Kind::ClusterDomainClaim)
+            }
+            ("", "Service") => Some(Kind::Service),
+            ("discovery.k8s.io", "EndpointSlice") => Some(Kind::EndpointSlice),
+            ("", "ConfigMap") => Some(Kind::ConfigMap),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.display_name())
+    }
+}
+
+/// Namespace and name; the namespace is empty for cluster-scoped objects.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ObjectKey {
+        ObjectKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// A kind and a key: names any object in reports.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectRef {
+    pub kind: Kind,
+    #[serde(flatten)]
+    pub key: ObjectKey,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind, self.key)
+    }
+}
+
+/// Any object we read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    KService(KService),
+    Route(Route),
+    Configuration(Configuration),
+    Revision(Revision),
+    DomainMapping(DomainMapping),
+    ClusterDomainClaim(ClusterDomainClaim),
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+    ConfigMap(ConfigMap),
+}
+
+/// Why a document could not become an [`Object`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{kind} {name}: {message}")]
+    Invalid {
+        kind: Kind,
+        name: String,
+        message: String,
+    },
+    #[error("{kind}: metadata.name is required")]
+    MissingName { kind: Kind },
+}
+
+impl Object {
+    /// Decodes a document whose `apiVersion`/`kind` map to `kind`. `default_namespace`
+    /// fills an empty namespace of a namespaced object (as `kubectl apply` does).
+    pub fn decode(kind: Kind, value: serde_json::Value) -> Result<Object, DecodeError> {
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        fn de<T: serde::de::DeserializeOwned>(
+            kind: Kind,
+            name: &str,
+            v: serde_json::Value,
+        ) -> Result<T, DecodeError> {
+            serde_json::from_value(v).map_err(|e| DecodeError::Invalid {
+                kind,
+                name: name.to_string(),
+                message: e.to_string(),
+            })
+        }
+        let obj = match kind {
+            Kind::KService => Object::KService(de(kind, &name, value)?),
+            Kind::Route => Object::Route(de(kind, &name, value)?),
+            Kind::Configuration => Object::Configuration(de(kind, &name, value)?),
+            Kind::Revision => Object::Revision(de(kind, &name, value)?),
+            Kind::DomainMapping => Object::DomainMapping(de(kind, &name, value)?),
+            Kind::ClusterDomainClaim => Object::ClusterDomainClaim(de(kind, &name, value)?),
+            Kind::Service => Object::Service(de(kind, &name, value)?),
+            Kind::EndpointSlice => Object::EndpointSlice(de(kind, &name, value)?),
+            Kind::ConfigMap => Object::ConfigMap(de(kind, &name, value)?),
+        };
+        obj.normalized()
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::KService(_) => Kind::KService,
+            Object::Route(_) => Kind::Route,
+            Object::Configuration(_) => Kind::Configuration,
+            Object::Revision(_) => Kind::Revision,
+            Object::DomainMapping(_) => Kind::DomainMapping,
+            Object::ClusterDomainClaim(_) => Kind::ClusterDomainClaim,
+            Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::ConfigMap(_) => Kind::ConfigMap,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::KService(o) => &o.metadata,
+            Object::Route(o) => &o.metadata,
+            Object::Configuration(o) => &o.metadata,
+            Object::Revision(o) => &o.metadata,
+            Object::DomainMapping(o) => &o.metadata,
+            Object::ClusterDomainClaim(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
+        }
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::KService(o) => &mut o.metadata,
+            Object::Route(o) => &mut o.metadata,
+            Object::Configuration(o) => &mut o.metadata,
+            Object::Revision(o) => &mut o.metadata,
+            Object::DomainMapping(o) => &mut o.metadata,
+            Object::ClusterDomainClaim(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
+            Object::ConfigMap(o) => &mut o.metadata,
+        }
+    }
+
+    pub fn key(&self) -> ObjectKey {
+        let m = self.meta();
+        ObjectKey::new(m.namespace.clone(), m.name.clone())
+    }
+
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef {
+            kind: self.kind(),
+            key: self.key(),
+        }
+    }
+}
+
+/// Label naming the Service an EndpointSlice belongs to.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Every object by kind and key, with the one secondary index translation needs
+/// (EndpointSlices by Service).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Store {
+    pub kservices: BTreeMap<ObjectKey, KService>,
+    pub routes: BTreeMap<ObjectKey, Route>,
+    pub configurations: BTreeMap<ObjectKey, Configuration>,
+    pub revisions: BTreeMap<ObjectKey, Revision>,
+    pub domain_mappings: BTreeMap<ObjectKey, DomainMapping>,
+    pub domain_claims: BTreeMap<ObjectKey, ClusterDomainClaim>,
+    pub services: BTreeMap<ObjectKey, Service>,
+    pub endpoint_slices: BTreeMap<ObjectKey, EndpointSlice>,
+    pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
+    /// (namespace, service name) → EndpointSlice keys.
+    slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// Inserts or replaces an object.
+    pub fn apply(&mut self, obj: Object) {
+        let key = obj.key();
+        match obj {
+            Object::KService(o) => {
+                self.kservices.insert(key, o);
+            }
+            Object::Route(o) => {
+                self.routes.insert(key, o);
+            }
+            Object::Configuration(o) => {
+                self.configurations.insert(key, o);
+            }
+            Object::Revision(o) => {
+                self.revisions.insert(key, o);
+            }
+            Object::DomainMapping(o) => {
+                self.domain_mappings.insert(key, o);
+            }
+            Object::ClusterDomainClaim(o) => {
+                self.domain_claims.insert(key, o);
+            }
+            Object::Service(o) => {
+                self.services.insert(key, o);
+            }
+            Object::EndpointSlice(o) => {
+                self.delete(Kind::EndpointSlice, &key);
+                if let Some(svc) = o.metadata.labels.get(SERVICE_NAME_LABEL) {
+                    self.slices_by_service
+                        .entry(ObjectKey::new(key.namespace.clone(), svc.clone()))
+                        .or_default()
+                        .insert(key.clone());
+                }
+                self.endpoint_slices.insert(key, o);
+            }
+            Object::ConfigMap(o) => {
+                self.config_maps.insert(key, o);
+            }
+        }
+    }
+
+    /// Removes an object; returns whether it existed.
+    pub fn delete(&mut self, kind: Kind, key: &ObjectKey) -> bool {
+        match kind {
+            Kind::KService => self.kservices.remove(key).is_some(),
+            Kind::Route => self.routes.remove(key).is_some(),
+            Kind::Configuration => self.configurations.remove(key).is_some(),
+            Kind::Revision => self.revisions.remove(key).is_some(),
+            Kind::DomainMapping => self.domain_mappings.remove(key).is_some(),
+            Kind::ClusterDomainClaim => self.domain_claims.remove(key).is_some(),
+            Kind::Service => self.services.remove(key).is_some(),
+            Kind::EndpointSlice => {
+                let Some(old) = self.endpoint_slices.remove(key) else {
+                    return false;
+                };
+                if let Some(svc) = old.metadata.labels.get(SERVICE_NAME_LABEL) {
+                    let idx = ObjectKey::new(key.namespace.clone(), svc.clone());
+                    if let Some(set) = self.slices_by_service.get_mut(&idx) {
+                        set.remove(key);
+                        if set.is_empty() {
+                            self.slices_by_service.remove(&idx);
+                        }
+                    }
+                }
+                true
+            }
+            Kind::ConfigMap => self.config_maps.remove(key).is_some(),
+        }
+    }
+
+    /// The EndpointSlices of a Service, in name order.
+    pub fn slices_for_service<'a>(
+        &'a self,
+        namespace: &str,
+        service: &str,
+    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+        self.slices_by_service
+            .get(&ObjectKey::new(namespace, service))
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.endpoint_slices.get(k))
+    }
+
+    /// Number of objects of every kind.
+    pub fn counts(&self) -> BTreeMap<Kind, usize> {
+        BTreeMap::from([
+            (Kind::KService, self.kservices.len()),
+            (Kind::Route, self.routes.len()),
+            (Kind::Configuration, self.configurations.len()),
+            (Kind::Revision, self.revisions.len()),
+            (Kind::DomainMapping, self.domain_mappings.len()),
+            (Kind::ClusterDomainClaim, self.domain_claims.len()),
+            (Kind::Service, self.services.len()),
+            (Kind::EndpointSlice, self.endpoint_slices.len()),
+            (Kind::ConfigMap, self.config_maps.len()),
+        ])
+    }
+}
+
+impl Object {
+    /// Decodes one YAML document of a kind we read, keeping serde's line numbers (relative
+    /// to the document) in the error.
+    pub fn decode_yaml(kind: Kind, text: &str) -> Result<Object, (Option<usize>, String)> {
+        fn de<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (Option<usize>, String)> {
+            serde_yaml::from_str(text).map_err(|e| (e.location().map(|l| l.line()), e.to_string()))
+        }
+        let obj = match kind {
+            Kind::KService => Object::KService(de(text)?),
+            Kind::Route => Object::Route(de(text)?),
+            Kind::Configuration => Object::Configuration(de(text)?),
+            Kind::Revision => Object::Revision(de(text)?),
+            Kind::DomainMapping => Object::DomainMapping(de(text)?),
+            Kind::ClusterDomainClaim => Object::ClusterDomainClaim(de(text)?),
+            Kind::Service => Object::Service(de(text)?),
+            Kind::EndpointSlice => Object::EndpointSlice(de(text)?),
+            Kind::ConfigMap => Object::ConfigMap(de(text)?),
+        };
+        obj.normalized()
+            .map_err(|e| (None, e.to_string()))
+    }
+
+    /// Checks the name and fills an empty namespace with `default` (as `kubectl apply`
+    /// does); cluster-scoped objects get none.
+    pub fn normalized(mut self) -> Result<Object, DecodeError> {
+        let kind = self.kind();
+        if self.meta().name.is_empty() {
+            return Err(DecodeError::MissingName { kind });
+        }
+        let meta = self.meta_mut();
+        if kind == Kind::ClusterDomainClaim {
+            meta.namespace.clear();
+        } else if meta.namespace.is_empty() {
+            meta.namespace = "default".to_string();
+        }
+        Ok(self)
+    }
+}

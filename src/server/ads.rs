@@ -1,0 +1,226 @@
+//! The ADS gRPC service (SotW and Delta on one port). Each stream runs one task that
+//! feeds the I/O-free [`Connection`] state machine with requests and new snapshots and
+//! writes what it returns. A slow Envoy only fills its own bounded channel; the snapshot
+//! watch channel always hands it the latest state, never a backlog.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use super::state::{Counters, ProxyInfo, Shared};
+use crate::xds::connection::{Connection, ConnectionEvent, Protocol, ProtocolError};
+use crate::xds::{ResourceType, Snapshot};
+
+/// How many responses may wait for a slow stream before its task waits (only that task).
+const STREAM_BUFFER: usize = 16;
+
+#[derive(Clone)]
+pub struct AdsService {
+    shared: Arc<Shared>,
+}
+
+impl AdsService {
+    pub fn new(shared: Arc<Shared>) -> AdsService {
+        AdsService { shared }
+    }
+}
+
+/// The protocol-specific half of a stream.
+trait Flavor: Send + 'static {
+    type Req: Message + Default + Send + 'static;
+    type Resp: Message + Send + 'static;
+    const PROTOCOL: Protocol;
+    const NAME: &'static str;
+    fn request(
+        conn: &mut Connection,
+        req: Self::Req,
+        snap: &Snapshot,
+    ) -> Result<Vec<Self::Resp>, ProtocolError>;
+    fn snapshot(conn: &mut Connection, snap: &Snapshot) -> Vec<Self::Resp>;
+    fn type_url(resp: &Self::Resp) -> &str;
+}
+
+struct Sotw;
+impl Flavor for Sotw {
+    type Req = DiscoveryRequest;
+    type Resp = DiscoveryResponse;
+    const PROTOCOL: Protocol = Protocol::Sotw;
+    const NAME: &'static str = "sotw";
+    fn request(c: &mut Connection, r: DiscoveryRequest, s: &Snapshot) -> Result<Vec<DiscoveryResponse>, ProtocolError> {
+        c.handle_sotw_request(r, s)
+    }
+    fn snapshot(c: &mut Connection, s: &Snapshot) -> Vec<DiscoveryResponse> {
+        c.sotw_snapshot_changed(s)
+    }
+    fn type_url(r: &DiscoveryResponse) -> &str {
+        &r.type_url
+    }
+}
+
+struct Delta;
+impl Flavor for Delta {
+    type Req = DeltaDiscoveryRequest;
+    type Resp = DeltaDiscoveryResponse;
+    const PROTOCOL: Protocol = Protocol::Delta;
+    const NAME: &'static str = "delta";
+    fn request(c: &mut Connection, r: DeltaDiscoveryRequest, s: &Snapshot) -> Result<Vec<DeltaDiscoveryResponse>, ProtocolError> {
+        c.handle_delta_request(r, s)
+    }
+    fn snapshot(c: &mut Connection, s: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        c.delta_snapshot_changed(s)
+    }
+    fn type_url(r: &DeltaDiscoveryResponse) -> &str {
+        &r.type_url
+    }
+}
+
+type RespStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = RespStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = RespStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        Ok(Response::new(start::<Sotw>(self.shared.clone(), request)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(Response::new(start::<Delta>(self.shared.clone(), request)))
+    }
+}
+
+fn start<F: Flavor>(shared: Arc<Shared>, request: Request<Streaming<F::Req>>) -> RespStream<F::Resp> {
+    let addr = request.remote_addr();
+    let inbound = request.into_inner();
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    tokio::spawn(run_stream::<F>(shared, addr, inbound, tx));
+    Box::pin(ReceiverStream::new(rx))
+}
+
+async fn run_stream<F: Flavor>(
+    shared: Arc<Shared>,
+    addr: Option<SocketAddr>,
+    mut inbound: Streaming<F::Req>,
+    tx: mpsc::Sender<Result<F::Resp, Status>>,
+) {
+    let id = shared
+        .next_connection
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut snapshots = shared.snapshot.subscribe();
+    // Serve only complete snapshots: wait for the first one.
+    let mut current = loop {
+        if let Some(s) = snapshots.borrow_and_update().clone() {
+            break s;
+        }
+        if snapshots.changed().await.is_err() {
+            return;
+        }
+    };
+    let mut conn = Connection::new(F::PROTOCOL);
+    let connected_since = SystemTime::now();
+    debug!(connection = id, ?addr, protocol = F::NAME, "ADS stream opened");
+    loop {
+        let out = tokio::select! {
+            msg = inbound.message() => match msg {
+                Ok(Some(req)) => match F::request(&mut conn, req, &current) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        warn!(connection = id, error = %e, "bad discovery request");
+                        let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
+                        break;
+                    }
+                },
+                // Client half-closed (grpcurl) or went away: end our side too.
+                Ok(None) | Err(_) => break,
+            },
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let Some(s) = snapshots.borrow_and_update().clone() else { continue };
+                current = s;
+                F::snapshot(&mut conn, &current)
+            }
+        };
+        record(&shared, id, addr, &mut conn, connected_since);
+        for resp in out {
+            if let Some(ty) = ResourceType::from_type_url(F::type_url(&resp)) {
+                Counters::add(&shared.counters.responses[Counters::index(ty)], 1);
+            }
+            Counters::add(&shared.counters.bytes_sent, resp.encoded_len() as u64);
+            if tx.send(Ok(resp)).await.is_err() {
+                break;
+            }
+        }
+    }
+    if let Ok(mut p) = shared.proxies.lock() {
+        p.remove(&id);
+    }
+    debug!(connection = id, "ADS stream closed");
+}
+
+/// Publishes the connection's status and logs its ACK/NACK events.
+fn record(
+    shared: &Shared,
+    id: u64,
+    addr: Option<SocketAddr>,
+    conn: &mut Connection,
+    connected_since: SystemTime,
+) {
+    let node = conn.node().cloned().unwrap_or_default();
+    for ev in conn.take_events() {
+        match ev {
+            ConnectionEvent::Nack { type_url, message, .. } => {
+                if let Some(ty) = ResourceType::from_type_url(&type_url) {
+                    Counters::add(&shared.counters.nacks[Counters::index(ty)], 1);
+                }
+                warn!(proxy = %node.id, r#type = %type_url, reason = %message, "Envoy rejected config (NACK); it keeps its last good config");
+            }
+            ConnectionEvent::Ack { type_url, version, .. } => {
+                debug!(proxy = %node.id, r#type = %type_url, %version, "ACK");
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+    let info = ProxyInfo {
+        node_id: node.id.clone(),
+        node_cluster: node.cluster.clone(),
+        address: addr,
+        protocol: match conn_protocol(conn) {
+            Protocol::Sotw => "sotw",
+            Protocol::Delta => "delta",
+        },
+        connected_since,
+        status: conn.status(),
+    };
+    if let Ok(mut p) = shared.proxies.lock() {
+        if !p.contains_key(&id) {
+            info!(proxy = %info.node_id, ?addr, protocol = info.protocol, "Envoy connected");
+        }
+        p.insert(id, info);
+    }
+}
+
+fn conn_protocol(conn: &Connection) -> Protocol {
+    conn.protocol()
+}

@@ -1,0 +1,7 @@
+//! Network side: the ADS gRPC server and the admin HTTP endpoints.
+
+pub mod admin;
+pub mod ads;
+pub mod state;
+
+pub use state::Shared;

@@ -1,0 +1,359 @@
+//! The manifests source: a folder of ordinary Kubernetes YAML (multi-document, recursive).
+//!
+//! Loading is incremental: only files whose size or modification time changed are read
+//! again, and only their objects are replaced in the store. A file that fails to parse is
+//! reported with its path and line and keeps the objects it held before.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::model::{Kind, Object, ObjectRef, Store};
+
+/// A file that could not be read or parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.path.display(), l, self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FileState {
+    stamp: (u64, Option<SystemTime>),
+    objects: Vec<Object>,
+    error: Option<FileError>,
+}
+
+/// What one reload changed.
+#[derive(Debug, Default)]
+pub struct Reload {
+    /// Objects added, replaced or removed in the store.
+    pub changed: BTreeSet<ObjectRef>,
+    /// Files read again.
+    pub files_read: usize,
+}
+
+/// The folder's files and the objects each holds, plus the store they build.
+#[derive(Debug, Default)]
+pub struct Manifests {
+    root: PathBuf,
+    files: BTreeMap<PathBuf, FileState>,
+    /// Which files define each object; the first in path order wins.
+    owners: BTreeMap<ObjectRef, BTreeSet<PathBuf>>,
+    pub store: Store,
+}
+
+impl Manifests {
+    pub fn new(root: impl Into<PathBuf>) -> Manifests {
+        Manifests {
+            root: root.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Current file errors (each file keeps serving its last good objects).
+    pub fn errors(&self) -> Vec<FileError> {
+        self.files.values().filter_map(|f| f.error.clone()).collect()
+    }
+
+    /// Objects defined in more than one file: the later files' copies are ignored.
+    pub fn duplicates(&self) -> Vec<(ObjectRef, Vec<PathBuf>)> {
+        self.owners
+            .iter()
+            .filter(|(_, files)| files.len() > 1)
+            .map(|(r, files)| (r.clone(), files.iter().cloned().collect()))
+            .collect()
+    }
+
+    /// Reads every changed file and updates the store. Fails only when the folder itself
+    /// cannot be read.
+    pub fn reload(&mut self) -> std::io::Result<Reload> {
+        let mut paths = Vec::new();
+        collect_yaml_files(&self.root, &mut paths)?;
+        let present: BTreeSet<PathBuf> = paths.iter().cloned().collect();
+        let mut reload = Reload::default();
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !present.contains(*p))
+            .cloned()
+            .collect();
+        for p in gone {
+            if let Some(old) = self.files.remove(&p) {
+                self.replace(&p, old.objects, Vec::new(), &mut reload.changed);
+            }
+        }
+        for p in paths {
+            let stamp = match std::fs::metadata(&p) {
+                Ok(m) => (m.len(), m.modified().ok()),
+                Err(_) => continue,
+            };
+            if self.files.get(&p).is_some_and(|f| f.stamp == stamp) {
+                continue;
+            }
+            reload.files_read += 1;
+            let parsed = std::fs::read_to_string(&p)
+                .map_err(|e| FileError {
+                    path: p.clone(),
+                    line: None,
+                    message: e.to_string(),
+                })
+                .and_then(|text| parse_file(&p, &text));
+            let old = self.files.remove(&p);
+            match parsed {
+                Ok(objects) => {
+                    let old_objects = old.map(|o| o.objects).unwrap_or_default();
+                    self.replace(&p, old_objects, objects.clone(), &mut reload.changed);
+                    self.files.insert(
+                        p,
+                        FileState {
+                            stamp,
+                            objects,
+                            error: None,
+                        },
+                    );
+                }
+                Err(error) => {
+                    // Keep what the file held before; report the error.
+                    let objects = old.map(|o| o.objects).unwrap_or_default();
+                    self.files.insert(
+                        p,
+                        FileState {
+                            stamp,
+                            objects,
+                            error: Some(error),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(reload)
+    }
+
+    /// Swaps one file's objects in the store, honouring which file owns each object.
+    fn replace(
+        &mut self,
+        path: &Path,
+        old: Vec<Object>,
+        new: Vec<Object>,
+        changed: &mut BTreeSet<ObjectRef>,
+    ) {
+        let new_refs: BTreeSet<ObjectRef> = new.iter().map(Object::object_ref).collect();
+        for o in old {
+            let r = o.object_ref();
+            if new_refs.contains(&r) {
+                continue;
+            }
+            let Some(files) = self.owners.get_mut(&r) else {
+                continue;
+            };
+            let was_first = files.first().map(|f| f.as_path()) == Some(path);
+            files.remove(path);
+            if files.is_empty() {
+                self.owners.remove(&r);
+                self.store.delete(r.kind, &r.key);
+                changed.insert(r);
+            } else if was_first {
+                let next = files.first().cloned();
+                if let Some(obj) = next.and_then(|f| self.object_in(&f, &r)) {
+                    self.store.apply(obj);
+                    changed.insert(r);
+                }
+            }
+        }
+        for o in new {
+            let r = o.object_ref();
+            let files = self.owners.entry(r.clone()).or_default();
+            files.insert(path.to_path_buf());
+            if files.first().map(|f| f.as_path()) == Some(path) {
+                self.store.apply(o);
+                changed.insert(r);
+            }
+        }
+    }
+
+    fn object_in(&self, file: &Path, r: &ObjectRef) -> Option<Object> {
+        self.files
+            .get(file)?
+            .objects
+            .iter()
+            .find(|o| o.object_ref() == *r)
+            .cloned()
+    }
+}
+
+fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue; // editor swap files, .git
+        }
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            // An unreadable sub-folder is skipped, not fatal.
+            let _ = collect_yaml_files(&path, out);
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Splits a multi-document YAML text at `---` lines, with each document's first line
+/// (1-based).
+fn documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut start = 1;
+    for (i, line) in text.lines().enumerate() {
+        if line == "---" || line.starts_with("--- ") || line.starts_with("---\t") {
+            docs.push((start, std::mem::take(&mut current)));
+            start = i + 2;
+            continue;
+        }
+        if line == "..." {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+    }
+    docs.push((start, current));
+    docs
+}
+
+/// Parses a file into the objects of the kinds we read; other kinds are skipped quietly.
+pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Object>, FileError> {
+    let mut out = Vec::new();
+    let err = |line: Option<usize>, message: String| FileError {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    for (start, doc) in documents(text) {
+        let value: serde_yaml::Value = serde_yaml::from_str(&doc).map_err(|e| {
+            err(
+                Some(start + e.location().map(|l| l.line()).unwrap_or(1) - 1),
+                e.to_string(),
+            )
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
+        let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or("");
+        let Some(kind) = Kind::from_api(api_version, kind) else {
+            continue;
+        };
+        let obj = Object::decode_yaml(kind, &doc).map_err(|(line, msg)| {
+            let name = value
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(|n| n.as_str())
+                .unwrap_or("<unnamed>");
+            err(
+                Some(start + line.unwrap_or(1) - 1),
+                format!("{kind} {name}: {msg}"),
+            )
+        })?;
+        out.push(obj);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTE: &str = "apiVersion: serving.knative.dev/v1\nkind: Route\nmetadata:\n  name: r\nspec:\n  traffic:\n  - revisionName: a\n    percent: 100\n";
+
+    #[test]
+    fn multi_document_file_yields_known_kinds_and_skips_others() {
+        let text = format!("{ROUTE}---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n---\n");
+        let objs = parse_file(Path::new("x.yaml"), &text).unwrap();
+        assert_eq!(objs.len(), 1);
+        assert_eq!(objs[0].kind(), Kind::Route);
+        assert_eq!(objs[0].key().namespace, "default");
+    }
+
+    #[test]
+    fn malformed_document_reports_file_and_absolute_line() {
+        let text = format!("{ROUTE}---\napiVersion: serving.knative.dev/v1\nkind: Route\nmetadata:\n  name: [oops\n");
+        let e = parse_file(Path::new("bad.yaml"), &text).unwrap_err();
+        assert_eq!(e.path, PathBuf::from("bad.yaml"));
+        let line = e.line.unwrap();
+        assert!((12..=14).contains(&line), "line {line}: {e}");
+    }
+
+    #[test]
+    fn wrong_field_type_names_object_and_line() {
+        let text = "apiVersion: serving.knative.dev/v1\nkind: Route\nmetadata:\n  name: r\nspec:\n  traffic:\n  - percent: lots\n";
+        let e = parse_file(Path::new("t.yaml"), text).unwrap_err();
+        assert!(e.message.contains("Route r"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+    }
+
+    #[test]
+    fn broken_file_keeps_its_previous_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("r.yaml");
+        std::fs::write(&f, ROUTE).unwrap();
+        let mut m = Manifests::new(dir.path());
+        m.reload().unwrap();
+        assert_eq!(m.store.routes.len(), 1);
+        std::fs::write(&f, "apiVersion: serving.knative.dev/v1\nkind: Route\nmetadata: [\n").unwrap();
+        m.reload().unwrap();
+        assert_eq!(m.store.routes.len(), 1, "objects kept");
+        assert_eq!(m.errors().len(), 1);
+        std::fs::remove_file(&f).unwrap();
+        m.reload().unwrap();
+        assert!(m.store.routes.is_empty(), "deleted file removes its objects");
+        assert!(m.errors().is_empty());
+    }
+
+    #[test]
+    fn object_defined_twice_is_owned_by_the_first_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), ROUTE).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), ROUTE.replace("percent: 100", "percent: 50")).unwrap();
+        let mut m = Manifests::new(dir.path());
+        m.reload().unwrap();
+        assert_eq!(m.duplicates().len(), 1);
+        let r = m.store.routes.values().next().unwrap();
+        assert_eq!(r.spec.traffic[0].percent, Some(100));
+        std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+        m.reload().unwrap();
+        let r = m.store.routes.values().next().unwrap();
+        assert_eq!(r.spec.traffic[0].percent, Some(50), "b.yaml takes over");
+    }
+}
+
+impl Manifests {
+    /// The file an object was read from (the first, if several define it).
+    pub fn file_of(&self, r: &ObjectRef) -> Option<&Path> {
+        self.owners
+            .get(r)
+            .and_then(|f| f.first())
+            .map(PathBuf::as_path)
+    }
+}

@@ -1,0 +1,4 @@
+//! Sources fill the model's store: a folder of manifests (here) or, later, Kubernetes.
+
+pub mod manifests;
+pub mod watch;

@@ -1,0 +1,440 @@
+//! Ingress (intermediate model) → Envoy resources: listeners, route configurations,
+//! EDS clusters and their endpoints. Pure and deterministic: the same input gives the same
+//! resources in the same order, and no map field with more than one entry is ever set (prost
+//! encodes maps in random order, which would break content versions).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3::{
+    address, config_source, header_value_option::HeaderAppendAction, socket_address,
+    AggregatedConfigSource, ApiVersion, ConfigSource, HeaderValue, HeaderValueOption,
+    Http2ProtocolOptions, SocketAddress,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint, ClusterLoadAssignment, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::config::route::v3::{
+    header_matcher, redirect_action, route, route_action, route_match, weighted_cluster,
+    HeaderMatcher, RedirectAction, Route, RouteAction, RouteConfiguration, RouteMatch,
+    VirtualHost, WeightedCluster,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    http_protocol_options, HttpProtocolOptions,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
+use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
+use prost::Message;
+
+use crate::model::config::HttpOption;
+use crate::model::objects::Service;
+use crate::model::{ObjectKey, Store};
+
+use super::ir::{Backend, HttpPath, Ingress, Visibility};
+
+/// Where the gateway listens; from flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSettings {
+    pub bind_address: String,
+    pub external_port: u16,
+    pub internal_port: u16,
+}
+
+impl Default for ListenerSettings {
+    fn default() -> Self {
+        ListenerSettings {
+            bind_address: "0.0.0.0".to_string(),
+            external_port: 8080,
+            internal_port: 8081,
+        }
+    }
+}
+
+/// The Envoy resources for one state of the world, each list sorted by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnvoyConfig {
+    pub clusters: Vec<Cluster>,
+    pub endpoints: Vec<ClusterLoadAssignment>,
+    pub listeners: Vec<Listener>,
+    pub routes: Vec<RouteConfiguration>,
+}
+
+pub const EXTERNAL: &str = "external";
+pub const INTERNAL: &str = "internal";
+
+/// Translates the accepted Ingresses (hosts already unique) into Envoy resources.
+pub fn build(ingresses: &[Ingress], store: &Store, listeners: &ListenerSettings) -> EnvoyConfig {
+    let mut external = Vec::new();
+    let mut internal = Vec::new();
+    let mut backends = BTreeSet::new();
+    for ing in ingresses {
+        for rule in &ing.rules {
+            let Some(name) = rule.hosts.first() else {
+                continue;
+            };
+            let routes: Vec<Route> = rule.paths.iter().map(make_route).collect();
+            internal.push(virtual_host(name, &rule.hosts, routes.clone()));
+            if rule.visibility == Visibility::ExternalIP {
+                let routes = if ing.http_option == HttpOption::Redirected {
+                    vec![https_redirect_route()]
+                } else {
+                    routes
+                };
+                external.push(virtual_host(name, &rule.hosts, routes));
+            }
+        }
+        backends.extend(ing.backends().cloned());
+    }
+    external.sort_by(|a, b| a.name.cmp(&b.name));
+    internal.sort_by(|a, b| a.name.cmp(&b.name));
+    let routes = route_layout(external, internal);
+
+    let mut clusters = Vec::new();
+    let mut endpoints = Vec::new();
+    for b in &backends {
+        let svc = store
+            .services
+            .get(&ObjectKey::new(b.namespace.clone(), b.service.clone()));
+        let (c, e) = cluster_for(b, svc, store);
+        clusters.push(c);
+        endpoints.extend(e);
+    }
+    EnvoyConfig {
+        clusters,
+        endpoints,
+        listeners: vec![
+            listener(EXTERNAL, &listeners.bind_address, listeners.external_port),
+            listener(INTERNAL, &listeners.bind_address, listeners.internal_port),
+        ],
+        routes,
+    }
+}
+
+/// How virtual hosts are grouped into RouteConfigurations. The one place to change when
+/// the layout changes (e.g. scoped routes): listeners name their RouteConfiguration after
+/// themselves.
+fn route_layout(external: Vec<VirtualHost>, internal: Vec<VirtualHost>) -> Vec<RouteConfiguration> {
+    vec![
+        RouteConfiguration {
+            name: EXTERNAL.to_string(),
+            virtual_hosts: external,
+            ..Default::default()
+        },
+        RouteConfiguration {
+            name: INTERNAL.to_string(),
+            virtual_hosts: internal,
+            ..Default::default()
+        },
+    ]
+}
+
+fn ads() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        ..Default::default()
+    }
+}
+
+fn any<M: Message + prost::Name>(m: &M) -> Any {
+    Any {
+        type_url: M::type_url(),
+        value: m.encode_to_vec(),
+    }
+}
+
+fn listener(name: &str, address: &str, port: u16) -> Listener {
+    let hcm = HttpConnectionManager {
+        stat_prefix: name.to_string(),
+        // AUTO: HTTP/1 and HTTP/2 prior knowledge (h2c) on the same port, as Knative's
+        // cluster-local callers may use either.
+        codec_type: http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: name.to_string(),
+        })),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".to_string(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(any(&Router::default()))),
+            ..Default::default()
+        }],
+        upgrade_configs: vec![http_connection_manager::UpgradeConfig {
+            upgrade_type: "websocket".to_string(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    Listener {
+        name: name.to_string(),
+        address: Some(envoy_types::pb::envoy::config::core::v3::Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: address.to_string(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(port as u32)),
+                ..Default::default()
+            })),
+        }),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(&hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn virtual_host(name: &str, hosts: &[String], routes: Vec<Route>) -> VirtualHost {
+    // Each host with and without a port, as a web server would match it.
+    let domains = hosts
+        .iter()
+        .flat_map(|h| [h.clone(), format!("{h}:*")])
+        .collect();
+    VirtualHost {
+        name: name.to_string(),
+        domains,
+        routes,
+        ..Default::default()
+    }
+}
+
+fn set_headers(headers: &BTreeMap<String, String>) -> Vec<HeaderValueOption> {
+    headers
+        .iter()
+        .map(|(k, v)| HeaderValueOption {
+            header: Some(HeaderValue {
+                key: k.clone(),
+                value: v.clone(),
+                ..Default::default()
+            }),
+            // Knative's appendHeaders set, never append.
+            append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn route_match(path: &HttpPath) -> RouteMatch {
+    RouteMatch {
+        path_specifier: Some(route_match::PathSpecifier::Prefix(if path.prefix.is_empty() {
+            "/".to_string()
+        } else {
+            path.prefix.clone()
+        })),
+        headers: path
+            .headers
+            .iter()
+            .map(|(k, v)| HeaderMatcher {
+                name: k.clone(),
+                header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+                    StringMatcher {
+                        match_pattern: Some(string_matcher::MatchPattern::Exact(v.clone())),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn make_route(path: &HttpPath) -> Route {
+    let clusters = path
+        .splits
+        .iter()
+        .filter(|s| s.percent > 0)
+        .map(|s| weighted_cluster::ClusterWeight {
+            name: s.backend.cluster_name(),
+            weight: Some(UInt32Value { value: s.percent }),
+            request_headers_to_add: set_headers(&s.append_headers),
+            ..Default::default()
+        })
+        .collect();
+    let action = RouteAction {
+        cluster_specifier: Some(route_action::ClusterSpecifier::WeightedClusters(
+            WeightedCluster {
+                clusters,
+                ..Default::default()
+            },
+        )),
+        // Knative wants no route timeout (conformance `timeout`) and no retries.
+        timeout: Some(Duration {
+            seconds: 0,
+            nanos: 0,
+        }),
+        host_rewrite_specifier: path
+            .rewrite_host
+            .clone()
+            .map(route_action::HostRewriteSpecifier::HostRewriteLiteral),
+        ..Default::default()
+    };
+    Route {
+        r#match: Some(route_match(path)),
+        action: Some(route::Action::Route(action)),
+        request_headers_to_add: set_headers(&path.append_headers),
+        ..Default::default()
+    }
+}
+
+fn https_redirect_route() -> Route {
+    Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())),
+            ..Default::default()
+        }),
+        action: Some(route::Action::Redirect(RedirectAction {
+            scheme_rewrite_specifier: Some(redirect_action::SchemeRewriteSpecifier::HttpsRedirect(
+                true,
+            )),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// Whether a Service port speaks h2c: named `http2`/`h2c` or with appProtocol
+/// `kubernetes.io/h2c`; without a Service, Knative's convention (port 81).
+fn is_h2c(b: &Backend, svc: Option<&Service>) -> bool {
+    match svc.and_then(|s| s.spec.ports.iter().find(|p| p.port == b.port as i64)) {
+        Some(p) => {
+            matches!(p.name.as_deref(), Some("http2") | Some("h2c"))
+                || p.app_protocol.as_deref() == Some("kubernetes.io/h2c")
+        }
+        None => b.port == 81,
+    }
+}
+
+fn cluster_for(
+    b: &Backend,
+    svc: Option<&Service>,
+    store: &Store,
+) -> (Cluster, Option<ClusterLoadAssignment>) {
+    let name = b.cluster_name();
+    let mut c = Cluster {
+        name: name.clone(),
+        connect_timeout: Some(Duration {
+            seconds: 5,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    if is_h2c(b, svc) {
+        let opts = HttpProtocolOptions {
+            upstream_protocol_options: Some(
+                http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                    http_protocol_options::ExplicitHttpConfig {
+                        protocol_config: Some(
+                            http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                                Http2ProtocolOptions::default(),
+                            ),
+                        ),
+                    },
+                ),
+            ),
+            ..Default::default()
+        };
+        // A single entry: the map's encoding is deterministic.
+        c.typed_extension_protocol_options.insert(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            any(&opts),
+        );
+    }
+    let external_name = svc
+        .filter(|s| s.spec.type_.as_deref() == Some("ExternalName"))
+        .and_then(|s| s.spec.external_name.clone());
+    if let Some(host) = external_name {
+        c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::LogicalDns as i32,
+        ));
+        c.load_assignment = Some(load_assignment(&name, [(host, b.port as u32)].into()));
+        return (c, None);
+    }
+    c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+        cluster::DiscoveryType::Eds as i32,
+    ));
+    c.eds_cluster_config = Some(cluster::EdsClusterConfig {
+        eds_config: Some(ads()),
+        service_name: String::new(),
+    });
+    let cla = load_assignment(&name, ready_addresses(b, svc, store));
+    (c, Some(cla))
+}
+
+/// Ready addresses of the Service's EndpointSlices, on the slice port that backs the
+/// Service port (matched by port name, as Kubernetes does).
+fn ready_addresses(b: &Backend, svc: Option<&Service>, store: &Store) -> BTreeSet<(String, u32)> {
+    let port_name: Option<String> = match svc {
+        Some(s) => match s.spec.ports.iter().find(|p| p.port == b.port as i64) {
+            Some(p) => Some(p.name.clone().unwrap_or_default()),
+            None => return BTreeSet::new(),
+        },
+        None => match b.port {
+            80 => Some("http".to_string()),
+            81 => Some("http2".to_string()),
+            _ => None,
+        },
+    };
+    let mut out = BTreeSet::new();
+    for slice in store.slices_for_service(&b.namespace, &b.service) {
+        if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6" | "") {
+            continue;
+        }
+        let port = slice.ports.iter().find(|p| match &port_name {
+            Some(n) => p.name.as_deref().unwrap_or("") == n,
+            None => p.port == Some(b.port as i64),
+        });
+        let Some(port) = port.and_then(|p| p.port).and_then(|p| u32::try_from(p).ok()) else {
+            continue;
+        };
+        for ep in &slice.endpoints {
+            if ep.conditions.ready == Some(false) {
+                continue;
+            }
+            for a in &ep.addresses {
+                out.insert((a.clone(), port));
+            }
+        }
+    }
+    out
+}
+
+fn load_assignment(name: &str, addrs: BTreeSet<(String, u32)>) -> ClusterLoadAssignment {
+    let lb_endpoints: Vec<LbEndpoint> = addrs
+        .into_iter()
+        .map(|(ip, port)| LbEndpoint {
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(
+                envoy_types::pb::envoy::config::endpoint::v3::Endpoint {
+                    address: Some(envoy_types::pb::envoy::config::core::v3::Address {
+                        address: Some(address::Address::SocketAddress(SocketAddress {
+                            address: ip,
+                            port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                            ..Default::default()
+                        })),
+                    }),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        })
+        .collect();
+    ClusterLoadAssignment {
+        cluster_name: name.to_string(),
+        endpoints: if lb_endpoints.is_empty() {
+            Vec::new()
+        } else {
+            vec![LocalityLbEndpoints {
+                lb_endpoints,
+                ..Default::default()
+            }]
+        },
+        ..Default::default()
+    }
+}

@@ -1,0 +1,102 @@
+//! The intermediate model shared by every input (Routes, DomainMappings, and later KIngress):
+//! the shape of Knative's KIngress spec. Routes are turned into it exactly as Knative's route
+//! reconciler builds a KIngress; the Envoy translation reads only this.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::model::config::HttpOption;
+use crate::model::ObjectRef;
+
+/// Which gateway listeners a rule is reachable on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Visibility {
+    /// Internal listener only.
+    ClusterLocal,
+    /// External and internal listeners.
+    ExternalIP,
+}
+
+/// A translated object: the equivalent of one KIngress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ingress {
+    /// The object it came from.
+    pub origin: ObjectRef,
+    pub generation: Option<i64>,
+    /// Orders owners in host conflicts (older wins); empty sorts first.
+    pub creation_timestamp: String,
+    pub http_option: HttpOption,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    /// Sorted, lowercase, without ports.
+    pub hosts: Vec<String>,
+    pub visibility: Visibility,
+    /// First match wins.
+    pub paths: Vec<HttpPath>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpPath {
+    /// Literal prefix; "/" matches everything.
+    pub prefix: String,
+    /// Exact header matches, all required.
+    pub headers: BTreeMap<String, String>,
+    /// Set (overwrite) on the request before the split.
+    pub append_headers: BTreeMap<String, String>,
+    /// Replaces Host/:authority (DomainMapping).
+    pub rewrite_host: Option<String>,
+    pub splits: Vec<Split>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Split {
+    pub backend: Backend,
+    /// 0..=100; splits of a path sum to 100.
+    pub percent: u32,
+    /// Set (overwrite) on requests that take this split.
+    pub append_headers: BTreeMap<String, String>,
+}
+
+/// A Kubernetes Service port: one Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Backend {
+    pub namespace: String,
+    pub service: String,
+    pub port: u16,
+}
+
+impl Backend {
+    /// The Envoy cluster (and ClusterLoadAssignment) name.
+    pub fn cluster_name(&self) -> String {
+        format!("{}/{}:{}", self.namespace, self.service, self.port)
+    }
+}
+
+impl Ingress {
+    /// Every host of every rule.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().flat_map(|r| r.hosts.iter().map(String::as_str))
+    }
+
+    /// Every backend any split uses.
+    pub fn backends(&self) -> impl Iterator<Item = &Backend> {
+        self.rules
+            .iter()
+            .flat_map(|r| r.paths.iter())
+            .flat_map(|p| p.splits.iter())
+            .map(|s| &s.backend)
+    }
+}
+
+/// Header names Knative sets (networking: pkg/http/header).
+pub mod headers {
+    pub const REVISION: &str = "Knative-Serving-Revision";
+    pub const NAMESPACE: &str = "Knative-Serving-Namespace";
+    pub const TAG: &str = "Knative-Serving-Tag";
+    pub const DEFAULT_ROUTE: &str = "Knative-Serving-Default-Route";
+    pub const ORIGINAL_HOST: &str = "K-Original-Host";
+}

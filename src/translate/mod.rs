@@ -1,0 +1,282 @@
+//! Translation: the store's objects → Envoy resources. Pure: no I/O, no clock, no locks;
+//! the same store (and history of last good translations) gives identical output.
+//!
+//! ```text
+//! Service.serving ─(MakeRoute)─┐
+//! Route ───────────────────────┼─► route::translate_route ──┐
+//! DomainMapping ───────────────┴─► domain_mapping ──────────┼─► ir::Ingress ─► host conflicts ─► envoy::build
+//!                     (an invalid object keeps its last good Ingress) ┘
+//! ```
+
+pub mod domain_mapping;
+pub mod envoy;
+pub mod ir;
+pub mod route;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::model::config::{ConfigError, KnativeConfig, CONFIG_DOMAIN, CONFIG_FEATURES, CONFIG_NETWORK};
+use crate::model::{Kind, ObjectKey, ObjectRef, Store};
+
+pub use envoy::{EnvoyConfig, ListenerSettings};
+pub use ir::Ingress;
+use route::RouteInput;
+
+/// What is wrong with an object: the field and Knative's message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An object that could not be translated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    pub object: ObjectRef,
+    pub problems: Vec<Problem>,
+    /// The object's previous translation is still served.
+    pub serving_last_good: bool,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}: {}", self.object, p.field, p.message)?;
+        }
+        if self.serving_last_good {
+            f.write_str(" (still serving its last good translation)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Options that do not come from Knative's ConfigMaps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub system_namespace: String,
+    pub cluster_domain: String,
+    pub listeners: ListenerSettings,
+    /// Manifests mode: no Knative controller runs, so a Knative Service implies its Route.
+    pub derive_routes_from_services: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            system_namespace: "knative-serving".to_string(),
+            cluster_domain: "cluster.local".to_string(),
+            listeners: ListenerSettings::default(),
+            derive_routes_from_services: true,
+        }
+    }
+}
+
+/// One translation's result.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Output {
+    /// Served Ingresses, ordered by origin.
+    pub ingresses: Vec<Ingress>,
+    pub envoy: EnvoyConfig,
+    pub rejections: Vec<Rejection>,
+    pub config_errors: Vec<ConfigError>,
+}
+
+/// Holds what must survive between translations: each object's last good Ingress and the
+/// last good Knative config. Everything else is recomputed from the store.
+#[derive(Debug, Clone, Default)]
+pub struct Translator {
+    pub options: Options,
+    last_good: BTreeMap<ObjectRef, Ingress>,
+    last_config: Option<KnativeConfig>,
+}
+
+impl Translator {
+    pub fn new(options: Options) -> Translator {
+        Translator {
+            options,
+            last_good: BTreeMap::new(),
+            last_config: None,
+        }
+    }
+
+    fn knative_config(&mut self, store: &Store) -> (KnativeConfig, Vec<ConfigError>) {
+        let cm = |name: &str| {
+            store
+                .config_maps
+                .get(&ObjectKey::new(self.options.system_namespace.clone(), name))
+        };
+        match KnativeConfig::from_config_maps(
+            &self.options.cluster_domain,
+            cm(CONFIG_DOMAIN),
+            cm(CONFIG_NETWORK),
+            cm(CONFIG_FEATURES),
+        ) {
+            Ok(cfg) => {
+                self.last_config = Some(cfg.clone());
+                (cfg, Vec::new())
+            }
+            Err(errors) => (
+                self.last_config
+                    .clone()
+                    .unwrap_or_else(|| KnativeConfig::defaults(&self.options.cluster_domain)),
+                errors,
+            ),
+        }
+    }
+
+    /// Translates the whole store.
+    pub fn translate(&mut self, store: &Store) -> Output {
+        let (cfg, config_errors) = self.knative_config(store);
+        let mut rejections = Vec::new();
+        let mut accepted: BTreeMap<ObjectRef, Ingress> = BTreeMap::new();
+        let mut seen: BTreeSet<ObjectRef> = BTreeSet::new();
+
+        let mut inputs: Vec<Result<RouteInput, (ObjectRef, Vec<Problem>)>> = Vec::new();
+        if self.options.derive_routes_from_services {
+            for svc in store.kservices.values() {
+                let r = ObjectRef {
+                    kind: Kind::KService,
+                    key: ObjectKey::new(svc.metadata.namespace.clone(), svc.metadata.name.clone()),
+                };
+                inputs.push(RouteInput::from_kservice(svc).map_err(|p| (r, p)));
+            }
+        }
+        for (key, route) in &store.routes {
+            if self.options.derive_routes_from_services && store.kservices.contains_key(key) {
+                rejections.push(Rejection {
+                    object: ObjectRef {
+                        kind: Kind::Route,
+                        key: key.clone(),
+                    },
+                    problems: vec![Problem::new(
+                        "metadata.name",
+                        format!("the Knative Service {key} owns the Route of this name; this Route is ignored"),
+                    )],
+                    serving_last_good: false,
+                });
+                continue;
+            }
+            inputs.push(Ok(RouteInput::from_route(route)));
+        }
+        for input in inputs {
+            let (origin, result) = match input {
+                Ok(i) => (i.origin.clone(), route::translate_route(&i, store, &cfg)),
+                Err((origin, p)) => (origin, Err(p)),
+            };
+            seen.insert(origin.clone());
+            self.settle(origin, result, &mut accepted, &mut rejections);
+        }
+        // DomainMappings point at Routes translated above.
+        for dm in store.domain_mappings.values() {
+            let origin = ObjectRef {
+                kind: Kind::DomainMapping,
+                key: ObjectKey::new(dm.metadata.namespace.clone(), dm.metadata.name.clone()),
+            };
+            let lookup = |key: &ObjectKey| {
+                [Kind::KService, Kind::Route].into_iter().find_map(|kind| {
+                    accepted
+                        .get(&ObjectRef {
+                            kind,
+                            key: key.clone(),
+                        })
+                        .cloned()
+                })
+            };
+            let result = domain_mapping::translate_domain_mapping(dm, store, &cfg, lookup);
+            seen.insert(origin.clone());
+            self.settle(origin, result, &mut accepted, &mut rejections);
+        }
+        self.last_good.retain(|k, _| seen.contains(k));
+
+        let ingresses = resolve_host_conflicts(accepted, &mut rejections);
+        rejections.sort_by(|a, b| a.object.cmp(&b.object));
+        let envoy = envoy::build(&ingresses, store, &self.options.listeners);
+        Output {
+            ingresses,
+            envoy,
+            rejections,
+            config_errors,
+        }
+    }
+
+    /// Records a translation result, falling back to the last good one on failure.
+    fn settle(
+        &mut self,
+        origin: ObjectRef,
+        result: Result<Ingress, Vec<Problem>>,
+        accepted: &mut BTreeMap<ObjectRef, Ingress>,
+        rejections: &mut Vec<Rejection>,
+    ) {
+        match result {
+            Ok(ing) => {
+                self.last_good.insert(origin.clone(), ing.clone());
+                accepted.insert(origin, ing);
+            }
+            Err(problems) => {
+                let last = self.last_good.get(&origin).cloned();
+                rejections.push(Rejection {
+                    object: origin.clone(),
+                    problems,
+                    serving_last_good: last.is_some(),
+                });
+                if let Some(ing) = last {
+                    accepted.insert(origin, ing);
+                }
+            }
+        }
+    }
+}
+
+/// Gives every host to one owner: the oldest object (creation timestamp, then kind,
+/// namespace and name) keeps it; a later object claiming a taken host is rejected whole,
+/// so Envoy never sees a duplicate domain.
+fn resolve_host_conflicts(
+    accepted: BTreeMap<ObjectRef, Ingress>,
+    rejections: &mut Vec<Rejection>,
+) -> Vec<Ingress> {
+    let mut order: Vec<Ingress> = accepted.into_values().collect();
+    order.sort_by(|a, b| {
+        (a.creation_timestamp.as_str(), &a.origin).cmp(&(b.creation_timestamp.as_str(), &b.origin))
+    });
+    let mut owners: BTreeMap<String, ObjectRef> = BTreeMap::new();
+    let mut out = Vec::with_capacity(order.len());
+    for ing in order {
+        let taken: Vec<Problem> = ing
+            .hosts()
+            .filter_map(|h| {
+                owners.get(h).filter(|o| **o != ing.origin).map(|o| {
+                    Problem::new("hosts", format!("host {h:?} is already served by {o}"))
+                })
+            })
+            .collect();
+        if !taken.is_empty() {
+            rejections.retain(|r| r.object != ing.origin);
+            rejections.push(Rejection {
+                object: ing.origin.clone(),
+                problems: taken,
+                serving_last_good: false,
+            });
+            continue;
+        }
+        for h in ing.hosts() {
+            owners.insert(h.to_string(), ing.origin.clone());
+        }
+        out.push(ing);
+    }
+    out.sort_by(|a, b| a.origin.cmp(&b.origin));
+    out
+}
