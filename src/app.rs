@@ -63,7 +63,10 @@ pub fn problems(manifests: &Manifests, output: &Output) -> Vec<String> {
     }
     for (r, files) in manifests.duplicates() {
         let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-        lines.push(format!("{r}: defined in several files ({}); the first is used", files.join(", ")));
+        lines.push(format!(
+            "{r}: defined in several files ({}); the first is used",
+            files.join(", ")
+        ));
     }
     for e in &output.config_errors {
         lines.push(e.to_string());
@@ -87,7 +90,10 @@ pub struct ServeConfig {
 }
 
 /// Runs the control plane until `shutdown` resolves.
-pub async fn serve(cfg: ServeConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    cfg: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::default());
     let xds = tokio::net::TcpListener::bind(cfg.xds_address)
         .await
@@ -99,8 +105,14 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl std::future::Future<Output =
 
     let mut watch = FolderWatch::new(&cfg.manifests)
         .with_context(|| format!("watching {}", cfg.manifests.display()))?;
-    let mut pipeline = Pipeline::new(Manifests::new(&cfg.manifests), Translator::new(cfg.options.clone()), shared.clone());
-    pipeline.step().with_context(|| format!("reading manifests folder {}", cfg.manifests.display()))?;
+    let mut pipeline = Pipeline::new(
+        Manifests::new(&cfg.manifests),
+        Translator::new(cfg.options.clone()),
+        shared.clone(),
+    );
+    pipeline
+        .step()
+        .with_context(|| format!("reading manifests folder {}", cfg.manifests.display()))?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -139,7 +151,9 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl std::future::Future<Output =
     use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .add_service(AggregatedDiscoveryServiceServer::new(AdsService::new(shared.clone())))
+        .add_service(AggregatedDiscoveryServiceServer::new(AdsService::new(
+            shared.clone(),
+        )))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(xds),
             async move {
@@ -184,10 +198,15 @@ impl Pipeline {
         Counters::add(&self.shared.counters.translations, 1);
         let previous = self.shared.current();
         let snapshot = Snapshot::from_envoy(&output.envoy, previous.as_deref());
-        let changed = previous.as_deref().is_none_or(|p| !p.same_versions(&snapshot));
+        let changed = previous
+            .as_deref()
+            .is_none_or(|p| !p.same_versions(&snapshot));
         if changed {
             self.shared.snapshot.send_replace(Some(Arc::new(snapshot)));
-            self.shared.counters.snapshots.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .snapshots
+                .fetch_add(1, Ordering::Relaxed);
             info!(
                 objects_changed = reload.changed.len(),
                 files_read = reload.files_read,
@@ -225,4 +244,3 @@ impl Pipeline {
         self.shared.set_report(report);
     }
 }
-

@@ -99,9 +99,7 @@ impl KnativeConfig {
                 (["domain-template", "domainTemplate"], 0, false),
                 (["tag-template", "tagTemplate"], 1, true),
             ] {
-                let Some((key, text)) = keys
-                    .iter()
-                    .find_map(|k| cm.data.get(*k).map(|v| (*k, v)))
+                let Some((key, text)) = keys.iter().find_map(|k| cm.data.get(*k).map(|v| (*k, v)))
                 else {
                     continue;
                 };
@@ -195,7 +193,10 @@ struct DomainValue {
     _type: Option<String>,
 }
 
-fn parse_domains(cm: &ConfigMap, cluster_domain: &str) -> Result<Vec<DomainEntry>, Vec<ConfigError>> {
+fn parse_domains(
+    cm: &ConfigMap,
+    cluster_domain: &str,
+) -> Result<Vec<DomainEntry>, Vec<ConfigError>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let mut has_default = false;

@@ -374,8 +374,7 @@ impl Object {
             Kind::EndpointSlice => Object::EndpointSlice(de(text)?),
             Kind::ConfigMap => Object::ConfigMap(de(text)?),
         };
-        obj.normalized()
-            .map_err(|e| (None, e.to_string()))
+        obj.normalized().map_err(|e| (None, e.to_string()))
     }
 
     /// Checks the name and fills an empty namespace with `default` (as `kubectl apply`

@@ -56,7 +56,11 @@ impl Template {
             let end = after
                 .find("}}")
                 .ok_or_else(|| format!("unclosed action in template {source:?}"))?;
-            let action = after[..end].trim().trim_start_matches('-').trim_end_matches('-').trim();
+            let action = after[..end]
+                .trim()
+                .trim_start_matches('-')
+                .trim_end_matches('-')
+                .trim();
             parts.push(parse_action(action).map_err(|e| format!("{e} in template {source:?}"))?);
             rest = &after[end + 2..];
         }
@@ -112,7 +116,10 @@ impl Template {
             ));
         }
         if !self.parts.iter().any(|p| *p == Part::Field("Name".into())) {
-            return Err(format!("template {:?} must contain {{{{.Name}}}}", self.source));
+            return Err(format!(
+                "template {:?} must contain {{{{.Name}}}}",
+                self.source
+            ));
         }
         Ok(())
     }
@@ -121,7 +128,10 @@ impl Template {
     pub fn check_tag_template(&self) -> Result<(), String> {
         for f in ["Name", "Tag"] {
             if !self.parts.iter().any(|p| *p == Part::Field(f.into())) {
-                return Err(format!("template {:?} must contain {{{{.{f}}}}}", self.source));
+                return Err(format!(
+                    "template {:?} must contain {{{{.{f}}}}}",
+                    self.source
+                ));
             }
         }
         self.render(&TemplateData {
@@ -162,7 +172,8 @@ pub fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -219,7 +230,10 @@ mod tests {
 
     #[test]
     fn tag_template_needs_name_and_tag() {
-        assert!(Template::parse("{{.Name}}").unwrap().check_tag_template().is_err());
+        assert!(Template::parse("{{.Name}}")
+            .unwrap()
+            .check_tag_template()
+            .is_err());
         assert!(Template::parse("{{.Name}}-{{.Tag}}")
             .unwrap()
             .check_tag_template()

@@ -29,7 +29,11 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     if s.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "waiting for the first snapshot\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first snapshot\n",
+        )
+            .into_response()
     }
 }
 
@@ -70,25 +74,52 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     let _ = writeln!(m, "knative_xds_connected_proxies {}", s.proxies().len());
     let _ = writeln!(m, "# HELP knative_xds_responses_total Discovery responses sent, by type.\n# TYPE knative_xds_responses_total counter");
     for (i, ty) in ResourceType::ORDERED.iter().enumerate() {
-        let _ = writeln!(m, "knative_xds_responses_total{{type=\"{}\"}} {}", ty.short_name(), c.responses[i].load(Ordering::Relaxed));
+        let _ = writeln!(
+            m,
+            "knative_xds_responses_total{{type=\"{}\"}} {}",
+            ty.short_name(),
+            c.responses[i].load(Ordering::Relaxed)
+        );
     }
     let _ = writeln!(m, "# HELP knative_xds_nacks_total Configs Envoy rejected, by type.\n# TYPE knative_xds_nacks_total counter");
     for (i, ty) in ResourceType::ORDERED.iter().enumerate() {
-        let _ = writeln!(m, "knative_xds_nacks_total{{type=\"{}\"}} {}", ty.short_name(), c.nacks[i].load(Ordering::Relaxed));
+        let _ = writeln!(
+            m,
+            "knative_xds_nacks_total{{type=\"{}\"}} {}",
+            ty.short_name(),
+            c.nacks[i].load(Ordering::Relaxed)
+        );
     }
     let _ = writeln!(m, "# HELP knative_xds_sent_bytes_total Encoded bytes of discovery responses.\n# TYPE knative_xds_sent_bytes_total counter");
-    let _ = writeln!(m, "knative_xds_sent_bytes_total {}", c.bytes_sent.load(Ordering::Relaxed));
+    let _ = writeln!(
+        m,
+        "knative_xds_sent_bytes_total {}",
+        c.bytes_sent.load(Ordering::Relaxed)
+    );
     let _ = writeln!(m, "# HELP knative_xds_snapshots_total Snapshots published.\n# TYPE knative_xds_snapshots_total counter");
-    let _ = writeln!(m, "knative_xds_snapshots_total {}", c.snapshots.load(Ordering::Relaxed));
+    let _ = writeln!(
+        m,
+        "knative_xds_snapshots_total {}",
+        c.snapshots.load(Ordering::Relaxed)
+    );
     let _ = writeln!(m, "# HELP knative_xds_resources Resources in the current snapshot, by type.\n# TYPE knative_xds_resources gauge");
     if let Some(snap) = s.current() {
         for ty in ResourceType::ORDERED {
-            let _ = writeln!(m, "knative_xds_resources{{type=\"{}\"}} {}", ty.short_name(), snap.resources(ty).len());
+            let _ = writeln!(
+                m,
+                "knative_xds_resources{{type=\"{}\"}} {}",
+                ty.short_name(),
+                snap.resources(ty).len()
+            );
         }
     }
     let report = s.report();
     let _ = writeln!(m, "# HELP knative_xds_rejected_objects Objects that failed translation.\n# TYPE knative_xds_rejected_objects gauge");
-    let _ = writeln!(m, "knative_xds_rejected_objects {}", report.rejections.len());
+    let _ = writeln!(
+        m,
+        "knative_xds_rejected_objects {}",
+        report.rejections.len()
+    );
     let _ = writeln!(m, "# HELP knative_xds_file_errors Manifest files that failed to parse.\n# TYPE knative_xds_file_errors gauge");
     let _ = writeln!(m, "knative_xds_file_errors {}", report.file_errors.len());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m).into_response()

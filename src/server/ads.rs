@@ -58,7 +58,11 @@ impl Flavor for Sotw {
     type Resp = DiscoveryResponse;
     const PROTOCOL: Protocol = Protocol::Sotw;
     const NAME: &'static str = "sotw";
-    fn request(c: &mut Connection, r: DiscoveryRequest, s: &Snapshot) -> Result<Vec<DiscoveryResponse>, ProtocolError> {
+    fn request(
+        c: &mut Connection,
+        r: DiscoveryRequest,
+        s: &Snapshot,
+    ) -> Result<Vec<DiscoveryResponse>, ProtocolError> {
         c.handle_sotw_request(r, s)
     }
     fn snapshot(c: &mut Connection, s: &Snapshot) -> Vec<DiscoveryResponse> {
@@ -75,7 +79,11 @@ impl Flavor for Delta {
     type Resp = DeltaDiscoveryResponse;
     const PROTOCOL: Protocol = Protocol::Delta;
     const NAME: &'static str = "delta";
-    fn request(c: &mut Connection, r: DeltaDiscoveryRequest, s: &Snapshot) -> Result<Vec<DeltaDiscoveryResponse>, ProtocolError> {
+    fn request(
+        c: &mut Connection,
+        r: DeltaDiscoveryRequest,
+        s: &Snapshot,
+    ) -> Result<Vec<DeltaDiscoveryResponse>, ProtocolError> {
         c.handle_delta_request(r, s)
     }
     fn snapshot(c: &mut Connection, s: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
@@ -108,7 +116,10 @@ impl AggregatedDiscoveryService for AdsService {
     }
 }
 
-fn start<F: Flavor>(shared: Arc<Shared>, request: Request<Streaming<F::Req>>) -> RespStream<F::Resp> {
+fn start<F: Flavor>(
+    shared: Arc<Shared>,
+    request: Request<Streaming<F::Req>>,
+) -> RespStream<F::Resp> {
     let addr = request.remote_addr();
     let inbound = request.into_inner();
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -137,7 +148,12 @@ async fn run_stream<F: Flavor>(
     };
     let mut conn = Connection::new(F::PROTOCOL);
     let connected_since = SystemTime::now();
-    debug!(connection = id, ?addr, protocol = F::NAME, "ADS stream opened");
+    debug!(
+        connection = id,
+        ?addr,
+        protocol = F::NAME,
+        "ADS stream opened"
+    );
     loop {
         let out = tokio::select! {
             msg = inbound.message() => match msg {
@@ -189,13 +205,17 @@ fn record(
     let node = conn.node().cloned().unwrap_or_default();
     for ev in conn.take_events() {
         match ev {
-            ConnectionEvent::Nack { type_url, message, .. } => {
+            ConnectionEvent::Nack {
+                type_url, message, ..
+            } => {
                 if let Some(ty) = ResourceType::from_type_url(&type_url) {
                     Counters::add(&shared.counters.nacks[Counters::index(ty)], 1);
                 }
                 warn!(proxy = %node.id, r#type = %type_url, reason = %message, "Envoy rejected config (NACK); it keeps its last good config");
             }
-            ConnectionEvent::Ack { type_url, version, .. } => {
+            ConnectionEvent::Ack {
+                type_url, version, ..
+            } => {
                 debug!(proxy = %node.id, r#type = %type_url, %version, "ACK");
             }
             #[allow(unreachable_patterns)]

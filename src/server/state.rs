@@ -45,7 +45,10 @@ pub struct Counters {
 
 impl Counters {
     pub fn index(ty: ResourceType) -> usize {
-        ResourceType::ORDERED.iter().position(|t| *t == ty).unwrap_or(0)
+        ResourceType::ORDERED
+            .iter()
+            .position(|t| *t == ty)
+            .unwrap_or(0)
     }
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
@@ -84,10 +87,7 @@ impl Shared {
     }
 
     pub fn report(&self) -> Arc<Report> {
-        self.report
-            .read()
-            .map(|r| r.clone())
-            .unwrap_or_default()
+        self.report.read().map(|r| r.clone()).unwrap_or_default()
     }
 
     pub fn set_report(&self, report: Report) {

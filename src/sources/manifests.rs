@@ -70,7 +70,10 @@ impl Manifests {
 
     /// Current file errors (each file keeps serving its last good objects).
     pub fn errors(&self) -> Vec<FileError> {
-        self.files.values().filter_map(|f| f.error.clone()).collect()
+        self.files
+            .values()
+            .filter_map(|f| f.error.clone())
+            .collect()
     }
 
     /// Objects defined in more than one file: the later files' copies are ignored.
@@ -260,7 +263,10 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Object>, FileError> {
         if value.is_null() {
             continue;
         }
-        let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or("");
         let Some(kind) = Kind::from_api(api_version, kind) else {
             continue;
@@ -289,7 +295,9 @@ mod tests {
 
     #[test]
     fn multi_document_file_yields_known_kinds_and_skips_others() {
-        let text = format!("{ROUTE}---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n---\n");
+        let text = format!(
+            "{ROUTE}---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n---\n"
+        );
         let objs = parse_file(Path::new("x.yaml"), &text).unwrap();
         assert_eq!(objs.len(), 1);
         assert_eq!(objs[0].kind(), Kind::Route);
@@ -321,13 +329,20 @@ mod tests {
         let mut m = Manifests::new(dir.path());
         m.reload().unwrap();
         assert_eq!(m.store.routes.len(), 1);
-        std::fs::write(&f, "apiVersion: serving.knative.dev/v1\nkind: Route\nmetadata: [\n").unwrap();
+        std::fs::write(
+            &f,
+            "apiVersion: serving.knative.dev/v1\nkind: Route\nmetadata: [\n",
+        )
+        .unwrap();
         m.reload().unwrap();
         assert_eq!(m.store.routes.len(), 1, "objects kept");
         assert_eq!(m.errors().len(), 1);
         std::fs::remove_file(&f).unwrap();
         m.reload().unwrap();
-        assert!(m.store.routes.is_empty(), "deleted file removes its objects");
+        assert!(
+            m.store.routes.is_empty(),
+            "deleted file removes its objects"
+        );
         assert!(m.errors().is_empty());
     }
 
@@ -335,7 +350,11 @@ mod tests {
     fn object_defined_twice_is_owned_by_the_first_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.yaml"), ROUTE).unwrap();
-        std::fs::write(dir.path().join("b.yaml"), ROUTE.replace("percent: 100", "percent: 50")).unwrap();
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            ROUTE.replace("percent: 100", "percent: 50"),
+        )
+        .unwrap();
         let mut m = Manifests::new(dir.path());
         m.reload().unwrap();
         assert_eq!(m.duplicates().len(), 1);

@@ -21,13 +21,14 @@ pub struct FolderWatch {
 impl FolderWatch {
     pub fn new(dir: &Path) -> notify::Result<FolderWatch> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res {
-                if !ev.kind.is_access() {
-                    let _ = tx.send(());
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if let Ok(ev) = res {
+                    if !ev.kind.is_access() {
+                        let _ = tx.send(());
+                    }
                 }
-            }
-        })?;
+            })?;
         watcher.watch(dir, RecursiveMode::Recursive)?;
         Ok(FolderWatch {
             _watcher: watcher,

@@ -32,7 +32,10 @@ pub fn translate_domain_mapping(
     if name.ends_with(&format!(".{}", cfg.cluster_domain)) {
         return Err(vec![Problem::new(
             "metadata.name",
-            format!("{name:?} must not be under the cluster domain {:?}", cfg.cluster_domain),
+            format!(
+                "{name:?} must not be under the cluster domain {:?}",
+                cfg.cluster_domain
+            ),
         )]);
     }
     match store.domain_claims.get(&ObjectKey::new("", name.clone())) {

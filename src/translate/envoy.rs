@@ -17,8 +17,8 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher, redirect_action, route, route_action, route_match, weighted_cluster,
-    HeaderMatcher, RedirectAction, Route, RouteAction, RouteConfiguration, RouteMatch,
-    VirtualHost, WeightedCluster,
+    HeaderMatcher, RedirectAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+    WeightedCluster,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -162,7 +162,9 @@ fn listener(name: &str, address: &str, port: u16) -> Listener {
         })),
         http_filters: vec![HttpFilter {
             name: "envoy.filters.http.router".to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(any(&Router::default()))),
+            config_type: Some(http_filter::ConfigType::TypedConfig(
+                any(&Router::default()),
+            )),
             ..Default::default()
         }],
         upgrade_configs: vec![http_connection_manager::UpgradeConfig {
@@ -223,11 +225,13 @@ fn set_headers(headers: &BTreeMap<String, String>) -> Vec<HeaderValueOption> {
 
 fn route_match(path: &HttpPath) -> RouteMatch {
     RouteMatch {
-        path_specifier: Some(route_match::PathSpecifier::Prefix(if path.prefix.is_empty() {
-            "/".to_string()
-        } else {
-            path.prefix.clone()
-        })),
+        path_specifier: Some(route_match::PathSpecifier::Prefix(
+            if path.prefix.is_empty() {
+                "/".to_string()
+            } else {
+                path.prefix.clone()
+            },
+        )),
         headers: path
             .headers
             .iter()
@@ -391,7 +395,10 @@ fn ready_addresses(b: &Backend, svc: Option<&Service>, store: &Store) -> BTreeSe
             Some(n) => p.name.as_deref().unwrap_or("") == n,
             None => p.port == Some(b.port as i64),
         });
-        let Some(port) = port.and_then(|p| p.port).and_then(|p| u32::try_from(p).ok()) else {
+        let Some(port) = port
+            .and_then(|p| p.port)
+            .and_then(|p| u32::try_from(p).ok())
+        else {
             continue;
         };
         for ep in &slice.endpoints {

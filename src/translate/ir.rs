@@ -79,7 +79,9 @@ impl Backend {
 impl Ingress {
     /// Every host of every rule.
     pub fn hosts(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().flat_map(|r| r.hosts.iter().map(String::as_str))
+        self.rules
+            .iter()
+            .flat_map(|r| r.hosts.iter().map(String::as_str))
     }
 
     /// Every backend any split uses.

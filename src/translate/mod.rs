@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::model::config::{ConfigError, KnativeConfig, CONFIG_DOMAIN, CONFIG_FEATURES, CONFIG_NETWORK};
+use crate::model::config::{
+    ConfigError, KnativeConfig, CONFIG_DOMAIN, CONFIG_FEATURES, CONFIG_NETWORK,
+};
 use crate::model::{Kind, ObjectKey, ObjectRef, Store};
 
 pub use envoy::{EnvoyConfig, ListenerSettings};
@@ -255,14 +257,14 @@ fn resolve_host_conflicts(
     let mut owners: BTreeMap<String, ObjectRef> = BTreeMap::new();
     let mut out = Vec::with_capacity(order.len());
     for ing in order {
-        let taken: Vec<Problem> = ing
-            .hosts()
-            .filter_map(|h| {
-                owners.get(h).filter(|o| **o != ing.origin).map(|o| {
-                    Problem::new("hosts", format!("host {h:?} is already served by {o}"))
+        let taken: Vec<Problem> =
+            ing.hosts()
+                .filter_map(|h| {
+                    owners.get(h).filter(|o| **o != ing.origin).map(|o| {
+                        Problem::new("hosts", format!("host {h:?} is already served by {o}"))
+                    })
                 })
-            })
-            .collect();
+                .collect();
         if !taken.is_empty() {
             rejections.retain(|r| r.object != ing.origin);
             rejections.push(Rejection {

@@ -115,7 +115,9 @@ pub fn validate_traffic(input: &RouteInput) -> Vec<Problem> {
             if (!revision.is_empty()) == latest {
                 problems.push(Problem::new(
                     field("latestRevision"),
-                    format!("may not set revisionName {revision:?} when latestRevision is {latest}"),
+                    format!(
+                        "may not set revisionName {revision:?} when latestRevision is {latest}"
+                    ),
                 ));
             }
         }
@@ -130,7 +132,10 @@ pub fn validate_traffic(input: &RouteInput) -> Vec<Problem> {
             )),
             _ => {}
         }
-        for (name, f) in [(revision, "revisionName"), (configuration, "configurationName")] {
+        for (name, f) in [
+            (revision, "revisionName"),
+            (configuration, "configurationName"),
+        ] {
             if !name.is_empty() && !is_dns1123_subdomain(name) {
                 problems.push(Problem::new(
                     field(f),
@@ -179,10 +184,7 @@ pub struct Target {
 pub type TrafficGroups = BTreeMap<String, Vec<Target>>;
 
 /// Knative's `BuildTrafficConfiguration` followed by per-group `consolidate`.
-pub fn resolve_traffic(
-    input: &RouteInput,
-    store: &Store,
-) -> Result<TrafficGroups, Vec<Problem>> {
+pub fn resolve_traffic(input: &RouteInput, store: &Store) -> Result<TrafficGroups, Vec<Problem>> {
     let ns = &input.meta.namespace;
     let mut problems = Vec::new();
     let mut groups: TrafficGroups = BTreeMap::new();
@@ -209,7 +211,9 @@ pub fn resolve_traffic(
             }
         };
         let field = format!("spec.traffic[{i}].revisionName");
-        let Some(rev) = store.revisions.get(&ObjectKey::new(ns.clone(), revision_name.clone()))
+        let Some(rev) = store
+            .revisions
+            .get(&ObjectKey::new(ns.clone(), revision_name.clone()))
         else {
             problems.push(Problem::new(
                 field,
@@ -322,7 +326,13 @@ pub fn latest_ready_revision(store: &Store, ns: &str, config: &str) -> Result<St
         .range(range)
         .take_while(|(k, _)| k.namespace == ns)
         .map(|(_, r)| r)
-        .filter(|r| r.metadata.labels.get(CONFIGURATION_LABEL).map(String::as_str) == Some(config))
+        .filter(|r| {
+            r.metadata
+                .labels
+                .get(CONFIGURATION_LABEL)
+                .map(String::as_str)
+                == Some(config)
+        })
         .filter(|r| revision_ready(r))
         .max_by_key(|r| {
             let generation = r
@@ -334,7 +344,9 @@ pub fn latest_ready_revision(store: &Store, ns: &str, config: &str) -> Result<St
             (generation, r.metadata.name.clone())
         })
         .map(|r| r.metadata.name.clone())
-        .ok_or_else(|| format!("Configuration {config:?} is waiting for a Revision to become ready"))
+        .ok_or_else(|| {
+            format!("Configuration {config:?} is waiting for a Revision to become ready")
+        })
 }
 
 /// Knative's host expansion of a cluster-local name: `h.ns`, `h.ns.svc`, `h.ns.svc.<cd>`

@@ -190,7 +190,8 @@ impl TypeKey {
             && url.strip_prefix(TYPE_URL_PREFIX).is_some_and(|msg| {
                 msg.contains('.')
                     && msg.split('.').all(|seg| {
-                        !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        !seg.is_empty()
+                            && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                     })
             });
         if valid {
@@ -483,7 +484,11 @@ impl Connection {
 
         let mut event = None;
         if !response_nonce.is_empty() {
-            match st.outstanding.iter().position(|s| s.nonce == response_nonce) {
+            match st
+                .outstanding
+                .iter()
+                .position(|s| s.nonce == response_nonce)
+            {
                 Some(i) => {
                     let sent = st.outstanding.remove(i);
                     event = Some(match error_detail {
@@ -613,6 +618,8 @@ impl Connection {
         self.delta_sync(snap)
     }
 
+    /// Per type: subscription, ACKed state, the response awaiting an answer, the last NACK and
+    /// counters. For `/debug/proxies` and metrics.
     pub fn status(&self) -> ConnectionStatus {
         let mut types = Vec::new();
         for (key, st) in &self.sotw {
@@ -969,7 +976,9 @@ fn truncate(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-    use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
+    use envoy_types::pb::envoy::config::endpoint::v3::{
+        ClusterLoadAssignment, LocalityLbEndpoints,
+    };
     use envoy_types::pb::envoy::config::listener::v3::Listener;
     use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
     use envoy_types::pb::google::protobuf::Any;
@@ -1209,12 +1218,21 @@ mod tests {
         let s = base();
         let mut c = Connection::new(Protocol::Sotw);
         let resp = one(c.handle_sotw_request(req(Cds, &[], "", ""), &s).unwrap());
-        assert!(c.handle_sotw_request(ack(&resp, &[]), &s).unwrap().is_empty());
+        assert!(c
+            .handle_sotw_request(ack(&resp, &[]), &s)
+            .unwrap()
+            .is_empty());
         // Envoy repeats an identical ACK after some updates: still nothing, counted once.
-        assert!(c.handle_sotw_request(ack(&resp, &[]), &s).unwrap().is_empty());
+        assert!(c
+            .handle_sotw_request(ack(&resp, &[]), &s)
+            .unwrap()
+            .is_empty());
         assert!(c.sotw_snapshot_changed(&s).is_empty());
         let st = type_status(&c, Cds);
-        assert_eq!(st.acked_version.as_deref(), Some(resp.version_info.as_str()));
+        assert_eq!(
+            st.acked_version.as_deref(),
+            Some(resp.version_info.as_str())
+        );
         assert_eq!(st.acks, 1);
         assert!(st.pending.is_none());
         let events = c.take_events();
@@ -1232,16 +1250,23 @@ mod tests {
         let mut c = sotw_synced(&s1);
         let v1 = type_status(&c, Cds).acked_version.unwrap();
         let mut s2 = s1.clone();
-        s2.resources_mut(Cds).insert("a".into(), cluster("a", "bad"));
+        s2.resources_mut(Cds)
+            .insert("a".into(), cluster("a", "bad"));
         let pushed = c.sotw_snapshot_changed(&s2);
         assert_eq!(types(&pushed), [Some(Cds), Some(Eds)]);
         let cds = &pushed[0];
         c.take_events();
 
-        assert!(c.handle_sotw_request(nack(cds, &[], &v1), &s2).unwrap().is_empty());
+        assert!(c
+            .handle_sotw_request(nack(cds, &[], &v1), &s2)
+            .unwrap()
+            .is_empty());
         // Neither the same snapshot again nor a request re-sends the rejected content.
         assert!(c.sotw_snapshot_changed(&s2).is_empty());
-        assert!(c.handle_sotw_request(req(Cds, &[], &v1, &cds.nonce), &s2).unwrap().is_empty());
+        assert!(c
+            .handle_sotw_request(req(Cds, &[], &v1, &cds.nonce), &s2)
+            .unwrap()
+            .is_empty());
 
         let st = type_status(&c, Cds);
         assert_eq!(st.nacks, 1);
@@ -1264,12 +1289,14 @@ mod tests {
         let s1 = base();
         let mut c = sotw_synced(&s1);
         let mut s2 = s1.clone();
-        s2.resources_mut(Cds).insert("a".into(), cluster("a", "bad"));
+        s2.resources_mut(Cds)
+            .insert("a".into(), cluster("a", "bad"));
         let cds = c.sotw_snapshot_changed(&s2).remove(0);
         c.handle_sotw_request(nack(&cds, &[], "x"), &s2).unwrap();
 
         let mut s3 = s1.clone();
-        s3.resources_mut(Cds).insert("a".into(), cluster("a", "fixed"));
+        s3.resources_mut(Cds)
+            .insert("a".into(), cluster("a", "fixed"));
         let pushed = c.sotw_snapshot_changed(&s3);
         assert_eq!(types(&pushed), [Some(Cds), Some(Eds)]);
         assert_eq!(names(&pushed[0]), ["a", "b"]);
@@ -1277,7 +1304,10 @@ mod tests {
             pushed[0].version_info,
             aggregate_version(s3.resources(Cds).values())
         );
-        assert!(c.handle_sotw_request(ack(&pushed[0], &[]), &s3).unwrap().is_empty());
+        assert!(c
+            .handle_sotw_request(ack(&pushed[0], &[]), &s3)
+            .unwrap()
+            .is_empty());
         let st = type_status(&c, Cds);
         assert_eq!(st.acked_version, Some(pushed[0].version_info.clone()));
         assert_eq!(st.nacks, 1);
@@ -1306,7 +1336,9 @@ mod tests {
         let r5 = one(c.sotw_snapshot_changed(&s2));
         assert_eq!(names(&r5), ["a", "c"]);
         // RDS by name: only the requested route.
-        let r = one(c.handle_sotw_request(req(Rds, &["r2"], "", ""), &s2).unwrap());
+        let r = one(c
+            .handle_sotw_request(req(Rds, &["r2"], "", ""), &s2)
+            .unwrap());
         assert_eq!(names(&r), ["r2"]);
     }
 
@@ -1314,13 +1346,21 @@ mod tests {
     fn sotw_stale_nonce_ignored() {
         let s1 = base();
         let mut c = Connection::new(Protocol::Sotw);
-        let r1 = one(c.handle_sotw_request(req(Eds, &["a"], "", ""), &s1).unwrap());
+        let r1 = one(c
+            .handle_sotw_request(req(Eds, &["a"], "", ""), &s1)
+            .unwrap());
         let mut s2 = s1.clone();
         s2.resources_mut(Eds).insert("a".into(), cla("a", 2));
         let r2 = one(c.sotw_snapshot_changed(&s2));
         // A request answering r1 (even with new names or an error) crossed r2: ignored.
-        assert!(c.handle_sotw_request(ack(&r1, &["a", "b"]), &s2).unwrap().is_empty());
-        assert!(c.handle_sotw_request(nack(&r1, &["a"], ""), &s2).unwrap().is_empty());
+        assert!(c
+            .handle_sotw_request(ack(&r1, &["a", "b"]), &s2)
+            .unwrap()
+            .is_empty());
+        assert!(c
+            .handle_sotw_request(nack(&r1, &["a"], ""), &s2)
+            .unwrap()
+            .is_empty());
         let st = type_status(&c, Eds);
         assert_eq!((st.acks, st.nacks), (0, 0));
         assert_eq!(st.names, ["a"]);
@@ -1342,7 +1382,10 @@ mod tests {
         let eds_v = type_status(&old, Eds).acked_version.unwrap();
 
         let mut c = Connection::new(Protocol::Sotw);
-        assert!(c.handle_sotw_request(req(Cds, &[], &cds_v, ""), &s).unwrap().is_empty());
+        assert!(c
+            .handle_sotw_request(req(Cds, &[], &cds_v, ""), &s)
+            .unwrap()
+            .is_empty());
         assert!(c
             .handle_sotw_request(req(Eds, &["a", "b"], &eds_v, ""), &s)
             .unwrap()
@@ -1353,7 +1396,9 @@ mod tests {
 
         // A stale version on reconnect gets the current content.
         let mut c2 = Connection::new(Protocol::Sotw);
-        let r = one(c2.handle_sotw_request(req(Cds, &[], "old", ""), &s).unwrap());
+        let r = one(c2
+            .handle_sotw_request(req(Cds, &[], "old", ""), &s)
+            .unwrap());
         assert_eq!(r.version_info, cds_v);
 
         // The subscription stays: later changes are pushed.
@@ -1378,8 +1423,14 @@ mod tests {
             type_status(&c, Eds).acked_version.unwrap()
         );
         // Envoy's re-request with the old EDS nonce, then the ACK: nothing more.
-        assert!(c.handle_sotw_request(ack(&pushed[0], &[]), &s2).unwrap().is_empty());
-        assert!(c.handle_sotw_request(ack(&pushed[1], &["a", "b"]), &s2).unwrap().is_empty());
+        assert!(c
+            .handle_sotw_request(ack(&pushed[0], &[]), &s2)
+            .unwrap()
+            .is_empty());
+        assert!(c
+            .handle_sotw_request(ack(&pushed[1], &["a", "b"]), &s2)
+            .unwrap()
+            .is_empty());
         assert!(c.sotw_snapshot_changed(&s2).is_empty());
 
         // A new cluster: its CLA comes with the EDS request naming it.
@@ -1390,14 +1441,22 @@ mod tests {
         assert_eq!(types(&pushed), [Some(Cds)]);
         let eds_v = type_status(&c, Eds).acked_version.unwrap();
         let r = one(c
-            .handle_sotw_request(req(Eds, &["a", "b", "c"], &eds_v, &pushed_nonce(&c, Eds)), &s3)
+            .handle_sotw_request(
+                req(Eds, &["a", "b", "c"], &eds_v, &pushed_nonce(&c, Eds)),
+                &s3,
+            )
             .unwrap());
         assert_eq!(names(&r), ["a", "b", "c"]);
         assert!(c.sotw_snapshot_changed(&s3).is_empty());
     }
 
     fn pushed_nonce(c: &Connection, ty: ResourceType) -> String {
-        c.sotw[&TypeKey::Served(ty)].latest.as_ref().unwrap().nonce.clone()
+        c.sotw[&TypeKey::Served(ty)]
+            .latest
+            .as_ref()
+            .unwrap()
+            .nonce
+            .clone()
     }
 
     #[test]
@@ -1410,7 +1469,9 @@ mod tests {
         s2.resources_mut(Cds).insert("b".into(), cluster("b", "2"));
 
         let mut c = Connection::new(Protocol::Sotw);
-        let r = one(c.handle_sotw_request(req(Cds, &[], &cds_v, ""), &s2).unwrap());
+        let r = one(c
+            .handle_sotw_request(req(Cds, &[], &cds_v, ""), &s2)
+            .unwrap());
         assert_eq!(names(&r), ["a", "b"]);
         // Every cluster is new to this stream, so each subscribed CLA is sent.
         let r = one(c
@@ -1438,7 +1499,8 @@ mod tests {
         // Only changed types are pushed.
         let mut s3 = s2.clone();
         s3.resources_mut(Rds).insert("r1".into(), route("r1", "3"));
-        s3.resources_mut(Lds).insert("http".into(), listener("http", "3"));
+        s3.resources_mut(Lds)
+            .insert("http".into(), listener("http", "3"));
         assert_eq!(types(&c.sotw_snapshot_changed(&s3)), [Some(Lds), Some(Rds)]);
         // A route the client didn't ask for changing pushes nothing.
         let mut s4 = s3.clone();
@@ -1504,12 +1566,20 @@ mod tests {
         let s = base();
         let mut c = Connection::new(Protocol::Sotw);
         let mut seen = BTreeSet::new();
-        for (ty, n) in [(Cds, vec![]), (Eds, vec!["a"]), (Lds, vec![]), (Rds, vec!["r1"])] {
+        for (ty, n) in [
+            (Cds, vec![]),
+            (Eds, vec!["a"]),
+            (Lds, vec![]),
+            (Rds, vec!["r1"]),
+        ] {
             let r = one(c.handle_sotw_request(req(ty, &n, "", ""), &s).unwrap());
             assert!(seen.insert(r.nonce.clone()));
         }
         // An EDS request echoing the CDS nonce is stale for EDS.
-        assert!(c.handle_sotw_request(req(Eds, &["a", "b"], "", "1"), &s).unwrap().is_empty());
+        assert!(c
+            .handle_sotw_request(req(Eds, &["a", "b"], "", "1"), &s)
+            .unwrap()
+            .is_empty());
         assert_eq!(c.status().nonces_issued, 4);
     }
 
@@ -1536,8 +1606,12 @@ mod tests {
         let s1 = base();
         let mut c1 = Connection::new(Protocol::Sotw);
         let mut c2 = Connection::new(Protocol::Sotw);
-        let a1 = one(c1.handle_sotw_request(req(Rds, &["r1"], "", ""), &s1).unwrap());
-        let a2 = one(c2.handle_sotw_request(req(Rds, &["r2"], "", ""), &s1).unwrap());
+        let a1 = one(c1
+            .handle_sotw_request(req(Rds, &["r1"], "", ""), &s1)
+            .unwrap());
+        let a2 = one(c2
+            .handle_sotw_request(req(Rds, &["r2"], "", ""), &s1)
+            .unwrap());
         assert_ne!(a1.version_info, a2.version_info);
         c1.handle_sotw_request(ack(&a1, &["r1"]), &s1).unwrap();
         c2.handle_sotw_request(ack(&a2, &["r2"]), &s1).unwrap();
@@ -1559,8 +1633,10 @@ mod tests {
         let s1 = base();
         let mut c1 = Connection::new(Protocol::Delta);
         let mut c2 = Connection::new(Protocol::Delta);
-        c1.handle_delta_request(dreq(Rds, &["r1"], &[], ""), &s1).unwrap();
-        c2.handle_delta_request(dreq(Rds, &["r2"], &[], ""), &s1).unwrap();
+        c1.handle_delta_request(dreq(Rds, &["r1"], &[], ""), &s1)
+            .unwrap();
+        c2.handle_delta_request(dreq(Rds, &["r2"], &[], ""), &s1)
+            .unwrap();
         let mut s2 = s1.clone();
         s2.resources_mut(Rds).insert("r2".into(), route("r2", "2"));
         assert!(c1.delta_snapshot_changed(&s2).is_empty());
@@ -1577,12 +1653,20 @@ mod tests {
         let resp = one(c.handle_sotw_request(r, &s).unwrap());
         assert!(resp.resources.is_empty());
         assert_eq!(resp.type_url, SECRET_URL);
-        assert!(c.handle_sotw_request(ack(&resp, &["cert"]), &s).unwrap().is_empty());
-        assert!(c.sotw_snapshot_changed(&s).is_empty());
         assert!(c
-            .take_events()
-            .contains(&ConnectionEvent::UnservedType { type_url: SECRET_URL.into() }));
-        let st = c.status().types.into_iter().find(|t| t.type_url == SECRET_URL).unwrap();
+            .handle_sotw_request(ack(&resp, &["cert"]), &s)
+            .unwrap()
+            .is_empty());
+        assert!(c.sotw_snapshot_changed(&s).is_empty());
+        assert!(c.take_events().contains(&ConnectionEvent::UnservedType {
+            type_url: SECRET_URL.into()
+        }));
+        let st = c
+            .status()
+            .types
+            .into_iter()
+            .find(|t| t.type_url == SECRET_URL)
+            .unwrap();
         assert!(!st.served);
         assert_eq!(st.type_name, "Secret");
 
@@ -1600,7 +1684,12 @@ mod tests {
         assert_eq!(resp.removed_resources, ["cert"]);
 
         // Not a type URL at all: the stream is broken.
-        for bad in ["foo", "type.googleapis.com/", "type.googleapis.com/a b.c", "http://x/y.z"] {
+        for bad in [
+            "foo",
+            "type.googleapis.com/",
+            "type.googleapis.com/a b.c",
+            "http://x/y.z",
+        ] {
             let mut r = req(Cds, &[], "", "");
             r.type_url = bad.into();
             assert_eq!(
@@ -1621,9 +1710,17 @@ mod tests {
         }
         let mut r = req(Cds, &[], "", "");
         r.type_url = "type.googleapis.com/x.Tmore".into();
-        assert_eq!(c.handle_sotw_request(r, &s), Err(ProtocolError::TooManyTypes));
+        assert_eq!(
+            c.handle_sotw_request(r, &s),
+            Err(ProtocolError::TooManyTypes)
+        );
         // Known types still work.
-        assert_eq!(c.handle_sotw_request(req(Cds, &[], "", ""), &s).unwrap().len(), 1);
+        assert_eq!(
+            c.handle_sotw_request(req(Cds, &[], "", ""), &s)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -1632,11 +1729,17 @@ mod tests {
         let mut c = Connection::new(Protocol::Sotw);
         let mut r = req(Cds, &[], "", "");
         r.type_url.clear();
-        assert_eq!(c.handle_sotw_request(r, &s), Err(ProtocolError::MissingTypeUrl));
+        assert_eq!(
+            c.handle_sotw_request(r, &s),
+            Err(ProtocolError::MissingTypeUrl)
+        );
         let mut d = Connection::new(Protocol::Delta);
         let mut r = dreq(Cds, &[], &[], "");
         r.type_url.clear();
-        assert_eq!(d.handle_delta_request(r, &s), Err(ProtocolError::MissingTypeUrl));
+        assert_eq!(
+            d.handle_delta_request(r, &s),
+            Err(ProtocolError::MissingTypeUrl)
+        );
         assert!(d.status().types.is_empty());
     }
 
@@ -1672,7 +1775,10 @@ mod tests {
         // Wildcard with no resources at all is still answered on the first request.
         let mut c = Connection::new(Protocol::Delta);
         let empty = Snapshot::default();
-        let resp = done(c.handle_delta_request(dreq(Lds, &["*"], &[], ""), &empty).unwrap());
+        let resp = done(
+            c.handle_delta_request(dreq(Lds, &["*"], &[], ""), &empty)
+                .unwrap(),
+        );
         assert!(resp.resources.is_empty());
     }
 
@@ -1680,12 +1786,21 @@ mod tests {
     fn delta_subscribe_unsubscribe() {
         let s1 = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r = done(c.handle_delta_request(dreq(Eds, &["a"], &[], ""), &s1).unwrap());
+        let r = done(
+            c.handle_delta_request(dreq(Eds, &["a"], &[], ""), &s1)
+                .unwrap(),
+        );
         assert_eq!(dnames(&r), ["a"]);
-        let r = done(c.handle_delta_request(dreq(Eds, &["b"], &[], &r.nonce), &s1).unwrap());
+        let r = done(
+            c.handle_delta_request(dreq(Eds, &["b"], &[], &r.nonce), &s1)
+                .unwrap(),
+        );
         assert_eq!(dnames(&r), ["b"]);
         // Unsubscribe needs no response; changes to it are no longer pushed.
-        assert!(c.handle_delta_request(dreq(Eds, &[], &["a"], &r.nonce), &s1).unwrap().is_empty());
+        assert!(c
+            .handle_delta_request(dreq(Eds, &[], &["a"], &r.nonce), &s1)
+            .unwrap()
+            .is_empty());
         assert_eq!(type_status(&c, Eds).names, ["b"]);
         let mut s2 = s1.clone();
         s2.resources_mut(Eds).insert("a".into(), cla("a", 2));
@@ -1694,7 +1809,10 @@ mod tests {
         let r = done(c.delta_snapshot_changed(&s2));
         assert_eq!(dnames(&r), ["b"]);
         // Subscribing again sends it.
-        let r = done(c.handle_delta_request(dreq(Eds, &["a"], &[], &r.nonce), &s2).unwrap());
+        let r = done(
+            c.handle_delta_request(dreq(Eds, &["a"], &[], &r.nonce), &s2)
+                .unwrap(),
+        );
         assert_eq!(dnames(&r), ["a"]);
     }
 
@@ -1702,9 +1820,15 @@ mod tests {
     fn delta_explicit_resubscribe_is_answered() {
         let s = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r = done(c.handle_delta_request(dreq(Rds, &["r1"], &[], ""), &s).unwrap());
+        let r = done(
+            c.handle_delta_request(dreq(Rds, &["r1"], &[], ""), &s)
+                .unwrap(),
+        );
         c.handle_delta_request(dack(&r), &s).unwrap();
-        let r = done(c.handle_delta_request(dreq(Rds, &["r1"], &[], &r.nonce), &s).unwrap());
+        let r = done(
+            c.handle_delta_request(dreq(Rds, &["r1"], &[], &r.nonce), &s)
+                .unwrap(),
+        );
         assert_eq!(dnames(&r), ["r1"]);
     }
 
@@ -1734,14 +1858,16 @@ mod tests {
         let mut c = Connection::new(Protocol::Delta);
         let mut r = dreq(Lds, &[], &[], "");
         r.initial_resource_versions = versions(&s, Lds);
-        r.initial_resource_versions.insert("gone".into(), "x".into());
+        r.initial_resource_versions
+            .insert("gone".into(), "x".into());
         let resp = done(c.handle_delta_request(r, &s).unwrap());
         assert!(resp.resources.is_empty());
         assert_eq!(resp.removed_resources, ["gone"]);
 
         let mut r = dreq(Rds, &["r1", "r2"], &[], "");
         r.initial_resource_versions = versions(&s, Rds);
-        r.initial_resource_versions.insert("r2".into(), "old".into());
+        r.initial_resource_versions
+            .insert("r2".into(), "old".into());
         let resp = done(c.handle_delta_request(r, &s).unwrap());
         assert_eq!(dnames(&resp), ["r2"]);
         assert!(resp.removed_resources.is_empty());
@@ -1751,9 +1877,15 @@ mod tests {
     fn delta_removed_resources_on_delete() {
         let s1 = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r = done(c.handle_delta_request(dreq(Cds, &[], &[], ""), &s1).unwrap());
+        let r = done(
+            c.handle_delta_request(dreq(Cds, &[], &[], ""), &s1)
+                .unwrap(),
+        );
         c.handle_delta_request(dack(&r), &s1).unwrap();
-        let r = done(c.handle_delta_request(dreq(Eds, &["a", "b"], &[], ""), &s1).unwrap());
+        let r = done(
+            c.handle_delta_request(dreq(Eds, &["a", "b"], &[], ""), &s1)
+                .unwrap(),
+        );
         c.handle_delta_request(dack(&r), &s1).unwrap();
         let mut s2 = s1.clone();
         s2.resources_mut(Cds).remove("b");
@@ -1775,7 +1907,10 @@ mod tests {
     fn delta_nonexistent_subscribed_name_reported_removed() {
         let s1 = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r = done(c.handle_delta_request(dreq(Eds, &["a", "x"], &[], ""), &s1).unwrap());
+        let r = done(
+            c.handle_delta_request(dreq(Eds, &["a", "x"], &[], ""), &s1)
+                .unwrap(),
+        );
         assert_eq!(dnames(&r), ["a"]);
         assert_eq!(r.removed_resources, ["x"]);
         // Only once.
@@ -1796,10 +1931,14 @@ mod tests {
     fn delta_nack_recorded_not_resent() {
         let s1 = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r = done(c.handle_delta_request(dreq(Cds, &[], &[], ""), &s1).unwrap());
+        let r = done(
+            c.handle_delta_request(dreq(Cds, &[], &[], ""), &s1)
+                .unwrap(),
+        );
         c.handle_delta_request(dack(&r), &s1).unwrap();
         let mut s2 = s1.clone();
-        s2.resources_mut(Cds).insert("a".into(), cluster("a", "bad"));
+        s2.resources_mut(Cds)
+            .insert("a".into(), cluster("a", "bad"));
         let r = done(c.delta_snapshot_changed(&s2));
         assert_eq!(dnames(&r), ["a"]);
         c.take_events();
@@ -1820,10 +1959,14 @@ mod tests {
             st.acked_resources.unwrap()["a"],
             s1.get(Cds, "a").unwrap().version
         );
-        assert!(matches!(&c.take_events()[..], [ConnectionEvent::Nack { .. }]));
+        assert!(matches!(
+            &c.take_events()[..],
+            [ConnectionEvent::Nack { .. }]
+        ));
 
         let mut s3 = s1.clone();
-        s3.resources_mut(Cds).insert("a".into(), cluster("a", "good"));
+        s3.resources_mut(Cds)
+            .insert("a".into(), cluster("a", "good"));
         let r = done(c.delta_snapshot_changed(&s3));
         assert_eq!(dnames(&r), ["a"]);
     }
@@ -1832,14 +1975,22 @@ mod tests {
     fn delta_stale_nonce_still_honours_subscription() {
         let s1 = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r1 = done(c.handle_delta_request(dreq(Rds, &["r1"], &[], ""), &s1).unwrap());
+        let r1 = done(
+            c.handle_delta_request(dreq(Rds, &["r1"], &[], ""), &s1)
+                .unwrap(),
+        );
         let mut s2 = s1.clone();
         s2.resources_mut(Rds).insert("r1".into(), route("r1", "2"));
         let _r2 = done(c.delta_snapshot_changed(&s2));
         // Carries r1's nonce (superseded by r2) but subscribes r2: must be answered.
-        let r = done(c.handle_delta_request(dreq(Rds, &["r2"], &[], "bogus"), &s2).unwrap());
+        let r = done(
+            c.handle_delta_request(dreq(Rds, &["r2"], &[], "bogus"), &s2)
+                .unwrap(),
+        );
         assert_eq!(dnames(&r), ["r2"]);
-        let r = c.handle_delta_request(dreq(Rds, &[], &["r1"], &r1.nonce), &s2).unwrap();
+        let r = c
+            .handle_delta_request(dreq(Rds, &[], &["r1"], &r1.nonce), &s2)
+            .unwrap();
         assert!(r.is_empty());
         assert_eq!(type_status(&c, Rds).names, ["r2"]);
     }
@@ -1865,24 +2016,41 @@ mod tests {
         let mut d = Connection::new(Protocol::Delta);
         let mut r = dreq(Cds, &[], &[], "");
         r.initial_resource_versions = versions(&s1, Cds);
-        assert_eq!(dnames(&done(d.handle_delta_request(r, &s2).unwrap())), ["a"]);
+        assert_eq!(
+            dnames(&done(d.handle_delta_request(r, &s2).unwrap())),
+            ["a"]
+        );
         let mut r = dreq(Eds, &["a", "b"], &[], "");
         r.initial_resource_versions = versions(&s1, Eds);
-        assert_eq!(dnames(&done(d.handle_delta_request(r, &s2).unwrap())), ["a"]);
+        assert_eq!(
+            dnames(&done(d.handle_delta_request(r, &s2).unwrap())),
+            ["a"]
+        );
     }
 
     #[test]
     fn delta_wildcard_explicit_overlap_unsubscribe_is_answered() {
         let s = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r = done(c.handle_delta_request(dreq(Cds, &["*", "a", "zz"], &[], ""), &s).unwrap());
+        let r = done(
+            c.handle_delta_request(dreq(Cds, &["*", "a", "zz"], &[], ""), &s)
+                .unwrap(),
+        );
         assert_eq!(dnames(&r), ["a", "b"]);
         assert_eq!(r.removed_resources, ["zz"]);
-        let r = done(c.handle_delta_request(dreq(Cds, &[], &["a", "zz"], &r.nonce), &s).unwrap());
+        let r = done(
+            c.handle_delta_request(dreq(Cds, &[], &["a", "zz"], &r.nonce), &s)
+                .unwrap(),
+        );
         assert_eq!(dnames(&r), ["a"]);
         assert_eq!(r.removed_resources, ["zz"]);
         // Dropping the wildcard keeps only explicit names.
-        assert!(c.handle_delta_request(dreq(Cds, &["b"], &["*"], &r.nonce), &s).unwrap().len() == 1);
+        assert!(
+            c.handle_delta_request(dreq(Cds, &["b"], &["*"], &r.nonce), &s)
+                .unwrap()
+                .len()
+                == 1
+        );
         assert_eq!(type_status(&c, Cds).names, ["b"]);
         assert!(!type_status(&c, Cds).wildcard);
     }
@@ -1891,7 +2059,8 @@ mod tests {
     fn status_serializes() {
         let s = base();
         let mut c = sotw_synced(&s);
-        c.handle_sotw_request(req(Cds, &[], "", "9999"), &s).unwrap();
+        c.handle_sotw_request(req(Cds, &[], "", "9999"), &s)
+            .unwrap();
         let json = serde_json::to_value(c.status()).unwrap();
         assert_eq!(json["protocol"], "sotw");
         assert_eq!(json["types"].as_array().unwrap().len(), 4);
@@ -1910,7 +2079,11 @@ mod tests {
             seed ^= seed << 17;
             seed % n
         };
-        let snaps = [base(), Snapshot::default(), snap(&[cluster("a", "z")], &[], &[], &[])];
+        let snaps = [
+            base(),
+            Snapshot::default(),
+            snap(&[cluster("a", "z")], &[], &[], &[]),
+        ];
         let urls = [
             Cds.type_url(),
             Eds.type_url(),
@@ -1922,13 +2095,19 @@ mod tests {
         ];
         let words = ["", "*", "a", "b", "x", "r1", "é", "1", "2", "3"];
         for round in 0..200 {
-            let proto = if round % 2 == 0 { Protocol::Sotw } else { Protocol::Delta };
+            let proto = if round % 2 == 0 {
+                Protocol::Sotw
+            } else {
+                Protocol::Delta
+            };
             let mut c = Connection::new(proto);
             for _ in 0..40 {
                 let s = &snaps[rnd(3) as usize];
                 let url = urls[rnd(urls.len() as u64) as usize].to_string();
                 let pick = |r: &mut dyn FnMut(u64) -> u64| -> Vec<String> {
-                    (0..r(4)).map(|_| words[r(words.len() as u64) as usize].to_string()).collect()
+                    (0..r(4))
+                        .map(|_| words[r(words.len() as u64) as usize].to_string())
+                        .collect()
                 };
                 let names = pick(&mut rnd);
                 let other = pick(&mut rnd);

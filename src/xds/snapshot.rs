@@ -87,7 +87,10 @@ pub fn aggregate_version<'a>(resources: impl IntoIterator<Item = &'a Arc<Resourc
 impl Snapshot {
     /// Encodes translated resources. A resource whose content did not change keeps the
     /// previous snapshot's `Arc`, so unchanged bytes are shared, never duplicated.
-    pub fn from_envoy(cfg: &crate::translate::EnvoyConfig, previous: Option<&Snapshot>) -> Snapshot {
+    pub fn from_envoy(
+        cfg: &crate::translate::EnvoyConfig,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
         fn encode<M: prost::Message + prost::Name>(
             ty: ResourceType,
             items: &[M],
@@ -109,8 +112,18 @@ impl Snapshot {
         }
         Snapshot {
             clusters: encode(ResourceType::Cluster, &cfg.clusters, |c| &c.name, previous),
-            endpoints: encode(ResourceType::Endpoint, &cfg.endpoints, |c| &c.cluster_name, previous),
-            listeners: encode(ResourceType::Listener, &cfg.listeners, |l| &l.name, previous),
+            endpoints: encode(
+                ResourceType::Endpoint,
+                &cfg.endpoints,
+                |c| &c.cluster_name,
+                previous,
+            ),
+            listeners: encode(
+                ResourceType::Listener,
+                &cfg.listeners,
+                |l| &l.name,
+                previous,
+            ),
             routes: encode(ResourceType::Route, &cfg.routes, |r| &r.name, previous),
         }
     }

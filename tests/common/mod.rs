@@ -1,0 +1,435 @@
+//! End-to-end harness: a copy of an example folder, the real `knative-xds serve`, the demo
+//! upstreams and a real Envoy, all on free loopback ports.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The Envoy binary: `$ENVOY_BIN`, or the one `scripts/install-envoy.sh` put in `.venv`.
+pub fn envoy_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ENVOY_BIN") {
+        return PathBuf::from(p);
+    }
+    let direct = Path::new(REPO).join(".venv/lib/python3.11/site-packages/envoy/_bin/envoy");
+    if direct.exists() {
+        return direct;
+    }
+    let shim = Path::new(REPO).join(".venv/bin/envoy");
+    assert!(
+        shim.exists(),
+        "Envoy not found: run scripts/install-envoy.sh (or set ENVOY_BIN)"
+    );
+    shim
+}
+
+/// Copies `src` to `dst`, giving every demo upstream port (`port: 191xx`) a free port so
+/// tests can run side by side.
+pub fn copy_example(src: &Path, dst: &Path, ports: &mut BTreeMap<u16, u16>) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_example(&e.path(), &to, ports);
+        } else {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            std::fs::write(to, remap_ports(&text, ports)).unwrap();
+        }
+    }
+}
+
+pub fn remap_ports(text: &str, ports: &mut BTreeMap<u16, u16>) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        match trimmed
+            .strip_prefix("port: ")
+            .and_then(|p| p.trim().parse::<u16>().ok())
+            .filter(|p| (19100..19200).contains(p))
+        {
+            Some(p) => {
+                let new = *ports.entry(p).or_insert_with(free_port);
+                out.push_str(&line.replace(&p.to_string(), &new.to_string()));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+struct Proc {
+    name: &'static str,
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which gateway listener a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    External,
+    Internal,
+}
+
+/// What the demo upstream saw, plus the status.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    pub fn revision(&self) -> &str {
+        self.body["revision"].as_str().unwrap_or("")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.body["headers"][name.to_ascii_lowercase()].as_str()
+    }
+    pub fn host(&self) -> &str {
+        self.body["host"].as_str().unwrap_or("")
+    }
+}
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub manifests: PathBuf,
+    pub xds_port: u16,
+    pub admin_port: u16,
+    pub external_port: u16,
+    pub internal_port: u16,
+    pub envoy_admin_port: u16,
+    pub upstream_ports: BTreeMap<u16, u16>,
+    pub client: reqwest::Client,
+    procs: Vec<Proc>,
+}
+
+impl Stack {
+    /// Starts control plane, upstreams and Envoy for a copy of `examples/<example>`.
+    pub async fn start(example: &str, delta: bool) -> Stack {
+        Self::start_dir(&Path::new(REPO).join("examples").join(example), delta).await
+    }
+
+    pub async fn start_dir(src: &Path, delta: bool) -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("manifests");
+        let mut upstream_ports = BTreeMap::new();
+        copy_example(src, &manifests, &mut upstream_ports);
+        let mut s = Stack {
+            manifests,
+            xds_port: free_port(),
+            admin_port: free_port(),
+            external_port: free_port(),
+            internal_port: free_port(),
+            envoy_admin_port: free_port(),
+            upstream_ports,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(16)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            procs: Vec::new(),
+            dir,
+        };
+        s.start_upstreams();
+        s.start_control_plane();
+        s.wait_http_ok(
+            &format!("http://127.0.0.1:{}/readyz", s.admin_port),
+            Duration::from_secs(20),
+        )
+        .await;
+        s.start_envoy(delta);
+        s.wait_envoy_ready().await;
+        s
+    }
+
+    fn log(&self, name: &str) -> std::fs::File {
+        std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap()
+    }
+
+    pub fn read_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    fn start_upstreams(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_demo-upstream"))
+            .arg("--manifests")
+            .arg(&self.manifests)
+            .stdout(self.log("upstream"))
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start demo-upstream");
+        self.procs.push(Proc {
+            name: "demo-upstream",
+            child,
+        });
+    }
+
+    pub fn start_control_plane(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_knative-xds"))
+            .arg("serve")
+            .arg("--manifests")
+            .arg(&self.manifests)
+            .args(["--xds-address", &format!("127.0.0.1:{}", self.xds_port)])
+            .args(["--admin-address", &format!("127.0.0.1:{}", self.admin_port)])
+            .args(["--external-port", &self.external_port.to_string()])
+            .args(["--internal-port", &self.internal_port.to_string()])
+            .args(["--listener-address", "127.0.0.1"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(self.log("control-plane"))
+            .spawn()
+            .expect("start knative-xds");
+        self.procs.push(Proc {
+            name: "knative-xds",
+            child,
+        });
+    }
+
+    fn start_envoy(&mut self, delta: bool) {
+        let file = if delta {
+            "bootstrap-delta.yaml"
+        } else {
+            "bootstrap.yaml"
+        };
+        let text = std::fs::read_to_string(Path::new(REPO).join("envoy").join(file)).unwrap();
+        assert_eq!(
+            text.matches("port_value: 18000").count(),
+            1,
+            "{file}: one xDS port"
+        );
+        assert_eq!(
+            text.matches("port_value: 9901").count(),
+            1,
+            "{file}: one admin port"
+        );
+        let text = text
+            .replace(
+                "port_value: 18000",
+                &format!("port_value: {}", self.xds_port),
+            )
+            .replace(
+                "port_value: 9901",
+                &format!("port_value: {}", self.envoy_admin_port),
+            );
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        let child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&path)
+            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "info"])
+            .arg("--log-path")
+            .arg(self.dir.path().join("envoy.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start envoy");
+        self.procs.push(Proc {
+            name: "envoy",
+            child,
+        });
+    }
+
+    async fn wait_http_ok(&self, url: &str, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = self.client.get(url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{url} not ready after {timeout:?}\ncontrol plane log:\n{}",
+                self.read_log("control-plane")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_envoy_ready(&self) {
+        let url = format!("http://127.0.0.1:{}/ready", self.envoy_admin_port);
+        let start = Instant::now();
+        loop {
+            let live = match self.client.get(&url).send().await {
+                Ok(r) => r.text().await.unwrap_or_default().trim() == "LIVE",
+                Err(_) => false,
+            };
+            let routes = self.stat("http.internal.rds.internal.update_success").await;
+            if live && routes.is_some_and(|v| v != "0") {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "Envoy not ready\nEnvoy log:\n{}",
+                self.read_log("envoy")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// One Envoy stat by exact name.
+    pub async fn stat(&self, name: &str) -> Option<String> {
+        let url = format!(
+            "http://127.0.0.1:{}/stats?filter=^{}$",
+            self.envoy_admin_port,
+            name.replace('.', "\\.")
+        );
+        let text = self.client.get(url).send().await.ok()?.text().await.ok()?;
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|r| r.strip_prefix(": "))
+                .map(|v| v.trim().trim_matches('"').to_string())
+        })
+    }
+
+    /// Every `*update_rejected` counter of Envoy that is not zero.
+    pub async fn rejections(&self) -> Vec<String> {
+        let url = format!(
+            "http://127.0.0.1:{}/stats?filter=update_rejected",
+            self.envoy_admin_port
+        );
+        let text = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| !l.trim_end().ends_with(": 0"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Asserts Envoy never rejected our config.
+    pub async fn assert_no_rejections(&self) {
+        let r = self.rejections().await;
+        assert!(
+            r.is_empty(),
+            "Envoy rejected config: {r:?}\n{}",
+            self.read_log("envoy")
+        );
+    }
+
+    pub fn url(&self, listener: Listener, path: &str) -> String {
+        let port = match listener {
+            Listener::External => self.external_port,
+            Listener::Internal => self.internal_port,
+        };
+        format!("http://127.0.0.1:{port}{path}")
+    }
+
+    pub async fn request(
+        &self,
+        listener: Listener,
+        host: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        let mut req = self
+            .client
+            .get(self.url(listener, "/"))
+            .header("Host", host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        Ok(Reply { status, body })
+    }
+
+    pub async fn get(&self, listener: Listener, host: &str) -> Reply {
+        self.request(listener, host, &[]).await.expect("request")
+    }
+
+    pub async fn status(&self, listener: Listener, host: &str) -> u16 {
+        self.get(listener, host).await.status
+    }
+
+    /// Sends `n` requests (8 at a time) and counts answers by revision; any non-200 is
+    /// counted under `"<status>"`.
+    pub async fn distribution(
+        &self,
+        listener: Listener,
+        host: &str,
+        headers: &[(&str, &str)],
+        n: usize,
+    ) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        let mut done = 0;
+        while done < n {
+            let batch = (n - done).min(8);
+            let futs = (0..batch).map(|_| self.request(listener, host, headers));
+            for r in futures::future::join_all(futs).await {
+                let key = match r {
+                    Ok(r) if r.status == 200 => r.revision().to_string(),
+                    Ok(r) => format!("<{}>", r.status),
+                    Err(e) => format!("<error {e}>"),
+                };
+                *counts.entry(key).or_default() += 1;
+            }
+            done += batch;
+        }
+        counts
+    }
+
+    /// Writes (or replaces) a manifest file the way an editor would: write then rename,
+    /// so the control plane never reads half a file.
+    pub fn write_manifest(&self, rel: &str, text: &str) {
+        let path = self.manifests.join(rel);
+        let tmp = self
+            .manifests
+            .join(format!(".{}.tmp", rel.replace('/', "_")));
+        let mut ports = self.upstream_ports.clone();
+        std::fs::write(&tmp, remap_ports(text, &mut ports)).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+
+    /// Waits until `f` holds, polling; returns how long it took.
+    pub async fn wait_until<F, Fut>(&self, what: &str, timeout: Duration, mut f: F) -> Duration
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        loop {
+            if f().await {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}\ncontrol plane log:\n{}",
+                self.read_log("control-plane")
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Share of `key` in `counts`, in percent.
+pub fn percent(counts: &BTreeMap<String, usize>, key: &str) -> f64 {
+    let total: usize = counts.values().sum();
+    100.0 * *counts.get(key).unwrap_or(&0) as f64 / total.max(1) as f64
+}

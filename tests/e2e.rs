@@ -1,0 +1,442 @@
+//! End to end through a real Envoy: each example folder served by `knative-xds serve`, with
+//! both bootstraps (SotW and Delta ADS), real HTTP traffic, and live edits of the files.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{percent, Listener, Stack, REPO};
+
+const EXTERNAL: Listener = Listener::External;
+const INTERNAL: Listener = Listener::Internal;
+
+fn step(path: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(REPO).join("examples/steps").join(path)).unwrap()
+}
+
+fn assert_share(
+    counts: &std::collections::BTreeMap<String, usize>,
+    rev: &str,
+    want: f64,
+    tol: f64,
+) {
+    let got = percent(counts, rev);
+    assert!(
+        (got - want).abs() <= tol,
+        "{rev}: {got:.1}% of requests, want {want}% ±{tol}: {counts:?}"
+    );
+}
+
+/// Sends ~50 requests/s to `host` until stopped; returns every non-200 outcome.
+fn background_traffic(
+    stack: &Stack,
+    host: &str,
+) -> (
+    Arc<AtomicBool>,
+    tokio::task::JoinHandle<(usize, Vec<String>)>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = stack.client.clone();
+    let url = stack.url(EXTERNAL, "/");
+    let host = host.to_string();
+    let flag = stop.clone();
+    let task = tokio::spawn(async move {
+        let mut failures = Vec::new();
+        let mut sent = 0;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        while !flag.load(Ordering::Relaxed) {
+            tick.tick().await;
+            sent += 1;
+            match client.get(&url).header("Host", &host).send().await {
+                Ok(r) if r.status() == 200 => {}
+                Ok(r) => failures.push(format!("status {}", r.status())),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        (sent, failures)
+    });
+    (stop, task)
+}
+
+async fn traffic_example(delta: bool) {
+    let s = Stack::start("traffic-example", delta).await;
+    let host = "traffic-example.default.example.com";
+
+    // 80/20 split over 2,000 requests, within ±5 points; the 0 % latest gets nothing.
+    let counts = s.distribution(EXTERNAL, host, &[], 2000).await;
+    assert_share(&counts, "traffic-example-00001", 80.0, 5.0);
+    assert_share(&counts, "traffic-example-00002", 20.0, 5.0);
+    assert_eq!(counts.values().sum::<usize>(), 2000);
+    assert_eq!(counts.len(), 2, "only 00001 and 00002 answer: {counts:?}");
+
+    // Tag hosts reach only their revision, even the 0 % one.
+    for (tag, rev) in [("v1", "00001"), ("v2", "00002"), ("latest", "00003")] {
+        let counts = s
+            .distribution(
+                EXTERNAL,
+                &format!("{tag}-traffic-example.default.example.com"),
+                &[],
+                50,
+            )
+            .await;
+        assert_eq!(
+            counts.get(&format!("traffic-example-{rev}")),
+            Some(&50),
+            "{tag}: {counts:?}"
+        );
+    }
+
+    // Tag-header routing is off here: the header is ignored and the split applies.
+    let counts = s
+        .distribution(EXTERNAL, host, &[("Knative-Serving-Tag", "v2")], 200)
+        .await;
+    assert!(counts.contains_key("traffic-example-00001"), "{counts:?}");
+
+    // The upstream sees Knative's headers with the right values, overwriting bogus ones.
+    for _ in 0..20 {
+        let r = s
+            .request(
+                EXTERNAL,
+                host,
+                &[
+                    ("Knative-Serving-Revision", "bogus"),
+                    ("Knative-Serving-Namespace", "bogus"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("Knative-Serving-Revision"), Some(r.revision()));
+        assert_eq!(r.header("Knative-Serving-Namespace"), Some("default"));
+    }
+
+    // Hosts match case-insensitively and with a port.
+    assert_eq!(
+        s.status(EXTERNAL, "Traffic-Example.Default.Example.COM")
+            .await,
+        200
+    );
+    assert_eq!(s.status(EXTERNAL, &format!("{host}:8080")).await, 200);
+    // Unknown host: 404.
+    assert_eq!(s.status(EXTERNAL, "nope.default.example.com").await, 404);
+    // The Route's cluster-local names: internal listener only.
+    for h in [
+        "traffic-example.default",
+        "traffic-example.default.svc",
+        "traffic-example.default.svc.cluster.local",
+    ] {
+        assert_eq!(
+            s.status(EXTERNAL, h).await,
+            404,
+            "{h} on the external listener"
+        );
+        assert_eq!(
+            s.status(INTERNAL, h).await,
+            200,
+            "{h} on the internal listener"
+        );
+    }
+    // External hosts are served on the internal listener too.
+    assert_eq!(s.status(INTERNAL, host).await, 200);
+
+    // Live change under ~50 requests/s: 80/10/10, zero failed requests, within 1 s.
+    let (stop, traffic) = background_traffic(&s, host);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = s.stat("http.external.rds.external.version_text").await;
+    let written = Instant::now();
+    s.write_manifest(
+        "service.yaml",
+        &step("traffic-example/service-80-10-10.yaml"),
+    );
+    let took = s
+        .wait_until(
+            "Envoy to take the new routes",
+            Duration::from_secs(5),
+            || async { s.stat("http.external.rds.external.version_text").await != before },
+        )
+        .await;
+    let switched = written.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (sent, failures) = traffic.await.unwrap();
+    eprintln!("split switched on Envoy {switched:?} after the write (poll {took:?}); {sent} requests during the change");
+    assert!(
+        failures.is_empty(),
+        "failed requests during the change: {failures:?}"
+    );
+    assert!(sent >= 30, "background traffic ran ({sent} requests)");
+    assert!(
+        switched < Duration::from_secs(1),
+        "change took {switched:?}"
+    );
+    let counts = s.distribution(EXTERNAL, host, &[], 2000).await;
+    assert_share(&counts, "traffic-example-00001", 80.0, 5.0);
+    assert_share(&counts, "traffic-example-00002", 10.0, 5.0);
+    assert_share(&counts, "traffic-example-00003", 10.0, 5.0);
+
+    // Removing the Service makes its hosts 404.
+    std::fs::remove_file(s.manifests.join("service.yaml")).unwrap();
+    s.wait_until(
+        "the removed Service's hosts to 404",
+        Duration::from_secs(5),
+        || async { s.status(EXTERNAL, host).await == 404 },
+    )
+    .await;
+    assert_eq!(
+        s.status(EXTERNAL, "v1-traffic-example.default.example.com")
+            .await,
+        404
+    );
+    assert_eq!(
+        s.status(INTERNAL, "traffic-example.default.svc.cluster.local")
+            .await,
+        404
+    );
+    s.assert_no_rejections().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_example_sotw() {
+    traffic_example(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_example_delta() {
+    traffic_example(true).await;
+}
+
+async fn helloworld_go(delta: bool) {
+    let s = Stack::start("helloworld-go", delta).await;
+    let host = "helloworld-go.default.example.com";
+    let counts = s.distribution(EXTERNAL, host, &[], 1000).await;
+    assert_share(&counts, "helloworld-go-00001", 50.0, 6.0);
+    assert_share(&counts, "helloworld-go-00002", 50.0, 6.0);
+
+    // The flag is on: the tag header picks the revision, on both listeners.
+    for (tag, rev) in [("a", "helloworld-go-00001"), ("b", "helloworld-go-00002")] {
+        for listener in [EXTERNAL, INTERNAL] {
+            let counts = s
+                .distribution(listener, host, &[("Knative-Serving-Tag", tag)], 40)
+                .await;
+            assert_eq!(counts.get(rev), Some(&40), "tag {tag}: {counts:?}");
+        }
+        let r = s
+            .request(EXTERNAL, host, &[("Knative-Serving-Tag", tag)])
+            .await
+            .unwrap();
+        assert_eq!(
+            r.header("Knative-Serving-Default-Route"),
+            None,
+            "tag path sets no Default-Route"
+        );
+    }
+    // An unknown or empty tag falls back to the split, marked as the default route.
+    for tag in ["nope", ""] {
+        let counts = s
+            .distribution(EXTERNAL, host, &[("Knative-Serving-Tag", tag)], 200)
+            .await;
+        assert!(
+            counts.contains_key("helloworld-go-00001")
+                && counts.contains_key("helloworld-go-00002"),
+            "tag {tag:?}: {counts:?}"
+        );
+        let r = s
+            .request(EXTERNAL, host, &[("Knative-Serving-Tag", tag)])
+            .await
+            .unwrap();
+        assert_eq!(r.header("Knative-Serving-Default-Route"), Some("true"));
+    }
+    // Tag hosts set Knative-Serving-Tag, overwriting what the client sent.
+    let r = s
+        .request(
+            EXTERNAL,
+            "b-helloworld-go.default.example.com",
+            &[("Knative-Serving-Tag", "a")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.revision(), "helloworld-go-00002");
+    assert_eq!(r.header("Knative-Serving-Tag"), Some("b"));
+    s.assert_no_rejections().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helloworld_go_sotw() {
+    helloworld_go(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helloworld_go_delta() {
+    helloworld_go(true).await;
+}
+
+async fn blue_green_demo(delta: bool) {
+    let s = Stack::start("blue-green-demo", delta).await;
+    let host = "blue-green-demo.default.example.com";
+    let blue = "blue-green-demo-00001";
+    let green = "blue-green-demo-00002";
+    // Step 1: all blue; green reachable on its tag host only.
+    let counts = s.distribution(EXTERNAL, host, &[], 100).await;
+    assert_eq!(counts.get(blue), Some(&100), "{counts:?}");
+    let counts = s
+        .distribution(EXTERNAL, "v2-blue-green-demo.default.example.com", &[], 20)
+        .await;
+    assert_eq!(counts.get(green), Some(&20), "{counts:?}");
+
+    // Step 2: 50/50.
+    let (stop, traffic) = background_traffic(&s, host);
+    s.write_manifest("route.yaml", &step("blue-green-demo/route-50-50.yaml"));
+    s.wait_until("green to get traffic", Duration::from_secs(5), || async {
+        s.get(EXTERNAL, host).await.revision() == green
+    })
+    .await;
+    let counts = s.distribution(EXTERNAL, host, &[], 1000).await;
+    assert_share(&counts, blue, 50.0, 6.0);
+    assert_share(&counts, green, 50.0, 6.0);
+
+    // Step 3: all green; blue only on the v1 tag host; the v2 tag host is gone.
+    s.write_manifest("route.yaml", &step("blue-green-demo/route-0-100.yaml"));
+    s.wait_until(
+        "the v2 tag host to go away",
+        Duration::from_secs(5),
+        || async {
+            s.status(EXTERNAL, "v2-blue-green-demo.default.example.com")
+                .await
+                == 404
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let (_, failures) = traffic.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "failed requests during the rollout: {failures:?}"
+    );
+    let counts = s.distribution(EXTERNAL, host, &[], 100).await;
+    assert_eq!(counts.get(green), Some(&100), "{counts:?}");
+    let counts = s
+        .distribution(EXTERNAL, "v1-blue-green-demo.default.example.com", &[], 20)
+        .await;
+    assert_eq!(counts.get(blue), Some(&20), "{counts:?}");
+    s.assert_no_rejections().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_demo_sotw() {
+    blue_green_demo(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_demo_delta() {
+    blue_green_demo(true).await;
+}
+
+async fn cluster_local(delta: bool) {
+    let s = Stack::start("cluster-local", delta).await;
+    for h in [
+        "private-app.internal",
+        "private-app.internal.svc",
+        "private-app.internal.svc.cluster.local",
+    ] {
+        assert_eq!(s.status(EXTERNAL, h).await, 404, "{h} must not be public");
+        let r = s.get(INTERNAL, h).await;
+        assert_eq!(r.status, 200, "{h} on the internal listener");
+        assert_eq!(r.revision(), "private-app-00001");
+    }
+    // A cluster-local Route has no external domain at all.
+    assert_eq!(
+        s.status(EXTERNAL, "private-app.internal.example.com").await,
+        404
+    );
+    assert_eq!(
+        s.status(INTERNAL, "private-app.internal.example.com").await,
+        404
+    );
+    // The public app next to it is public.
+    let r = s.get(EXTERNAL, "public-app.default.example.com").await;
+    assert_eq!((r.status, r.revision()), (200, "public-app-00001"));
+    s.assert_no_rejections().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_local_sotw() {
+    cluster_local(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_local_delta() {
+    cluster_local(true).await;
+}
+
+async fn domain_mapping(delta: bool) {
+    let s = Stack::start("domain-mapping", delta).await;
+    let r = s.get(EXTERNAL, "app.example.org").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.revision(), "hello-00001");
+    assert_eq!(
+        r.host(),
+        "hello.default.svc.cluster.local",
+        "host rewritten to the target"
+    );
+    assert_eq!(r.header("K-Original-Host"), Some("app.example.org"));
+    assert_eq!(r.header("Knative-Serving-Revision"), Some("hello-00001"));
+    // With a port, and the Service's own host still works.
+    assert_eq!(s.status(EXTERNAL, "app.example.org:80").await, 200);
+    assert_eq!(
+        s.get(EXTERNAL, "hello.default.example.com")
+            .await
+            .revision(),
+        "hello-00001"
+    );
+    assert_eq!(s.status(EXTERNAL, "other.example.org").await, 404);
+
+    // Without the ClusterDomainClaim the mapping is rejected (Knative: DomainClaimed False)
+    // but, as in Knative, what was served stays served, and the log says so.
+    let dm = std::fs::read_to_string(s.manifests.join("domain-mapping.yaml")).unwrap();
+    let without_claim: Vec<&str> = dm
+        .split("\n---\n")
+        .filter(|d| !d.contains("kind: ClusterDomainClaim"))
+        .collect();
+    s.write_manifest("domain-mapping.yaml", &without_claim.join("\n---\n"));
+    s.wait_until(
+        "the rejection to be logged",
+        Duration::from_secs(5),
+        || async {
+            let log = s.read_log("control-plane");
+            log.contains("DomainMapping default/app.example.org")
+                && log.contains("still serving its last good translation")
+        },
+    )
+    .await;
+    assert_eq!(
+        s.get(EXTERNAL, "app.example.org").await.revision(),
+        "hello-00001"
+    );
+    // Deleting the DomainMapping stops serving the domain.
+    std::fs::remove_file(s.manifests.join("domain-mapping.yaml")).unwrap();
+    s.wait_until(
+        "the deleted mapping's domain to 404",
+        Duration::from_secs(5),
+        || async { s.status(EXTERNAL, "app.example.org").await == 404 },
+    )
+    .await;
+    assert_eq!(
+        s.get(EXTERNAL, "hello.default.example.com")
+            .await
+            .revision(),
+        "hello-00001"
+    );
+    s.assert_no_rejections().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_mapping_sotw() {
+    domain_mapping(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_mapping_delta() {
+    domain_mapping(true).await;
+}
