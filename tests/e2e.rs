@@ -440,3 +440,38 @@ async fn domain_mapping_sotw() {
 async fn domain_mapping_delta() {
     domain_mapping(true).await;
 }
+
+/// `serve` on a folder with bad objects serves the good one; a good object that breaks
+/// keeps serving its last good translation and the log says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_keeps_serving_what_is_valid() {
+    let src = std::path::Path::new(REPO).join("tests/fixtures/bad-input");
+    let s = Stack::start_dir(&src, false).await;
+    let host = "good.default.example.com";
+    assert_eq!(s.get(EXTERNAL, host).await.revision(), "good-00001");
+    assert_eq!(s.status(EXTERNAL, "split90.default.example.com").await, 404);
+    let log = s.read_log("control-plane");
+    for what in ["split90", "duptag", "missingrev", "latestconflict", "malformed.yaml"] {
+        assert!(log.contains(what), "{what} not reported in the log:\n{log}");
+    }
+
+    // Break the good Route: it keeps being served from its last good translation.
+    let good = std::fs::read_to_string(s.manifests.join("good.yaml")).unwrap();
+    s.write_manifest("good.yaml", &good.replacen("percent: 100", "percent: 90", 1));
+    s.wait_until("the broken Route to be reported", Duration::from_secs(5), || async {
+        s.read_log("control-plane")
+            .contains("Route default/good: spec.traffic: Traffic targets sum to 90, want 100 (still serving its last good translation)")
+    })
+    .await;
+    assert_eq!(s.get(EXTERNAL, host).await.revision(), "good-00001");
+
+    // A half-written file keeps its objects too.
+    s.write_manifest("good.yaml", "apiVersion: serving.knative.dev/v1\nkind: Route\nmetadata: [\n");
+    s.wait_until("the file error to be reported", Duration::from_secs(5), || async {
+        s.read_log("control-plane").contains("good.yaml")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.get(EXTERNAL, host).await.revision(), "good-00001");
+    s.assert_no_rejections().await;
+}
