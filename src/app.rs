@@ -1,12 +1,12 @@
 //! Wiring: sources → store → translation → snapshot → ADS, and the `render`/`validate`
 //! commands, which run the same pipeline once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tracing::{error, info, warn};
@@ -16,7 +16,7 @@ use crate::server::{admin, ads::AdsService, Shared};
 use crate::sources::manifests::Manifests;
 use crate::sources::watch::FolderWatch;
 use crate::translate::{Options, Output, Translator};
-use crate::xds::{json::any_to_json, ResourceType, Snapshot};
+use crate::xds::{json::any_to_json, Resource, ResourceType, Snapshot};
 
 /// Loads a folder once and translates it.
 pub fn load_once(dir: &Path, options: Options) -> anyhow::Result<(Manifests, Output)> {
@@ -124,12 +124,17 @@ pub async fn serve(
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             loop {
+                let expiry = pipeline.next_expiry();
                 tokio::select! {
-                    _ = watch.changed() => {}
+                    _ = watch.changed() => {
+                        if let Err(e) = pipeline.step() {
+                            error!(error = %e, "reading manifests folder failed; keeping the current config");
+                        }
+                    }
+                    _ = sleep_until(expiry) => {
+                        pipeline.publish();
+                    }
                     _ = stop.changed() => break,
-                }
-                if let Err(e) = pipeline.step() {
-                    error!(error = %e, "reading manifests folder failed; keeping the current config");
                 }
             }
         })
@@ -167,12 +172,28 @@ pub async fn serve(
     Ok(())
 }
 
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a cluster (and its endpoints) that no route uses any more stays in the
+/// snapshot: make-before-break on removal, so an Envoy still applying the new routes never
+/// routes to a cluster it has already dropped.
+pub const CLUSTER_RETENTION: Duration = Duration::from_secs(10);
+
 /// One pass of the serve loop: reload changed files, translate, publish if different.
 struct Pipeline {
     manifests: Manifests,
     translator: Translator,
     shared: Arc<Shared>,
     logged: BTreeSet<String>,
+    /// The latest translation, before retained clusters are added.
+    translated: Option<Snapshot>,
+    /// Clusters and endpoints removed by a translation, kept until their deadline.
+    retained: BTreeMap<(ResourceType, String), (Arc<Resource>, Instant)>,
 }
 
 impl Pipeline {
@@ -182,6 +203,8 @@ impl Pipeline {
             translator,
             shared,
             logged: BTreeSet::new(),
+            translated: None,
+            retained: BTreeMap::new(),
         }
     }
 
@@ -196,17 +219,21 @@ impl Pipeline {
         }
         let output = self.translator.translate(&self.manifests.store);
         Counters::add(&self.shared.counters.translations, 1);
-        let previous = self.shared.current();
-        let snapshot = Snapshot::from_envoy(&output.envoy, previous.as_deref());
-        let changed = previous
-            .as_deref()
-            .is_none_or(|p| !p.same_versions(&snapshot));
-        if changed {
-            self.shared.snapshot.send_replace(Some(Arc::new(snapshot)));
-            self.shared
-                .counters
-                .snapshots
-                .fetch_add(1, Ordering::Relaxed);
+        let snapshot = Snapshot::from_envoy(&output.envoy, self.translated.as_ref());
+        let now = Instant::now();
+        if let Some(prev) = &self.translated {
+            for ty in [ResourceType::Cluster, ResourceType::Endpoint] {
+                for (name, res) in prev.resources(ty) {
+                    if !snapshot.resources(ty).contains_key(name) {
+                        self.retained
+                            .entry((ty, name.clone()))
+                            .or_insert((res.clone(), now + CLUSTER_RETENTION));
+                    }
+                }
+            }
+        }
+        self.translated = Some(snapshot);
+        if self.publish() {
             info!(
                 objects_changed = reload.changed.len(),
                 files_read = reload.files_read,
@@ -217,6 +244,33 @@ impl Pipeline {
         }
         self.report(Some(output));
         Ok(())
+    }
+
+    /// Publishes the latest translation plus the retained clusters that have not expired;
+    /// returns whether anything changed.
+    fn publish(&mut self) -> bool {
+        let Some(base) = &self.translated else {
+            return false;
+        };
+        let now = Instant::now();
+        self.retained
+            .retain(|(ty, name), (_, deadline)| *deadline > now && !base.resources(*ty).contains_key(name));
+        let mut snapshot = base.clone();
+        for ((ty, name), (res, _)) in &self.retained {
+            snapshot.resources_mut(*ty).insert(name.clone(), res.clone());
+        }
+        let previous = self.shared.current();
+        if previous.as_deref().is_some_and(|p| p.same_versions(&snapshot)) {
+            return false;
+        }
+        self.shared.snapshot.send_replace(Some(Arc::new(snapshot)));
+        self.shared.counters.snapshots.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// When the next retained cluster expires.
+    fn next_expiry(&self) -> Option<Instant> {
+        self.retained.values().map(|(_, d)| *d).min()
     }
 
     /// Logs each problem once (when it appears) and publishes the report.

@@ -176,6 +176,22 @@ async fn traffic_example(delta: bool) {
     assert_share(&counts, "traffic-example-00002", 10.0, 5.0);
     assert_share(&counts, "traffic-example-00003", 10.0, 5.0);
 
+    // Dropping revisions from the traffic removes their clusters: make-before-break, so
+    // not one request fails while Envoy moves over.
+    let (stop, traffic) = background_traffic(&s, host);
+    let latest_only = step("traffic-example/service-80-10-10.yaml");
+    let cut = latest_only.find("  traffic:").expect("traffic block");
+    s.write_manifest("service.yaml", &format!("{}  traffic:\n    - latestRevision: true\n      percent: 100\n", &latest_only[..cut]));
+    s.wait_until("all traffic on the latest revision", Duration::from_secs(5), || async {
+        s.distribution(EXTERNAL, host, &[], 20).await.get("traffic-example-00003") == Some(&20)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (_, failures) = traffic.await.unwrap();
+    assert!(failures.is_empty(), "failed requests while clusters were removed: {failures:?}");
+    assert_eq!(s.status(EXTERNAL, "v1-traffic-example.default.example.com").await, 404);
+
     // Removing the Service makes its hosts 404.
     std::fs::remove_file(s.manifests.join("service.yaml")).unwrap();
     s.wait_until(

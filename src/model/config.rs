@@ -138,16 +138,10 @@ impl KnativeConfig {
             }
         }
         if let Some(cm) = features {
+            // Knative's `asFlag`: Enabled/Allowed/Disabled in any case; any other value is
+            // ignored (the default, Disabled, stays). Only Enabled turns routing on.
             if let Some(v) = cm.data.get("tag-header-based-routing") {
-                match v.to_ascii_lowercase().as_str() {
-                    "enabled" => cfg.tag_header_based_routing = true,
-                    "disabled" | "allowed" | "" => cfg.tag_header_based_routing = false,
-                    _ => errors.push(ConfigError {
-                        config_map: CONFIG_FEATURES.into(),
-                        key: "tag-header-based-routing".into(),
-                        message: format!("{v:?} is not one of Enabled, Allowed, Disabled"),
-                    }),
-                }
+                cfg.tag_header_based_routing = v.eq_ignore_ascii_case("enabled");
             }
         }
         if errors.is_empty() {

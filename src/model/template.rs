@@ -73,7 +73,8 @@ impl Template {
         })
     }
 
-    /// Renders; a missing map key renders as `<no value>`, as Go does.
+    /// Renders; `index` of a missing map key gives the empty string (Go's `index` returns
+    /// the map's zero value).
     pub fn render(&self, data: &TemplateData<'_>) -> Result<String, String> {
         let mut out = String::new();
         for p in &self.parts {
@@ -91,9 +92,8 @@ impl Template {
                         "Annotations" => data.annotations,
                         _ => data.labels,
                     };
-                    match m.and_then(|m| m.get(key)) {
-                        Some(v) => out.push_str(v),
-                        None => out.push_str("<no value>"),
+                    if let Some(v) = m.and_then(|m| m.get(key)) {
+                        out.push_str(v);
                     }
                 }
             }
@@ -101,7 +101,9 @@ impl Template {
         Ok(out)
     }
 
-    /// Knative's check at load: a domain template must give a host name without a path.
+    /// Knative's check at load (`checkDomainTemplate`): rendered for a sample Route without
+    /// annotations or labels, the template must give a non-empty host and no path. Whether
+    /// a Route's host is a fully qualified domain name is checked per Route.
     pub fn check_domain_template(&self) -> Result<(), String> {
         let sample = self.render(&TemplateData {
             name: "foo",
@@ -109,7 +111,12 @@ impl Template {
             domain: "baz.com",
             ..Default::default()
         })?;
-        if sample.contains('/') || !is_dns1123_subdomain(&sample) {
+        let host = sample.split(':').next().unwrap_or("");
+        if host.is_empty()
+            || sample
+                .chars()
+                .any(|c| matches!(c, '/' | '?' | '#') || c.is_whitespace() || c.is_control())
+        {
             return Err(format!(
                 "template {:?} gives {sample:?}, which is not a host name",
                 self.source

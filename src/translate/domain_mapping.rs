@@ -76,6 +76,7 @@ pub fn translate_domain_mapping(
         }
         p
     };
+    let http_option = super::route::http_option(&dm.metadata.annotations, cfg).map_err(|p| vec![p])?;
     let paths: Vec<HttpPath> = match (group, r.kind.as_str()) {
         ("serving.knative.dev", "Service" | "Route") => {
             let key = ObjectKey::new(ns.clone(), r.name.clone());
@@ -130,7 +131,7 @@ pub fn translate_domain_mapping(
         },
         generation: dm.metadata.generation,
         creation_timestamp: dm.metadata.creation_timestamp.clone().unwrap_or_default(),
-        http_option: cfg.http_option,
+        http_option,
         rules: vec![Rule {
             hosts: vec![name.clone()],
             visibility: Visibility::ExternalIP,

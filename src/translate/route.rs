@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::config::{KnativeConfig, VISIBILITY_LABEL};
+use crate::model::config::{HttpOption, KnativeConfig, VISIBILITY_LABEL};
 use crate::model::objects::{KService, ObjectMeta, Revision, Route, TrafficTarget};
 use crate::model::template::{is_dns1035_label, is_dns1123_subdomain, TemplateData};
 use crate::model::{Kind, ObjectKey, ObjectRef, Store};
@@ -162,6 +162,30 @@ pub fn validate_traffic(input: &RouteInput) -> Vec<Problem> {
         ));
     }
     problems
+}
+
+/// Knative's Route label validation: a `serving.knative.dev/service` label must name a
+/// Service owner reference. (The Route a Knative Service implies is owned by construction.)
+pub fn validate_labels(input: &RouteInput) -> Vec<Problem> {
+    if input.service.is_some() {
+        return Vec::new();
+    }
+    let Some(svc) = input.meta.labels.get(SERVICE_LABEL) else {
+        return Vec::new();
+    };
+    let owned = input
+        .meta
+        .owner_references
+        .iter()
+        .any(|r| r.kind == "Service" && r.name == *svc);
+    if owned {
+        Vec::new()
+    } else {
+        vec![Problem::new(
+            format!("metadata.labels[{SERVICE_LABEL}]"),
+            format!("missing field(s): the label names Service {svc:?} but the Route has no owner reference to it"),
+        )]
+    }
 }
 
 /// HTTP/1 or h2c, from the Revision's first container port name (Knative `GetProtocol`).
@@ -423,9 +447,9 @@ pub fn make_ingress(
             visibility: Visibility::ClusterLocal,
             paths: paths.clone(),
         });
-        // A tag is cluster-local when its placeholder Service carries the visibility label.
-        let tag_cluster_local = !name.is_empty()
-            && store
+        // A traffic name (the Route's own name included) is cluster-local when its
+        // placeholder Service carries a non-empty visibility label (Knative `GetVisibility`).
+        let tag_cluster_local = store
                 .services
                 .get(&ObjectKey::new(ns.clone(), hostname.clone()))
                 .and_then(|s| s.metadata.labels.get(VISIBILITY_LABEL))
@@ -463,24 +487,7 @@ pub fn make_ingress(
     if !problems.is_empty() {
         return Err(problems);
     }
-    let http_option = match input
-        .meta
-        .annotations
-        .get(HTTP_PROTOCOL_ANNOTATION)
-        .or_else(|| input.meta.annotations.get(HTTP_OPTION_ANNOTATION))
-        .map(|v| v.to_ascii_lowercase())
-        .as_deref()
-    {
-        Some("redirected") => crate::model::config::HttpOption::Redirected,
-        Some("enabled") | Some("disabled") => crate::model::config::HttpOption::Enabled,
-        Some(other) => {
-            return Err(vec![Problem::new(
-                format!("metadata.annotations[{HTTP_PROTOCOL_ANNOTATION}]"),
-                format!("{other:?} is not one of Enabled, Redirected"),
-            )])
-        }
-        None => cfg.http_option,
-    };
+    let http_option = http_option(&input.meta.annotations, cfg).map_err(|p| vec![p])?;
     Ok(Ingress {
         origin: input.origin.clone(),
         generation: input.meta.generation,
@@ -488,6 +495,27 @@ pub fn make_ingress(
         http_option,
         rules,
     })
+}
+
+/// Knative's `GetHTTPOption`: the `http-protocol` annotation (alt `httpOption`) when
+/// non-empty, `Enabled` or `Redirected` in any case; else config-network's `http-protocol`.
+pub fn http_option(
+    annotations: &BTreeMap<String, String>,
+    cfg: &KnativeConfig,
+) -> Result<HttpOption, Problem> {
+    let value = annotations
+        .get(HTTP_PROTOCOL_ANNOTATION)
+        .or_else(|| annotations.get(HTTP_OPTION_ANNOTATION))
+        .filter(|v| !v.is_empty());
+    match value.map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(cfg.http_option),
+        Some("enabled") => Ok(HttpOption::Enabled),
+        Some("redirected") => Ok(HttpOption::Redirected),
+        Some(other) => Err(Problem::new(
+            format!("metadata.annotations[{HTTP_PROTOCOL_ANNOTATION}]"),
+            format!("incorrect http-protocol annotation: {other}: must be Enabled or Redirected"),
+        )),
+    }
 }
 
 /// One path splitting to the group's revisions (0 % splits left out).
@@ -525,7 +553,8 @@ pub fn translate_route(
     store: &Store,
     cfg: &KnativeConfig,
 ) -> Result<Ingress, Vec<Problem>> {
-    let problems = validate_traffic(input);
+    let mut problems = validate_labels(input);
+    problems.extend(validate_traffic(input));
     if !problems.is_empty() {
         return Err(problems);
     }
