@@ -20,12 +20,15 @@ envoy="$(scripts/install-envoy.sh)"
 cargo build --bin knative-xds --bin demo-upstream
 
 logs="$(mktemp -d)"
+# Serve a copy, so the example can be edited live without touching the repository.
+manifests="$logs/manifests"
+cp -r "$example" "$manifests"
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-target/debug/demo-upstream --manifests "$example" >"$logs/upstream.log" 2>&1 & pids+=($!)
-target/debug/knative-xds serve --manifests "$example" 2>"$logs/knative-xds.log" & pids+=($!)
+target/debug/demo-upstream --manifests "$manifests" >"$logs/upstream.log" 2>&1 & pids+=($!)
+target/debug/knative-xds serve --manifests "$manifests" 2>"$logs/knative-xds.log" & pids+=($!)
 for _ in $(seq 100); do
     curl -fs http://127.0.0.1:9090/readyz >/dev/null && break
     sleep 0.1
@@ -43,7 +46,8 @@ knative-xds is serving $example to Envoy ($bootstrap).
   control plane      http://127.0.0.1:9090/debug/snapshot  /debug/proxies  /metrics
   Envoy admin        http://127.0.0.1:9901
   logs               $logs
-Edit the files in $example and Envoy follows within milliseconds.
+Edit the files in $manifests (a copy of $example): Envoy follows within milliseconds.
+Step files for the walkthroughs are in examples/steps/ (copy them into that folder).
 
 Try:
 MSG

@@ -12,6 +12,8 @@ pub mod domain_mapping;
 pub mod envoy;
 pub mod ir;
 pub mod route;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
