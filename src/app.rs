@@ -253,18 +253,27 @@ impl Pipeline {
             return false;
         };
         let now = Instant::now();
-        self.retained
-            .retain(|(ty, name), (_, deadline)| *deadline > now && !base.resources(*ty).contains_key(name));
+        self.retained.retain(|(ty, name), (_, deadline)| {
+            *deadline > now && !base.resources(*ty).contains_key(name)
+        });
         let mut snapshot = base.clone();
         for ((ty, name), (res, _)) in &self.retained {
-            snapshot.resources_mut(*ty).insert(name.clone(), res.clone());
+            snapshot
+                .resources_mut(*ty)
+                .insert(name.clone(), res.clone());
         }
         let previous = self.shared.current();
-        if previous.as_deref().is_some_and(|p| p.same_versions(&snapshot)) {
+        if previous
+            .as_deref()
+            .is_some_and(|p| p.same_versions(&snapshot))
+        {
             return false;
         }
         self.shared.snapshot.send_replace(Some(Arc::new(snapshot)));
-        self.shared.counters.snapshots.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .snapshots
+            .fetch_add(1, Ordering::Relaxed);
         true
     }
 

@@ -21,8 +21,18 @@ fn validate_names_every_bad_object_file_field_and_reason() {
     let (code, out, _) = knative_xds(&["validate", "--manifests", "tests/fixtures/bad-input"]);
     assert_eq!(code, 1, "validate exits 1 on problems:\n{out}");
     let expect = [
-        ("sum-90.yaml", "Route default/split90", "spec.traffic", "Traffic targets sum to 90, want 100"),
-        ("duplicate-tag.yaml", "Route default/duptag", "spec.traffic", "Multiple definitions for \"same\""),
+        (
+            "sum-90.yaml",
+            "Route default/split90",
+            "spec.traffic",
+            "Traffic targets sum to 90, want 100",
+        ),
+        (
+            "duplicate-tag.yaml",
+            "Route default/duptag",
+            "spec.traffic",
+            "Multiple definitions for \"same\"",
+        ),
         (
             "missing-revision.yaml",
             "Route default/missingrev",
@@ -56,15 +66,25 @@ fn validate_names_every_bad_object_file_field_and_reason() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no line number: {malformed}"));
     assert!((9..=10).contains(&line_no), "{malformed}");
-    assert!(!out.contains("default/good"), "the valid Route is not reported:\n{out}");
+    assert!(
+        !out.contains("default/good"),
+        "the valid Route is not reported:\n{out}"
+    );
     assert_eq!(out.lines().count(), 5, "exactly the five problems:\n{out}");
 }
 
 #[test]
 fn validate_passes_every_example() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    for e in ["traffic-example", "helloworld-go", "blue-green-demo", "cluster-local", "domain-mapping"] {
-        let (code, out, err) = knative_xds(&["validate", "--manifests", dir.join(e).to_str().unwrap()]);
+    for e in [
+        "traffic-example",
+        "helloworld-go",
+        "blue-green-demo",
+        "cluster-local",
+        "domain-mapping",
+    ] {
+        let (code, out, err) =
+            knative_xds(&["validate", "--manifests", dir.join(e).to_str().unwrap()]);
         assert_eq!(code, 0, "{e}: {out}{err}");
         assert!(out.starts_with("ok:"), "{e}: {out}");
     }
@@ -79,12 +99,26 @@ fn render_serves_the_valid_objects_and_warns_about_the_rest() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|rc| rc["resource"]["virtualHosts"].as_array().cloned().unwrap_or_default())
+        .flat_map(|rc| {
+            rc["resource"]["virtualHosts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .map(|vh| vh["name"].as_str().unwrap_or("").to_string())
         .collect();
-    assert!(hosts.contains(&"good.default.example.com".to_string()), "{hosts:?}");
-    assert!(hosts.iter().all(|h| h.starts_with("good.")), "only the valid Route: {hosts:?}");
-    assert!(err.contains("split90") && err.contains("malformed.yaml"), "{err}");
+    assert!(
+        hosts.contains(&"good.default.example.com".to_string()),
+        "{hosts:?}"
+    );
+    assert!(
+        hosts.iter().all(|h| h.starts_with("good.")),
+        "only the valid Route: {hosts:?}"
+    );
+    assert!(
+        err.contains("split90") && err.contains("malformed.yaml"),
+        "{err}"
+    );
 }
 
 #[test]

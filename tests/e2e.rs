@@ -181,16 +181,36 @@ async fn traffic_example(delta: bool) {
     let (stop, traffic) = background_traffic(&s, host);
     let latest_only = step("traffic-example/service-80-10-10.yaml");
     let cut = latest_only.find("  traffic:").expect("traffic block");
-    s.write_manifest("service.yaml", &format!("{}  traffic:\n    - latestRevision: true\n      percent: 100\n", &latest_only[..cut]));
-    s.wait_until("all traffic on the latest revision", Duration::from_secs(5), || async {
-        s.distribution(EXTERNAL, host, &[], 20).await.get("traffic-example-00003") == Some(&20)
-    })
+    s.write_manifest(
+        "service.yaml",
+        &format!(
+            "{}  traffic:\n    - latestRevision: true\n      percent: 100\n",
+            &latest_only[..cut]
+        ),
+    );
+    s.wait_until(
+        "all traffic on the latest revision",
+        Duration::from_secs(5),
+        || async {
+            s.distribution(EXTERNAL, host, &[], 20)
+                .await
+                .get("traffic-example-00003")
+                == Some(&20)
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let (_, failures) = traffic.await.unwrap();
-    assert!(failures.is_empty(), "failed requests while clusters were removed: {failures:?}");
-    assert_eq!(s.status(EXTERNAL, "v1-traffic-example.default.example.com").await, 404);
+    assert!(
+        failures.is_empty(),
+        "failed requests while clusters were removed: {failures:?}"
+    );
+    assert_eq!(
+        s.status(EXTERNAL, "v1-traffic-example.default.example.com")
+            .await,
+        404
+    );
 
     // Removing the Service makes its hosts 404.
     std::fs::remove_file(s.manifests.join("service.yaml")).unwrap();
@@ -467,13 +487,22 @@ async fn bad_input_keeps_serving_what_is_valid() {
     assert_eq!(s.get(EXTERNAL, host).await.revision(), "good-00001");
     assert_eq!(s.status(EXTERNAL, "split90.default.example.com").await, 404);
     let log = s.read_log("control-plane");
-    for what in ["split90", "duptag", "missingrev", "latestconflict", "malformed.yaml"] {
+    for what in [
+        "split90",
+        "duptag",
+        "missingrev",
+        "latestconflict",
+        "malformed.yaml",
+    ] {
         assert!(log.contains(what), "{what} not reported in the log:\n{log}");
     }
 
     // Break the good Route: it keeps being served from its last good translation.
     let good = std::fs::read_to_string(s.manifests.join("good.yaml")).unwrap();
-    s.write_manifest("good.yaml", &good.replacen("percent: 100", "percent: 90", 1));
+    s.write_manifest(
+        "good.yaml",
+        &good.replacen("percent: 100", "percent: 90", 1),
+    );
     s.wait_until("the broken Route to be reported", Duration::from_secs(5), || async {
         s.read_log("control-plane")
             .contains("Route default/good: spec.traffic: Traffic targets sum to 90, want 100 (still serving its last good translation)")
@@ -482,12 +511,59 @@ async fn bad_input_keeps_serving_what_is_valid() {
     assert_eq!(s.get(EXTERNAL, host).await.revision(), "good-00001");
 
     // A half-written file keeps its objects too.
-    s.write_manifest("good.yaml", "apiVersion: serving.knative.dev/v1\nkind: Route\nmetadata: [\n");
-    s.wait_until("the file error to be reported", Duration::from_secs(5), || async {
-        s.read_log("control-plane").contains("good.yaml")
-    })
+    s.write_manifest(
+        "good.yaml",
+        "apiVersion: serving.knative.dev/v1\nkind: Route\nmetadata: [\n",
+    );
+    s.wait_until(
+        "the file error to be reported",
+        Duration::from_secs(5),
+        || async { s.read_log("control-plane").contains("good.yaml") },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(s.get(EXTERNAL, host).await.revision(), "good-00001");
+    s.assert_no_rejections().await;
+}
+
+/// Envoy keeps serving while the control plane is down; after a restart, a delta Envoy's
+/// `initial_resource_versions` match our content versions, so nothing unchanged is resent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_restart_resends_nothing_unchanged_delta() {
+    let mut s = Stack::start("traffic-example", true).await;
+    let host = "traffic-example.default.example.com";
+    let rx = "cluster.xds_cluster.upstream_cx_rx_bytes_total";
+    let first: u64 = s.stat(rx).await.unwrap().parse().unwrap();
+
+    s.stop_control_plane();
+    s.wait_until("Envoy to notice", Duration::from_secs(10), || async {
+        s.stat("control_plane.connected_state").await.as_deref() == Some("0")
+    })
+    .await;
+    let counts = s.distribution(EXTERNAL, host, &[], 100).await;
+    assert_eq!(counts.values().sum::<usize>(), 100);
+    assert!(
+        counts.keys().all(|k| k.starts_with("traffic-example-")),
+        "served while down: {counts:?}"
+    );
+
+    let before: u64 = s.stat(rx).await.unwrap().parse().unwrap();
+    s.restart_control_plane().await;
+    s.wait_until("Envoy to reconnect", Duration::from_secs(15), || async {
+        s.stat("control_plane.connected_state").await.as_deref() == Some("1")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after: u64 = s.stat(rx).await.unwrap().parse().unwrap();
+    eprintln!(
+        "initial config: {first} B; after reconnect: {} B",
+        after - before
+    );
+    assert!(
+        after - before < 1024 && (after - before) * 10 < first,
+        "reconnect downloaded {} B (initial config {first} B)",
+        after - before
+    );
+    assert_eq!(s.get(EXTERNAL, host).await.status, 200);
     s.assert_no_rejections().await;
 }

@@ -20,7 +20,11 @@ fn render(example: &str) -> String {
         .arg(repo.join("examples").join(example))
         .output()
         .expect("run knative-xds render");
-    assert!(out.status.success(), "render {example}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "render {example}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         out.stderr.is_empty(),
         "render {example} warned: {}",

@@ -39,11 +39,6 @@ impl FolderWatch {
     /// Waits for a change (or the poll interval), then for `DEBOUNCE` of quiet.
     pub async fn changed(&mut self) {
         let _ = tokio::time::timeout(POLL, self.rx.recv()).await;
-        loop {
-            match tokio::time::timeout(DEBOUNCE, self.rx.recv()).await {
-                Ok(Some(())) => continue,
-                _ => break,
-            }
-        }
+        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, self.rx.recv()).await {}
     }
 }

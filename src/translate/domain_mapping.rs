@@ -90,7 +90,7 @@ pub fn translate_domain_mapping(
             let Some(rule) = target
                 .rules
                 .iter()
-                .find(|rule| rule.hosts.iter().any(|h| *h == target_host))
+                .find(|rule| rule.hosts.contains(&target_host))
             else {
                 return Err(vec![Problem::new(
                     "spec.ref",

@@ -112,7 +112,7 @@ pub fn validate_traffic(input: &RouteInput) -> Vec<Problem> {
             *tags.entry(tag).or_default() += 1;
         }
         if let Some(latest) = t.latest_revision {
-            if (!revision.is_empty()) == latest {
+            if revision.is_empty() != latest {
                 problems.push(Problem::new(
                     field("latestRevision"),
                     format!(

@@ -204,6 +204,22 @@ impl Stack {
         });
     }
 
+    /// Kills the control plane (Envoy keeps its config) and returns once it is gone.
+    pub fn stop_control_plane(&mut self) {
+        self.procs.retain(|p| p.name != "knative-xds");
+    }
+
+    /// Starts the control plane again on the same ports and waits until it is ready.
+    pub async fn restart_control_plane(&mut self) {
+        self.stop_control_plane();
+        self.start_control_plane();
+        self.wait_http_ok(
+            &format!("http://127.0.0.1:{}/readyz", self.admin_port),
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+
     fn start_envoy(&mut self, delta: bool) {
         let file = if delta {
             "bootstrap-delta.yaml"
