@@ -14,6 +14,21 @@ fn main() {
         .filter(|p| p.exists())
         .expect("could not find envoy-types' src/generated/types.bin via `cargo metadata`");
     std::fs::copy(&src, out.join("envoy_types.bin")).expect("copy types.bin");
+
+    // Our own API, compiled with protox (no protoc needed on the machine).
+    println!("cargo:rerun-if-changed=proto");
+    let fds = protox::compile(["knative_xds/v1/inspect.proto"], ["proto"])
+        .expect("compile proto/knative_xds/v1/inspect.proto");
+    std::fs::write(
+        out.join("knative_xds_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )
+    .expect("write descriptor set");
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)
+        .expect("generate the Inspect service");
 }
 
 fn envoy_types_dir() -> Option<PathBuf> {

@@ -4,14 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tracing::{error, info, warn};
 
-use crate::server::state::Counters;
+use crate::server::grpc::{Csds, Inspect};
+use crate::server::state::{ObjectState, View};
 use crate::server::{admin, ads::AdsService, Shared};
 use crate::sources::manifests::Manifests;
 use crate::sources::watch::FolderWatch;
@@ -127,6 +127,7 @@ pub async fn serve(
                 let expiry = pipeline.next_expiry();
                 tokio::select! {
                     _ = watch.changed() => {
+                        pipeline.shared.metrics.watch_events.inc();
                         if let Err(e) = pipeline.step() {
                             error!(error = %e, "reading manifests folder failed; keeping the current config");
                         }
@@ -153,20 +154,15 @@ pub async fn serve(
     };
 
     let mut stop = stop_rx.clone();
-    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .add_service(AggregatedDiscoveryServiceServer::new(AdsService::new(
-            shared.clone(),
-        )))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(xds),
-            async move {
-                let _ = stop.changed().await;
-            },
-        )
-        .await
-        .context("xDS server")?;
+    let grpc = grpc_services(shared.clone()).await?;
+    grpc.serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(xds),
+        async move {
+            let _ = stop.changed().await;
+        },
+    )
+    .await
+    .context("xDS server")?;
     pipeline_task.abort();
     let _ = admin_task.await;
     Ok(())
@@ -184,6 +180,53 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// routes to a cluster it has already dropped.
 pub const CLUSTER_RETENTION: Duration = Duration::from_secs(10);
 
+/// Every gRPC service of the xDS port: ADS, CSDS, our Inspect API, health, reflection.
+async fn grpc_services(shared: Arc<Shared>) -> anyhow::Result<tonic::transport::server::Router> {
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+    use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
+
+    const ADS: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+    const CSDS: &str = "envoy.service.status.v3.ClientStatusDiscoveryService";
+    const INSPECT: &str = "knative_xds.v1.Inspect";
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // The port only opens after the first snapshot, so everything is serving from the start.
+    for name in ["", ADS, CSDS, INSPECT] {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::xds::json::descriptor_set())
+            .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(ADS)
+            .with_service_name(CSDS)
+            .with_service_name(INSPECT)
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let reflection_v1 = reflection().build_v1().context("gRPC reflection (v1)")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("gRPC reflection (v1alpha)")?;
+    Ok(tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(
+            AggregatedDiscoveryServiceServer::new(AdsService::new(shared.clone()))
+                .max_decoding_message_size(64 << 20),
+        )
+        .add_service(ClientStatusDiscoveryServiceServer::new(Csds::new(
+            shared.clone(),
+        )))
+        .add_service(crate::api::inspect_server::InspectServer::new(
+            Inspect::new(shared),
+        ))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
+}
+
 /// One pass of the serve loop: reload changed files, translate, publish if different.
 struct Pipeline {
     manifests: Manifests,
@@ -194,6 +237,8 @@ struct Pipeline {
     translated: Option<Snapshot>,
     /// Clusters and endpoints removed by a translation, kept until their deadline.
     retained: BTreeMap<(ResourceType, String), (Arc<Resource>, Instant)>,
+    /// When the change behind the latest translation was noticed.
+    seen_at: Instant,
 }
 
 impl Pipeline {
@@ -205,12 +250,14 @@ impl Pipeline {
             logged: BTreeSet::new(),
             translated: None,
             retained: BTreeMap::new(),
+            seen_at: Instant::now(),
         }
     }
 
     fn step(&mut self) -> std::io::Result<()> {
         let started = Instant::now();
         let reload = self.manifests.reload()?;
+        self.shared.metrics.relists.inc();
         let first = !self.shared.is_ready();
         if reload.changed.is_empty() && !first {
             // A file changed without changing any object, or a file broke: report only.
@@ -218,8 +265,16 @@ impl Pipeline {
             return Ok(());
         }
         let output = self.translator.translate(&self.manifests.store);
-        Counters::add(&self.shared.counters.translations, 1);
+        let metrics = &self.shared.metrics;
+        metrics
+            .translation_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let encoding = Instant::now();
         let snapshot = Snapshot::from_envoy(&output.envoy, self.translated.as_ref());
+        metrics
+            .snapshot_build_seconds
+            .observe(encoding.elapsed().as_secs_f64());
+        self.seen_at = started;
         let now = Instant::now();
         if let Some(prev) = &self.translated {
             for ty in [ResourceType::Cluster, ResourceType::Endpoint] {
@@ -242,6 +297,7 @@ impl Pipeline {
                 "published snapshot"
             );
         }
+        self.shared.set_view(object_view(&self.manifests, &output));
         self.report(Some(output));
         Ok(())
     }
@@ -269,11 +325,7 @@ impl Pipeline {
         {
             return false;
         }
-        self.shared.snapshot.send_replace(Some(Arc::new(snapshot)));
-        self.shared
-            .counters
-            .snapshots
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.publish(snapshot, self.seen_at);
         true
     }
 
@@ -304,6 +356,82 @@ impl Pipeline {
             warn!("{line}");
         }
         self.logged = now;
+        self.shared
+            .metrics
+            .file_errors
+            .set(report.file_errors.len() as i64);
         self.shared.set_report(report);
+    }
+}
+
+/// Every Knative object's translation state, for the inspection API and `/metrics`.
+pub fn object_view(manifests: &Manifests, output: &Output) -> View {
+    use crate::model::{Kind, ObjectKey, ObjectRef};
+    let store = &manifests.store;
+    let rejected: BTreeMap<&ObjectRef, &crate::translate::Rejection> =
+        output.rejections.iter().map(|r| (&r.object, r)).collect();
+    let served: BTreeMap<&ObjectRef, &crate::translate::Ingress> =
+        output.ingresses.iter().map(|i| (&i.origin, i)).collect();
+    let mut objects = Vec::new();
+    let mut add = |kind: Kind, key: &ObjectKey, generation: Option<i64>, produces: bool| {
+        let object = ObjectRef {
+            kind,
+            key: key.clone(),
+        };
+        let ing = served.get(&object);
+        let rej = rejected.get(&object);
+        let state = match (ing, rej) {
+            (Some(_), Some(_)) => "stale",
+            (None, Some(_)) => "rejected",
+            (Some(_), None) => "served",
+            (None, None) if produces => "rejected",
+            (None, None) => "input",
+        };
+        let mut clusters: Vec<String> = ing
+            .map(|i| i.backends().map(|b| b.cluster_name()).collect())
+            .unwrap_or_default();
+        clusters.sort();
+        clusters.dedup();
+        objects.push(ObjectState {
+            problems: rej
+                .map(|r| {
+                    r.problems
+                        .iter()
+                        .map(|p| format!("{}: {}", p.field, p.message))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            virtual_hosts: ing
+                .map(|i| {
+                    i.rules
+                        .iter()
+                        .filter_map(|r| r.hosts.first().cloned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            clusters,
+            object,
+            generation,
+            state,
+        });
+    };
+    for (k, o) in &store.kservices {
+        add(Kind::KService, k, o.metadata.generation, true);
+    }
+    for (k, o) in &store.routes {
+        add(Kind::Route, k, o.metadata.generation, true);
+    }
+    for (k, o) in &store.domain_mappings {
+        add(Kind::DomainMapping, k, o.metadata.generation, true);
+    }
+    for (k, o) in &store.configurations {
+        add(Kind::Configuration, k, o.metadata.generation, false);
+    }
+    for (k, o) in &store.revisions {
+        add(Kind::Revision, k, o.metadata.generation, false);
+    }
+    View {
+        ingresses: output.ingresses.clone(),
+        objects,
     }
 }

@@ -26,6 +26,49 @@ pub enum Command {
     Render(RenderArgs),
     /// List every rejected object and why; exit 1 if there is any.
     Validate(RenderArgs),
+    /// Connected Envoys and whether each has ACKed the current config (asks a running server).
+    Status(StatusArgs),
+    /// Where a request would be routed, and why (asks a running server).
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ClientArgs {
+    /// The server's xDS/gRPC address.
+    #[arg(long, default_value = "127.0.0.1:18000", env = "KNATIVE_XDS_SERVER")]
+    pub server: String,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExplainArgs {
+    /// The request's Host (a port is ignored, as Envoy does).
+    #[arg(long)]
+    pub host: String,
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// Ask about the internal listener (cluster-local hosts) instead of the external one.
+    #[arg(long)]
+    pub internal: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,6 +165,28 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Render(args) => render(args),
         Command::Validate(args) => validate(args),
+        Command::Status(args) => run_client(crate::client::status(args)),
+        Command::Explain(args) => run_client(crate::client::explain(args)),
+    }
+}
+
+fn run_client(fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 

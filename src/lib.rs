@@ -18,8 +18,17 @@
 
 #![forbid(unsafe_code)]
 
+/// knative-xds' own gRPC API (`proto/knative_xds/v1/inspect.proto`), generated at build time.
+#[allow(clippy::all, missing_docs)]
+pub mod api {
+    tonic::include_proto!("knative_xds.v1");
+    /// Descriptor set of the API, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/knative_xds_descriptor.bin"));
+}
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod model;
 pub mod server;
 pub mod sources;

@@ -1,7 +1,5 @@
 //! Admin HTTP: health, readiness, Prometheus metrics and debug views.
 
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -68,59 +66,12 @@ async fn rejections(State(s): State<Arc<Shared>>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    let mut m = String::new();
-    let c = &s.counters;
-    let _ = writeln!(m, "# HELP knative_xds_connected_proxies Envoy ADS streams open.\n# TYPE knative_xds_connected_proxies gauge");
-    let _ = writeln!(m, "knative_xds_connected_proxies {}", s.proxies().len());
-    let _ = writeln!(m, "# HELP knative_xds_responses_total Discovery responses sent, by type.\n# TYPE knative_xds_responses_total counter");
-    for (i, ty) in ResourceType::ORDERED.iter().enumerate() {
-        let _ = writeln!(
-            m,
-            "knative_xds_responses_total{{type=\"{}\"}} {}",
-            ty.short_name(),
-            c.responses[i].load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(m, "# HELP knative_xds_nacks_total Configs Envoy rejected, by type.\n# TYPE knative_xds_nacks_total counter");
-    for (i, ty) in ResourceType::ORDERED.iter().enumerate() {
-        let _ = writeln!(
-            m,
-            "knative_xds_nacks_total{{type=\"{}\"}} {}",
-            ty.short_name(),
-            c.nacks[i].load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(m, "# HELP knative_xds_sent_bytes_total Encoded bytes of discovery responses.\n# TYPE knative_xds_sent_bytes_total counter");
-    let _ = writeln!(
-        m,
-        "knative_xds_sent_bytes_total {}",
-        c.bytes_sent.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(m, "# HELP knative_xds_snapshots_total Snapshots published.\n# TYPE knative_xds_snapshots_total counter");
-    let _ = writeln!(
-        m,
-        "knative_xds_snapshots_total {}",
-        c.snapshots.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(m, "# HELP knative_xds_resources Resources in the current snapshot, by type.\n# TYPE knative_xds_resources gauge");
-    if let Some(snap) = s.current() {
-        for ty in ResourceType::ORDERED {
-            let _ = writeln!(
-                m,
-                "knative_xds_resources{{type=\"{}\"}} {}",
-                ty.short_name(),
-                snap.resources(ty).len()
-            );
-        }
-    }
-    let report = s.report();
-    let _ = writeln!(m, "# HELP knative_xds_rejected_objects Objects that failed translation.\n# TYPE knative_xds_rejected_objects gauge");
-    let _ = writeln!(
-        m,
-        "knative_xds_rejected_objects {}",
-        report.rejections.len()
-    );
-    let _ = writeln!(m, "# HELP knative_xds_file_errors Manifest files that failed to parse.\n# TYPE knative_xds_file_errors gauge");
-    let _ = writeln!(m, "knative_xds_file_errors {}", report.file_errors.len());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
 }

@@ -19,7 +19,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use super::state::{Counters, ProxyInfo, Shared};
+use super::metrics::Metrics;
+use super::state::{unix_ms, ProxyInfo, Shared};
 use crate::xds::connection::{Connection, ConnectionEvent, Protocol, ProtocolError};
 use crate::xds::{ResourceType, Snapshot};
 
@@ -177,30 +178,33 @@ async fn run_stream<F: Flavor>(
                 F::snapshot(&mut conn, &current)
             }
         };
-        record(&shared, id, addr, &mut conn, connected_since);
+        record(&shared, id, addr, &mut conn, connected_since, &current);
         for resp in out {
             if let Some(ty) = ResourceType::from_type_url(F::type_url(&resp)) {
-                Counters::add(&shared.counters.responses[Counters::index(ty)], 1);
+                shared
+                    .metrics
+                    .pushes
+                    .get_or_create(&Metrics::type_label(ty.short_name()))
+                    .inc();
             }
-            Counters::add(&shared.counters.bytes_sent, resp.encoded_len() as u64);
+            shared.metrics.sent_bytes.inc_by(resp.encoded_len() as u64);
             if tx.send(Ok(resp)).await.is_err() {
                 break;
             }
         }
     }
-    if let Ok(mut p) = shared.proxies.lock() {
-        p.remove(&id);
-    }
+    shared.proxy_gone(id);
     debug!(connection = id, "ADS stream closed");
 }
 
-/// Publishes the connection's status and logs its ACK/NACK events.
+/// Publishes the connection's status, logs its ACK/NACK events and reports convergence.
 fn record(
     shared: &Shared,
     id: u64,
     addr: Option<SocketAddr>,
     conn: &mut Connection,
     connected_since: SystemTime,
+    current: &Arc<Snapshot>,
 ) {
     let node = conn.node().cloned().unwrap_or_default();
     for ev in conn.take_events() {
@@ -208,39 +212,44 @@ fn record(
             ConnectionEvent::Nack {
                 type_url, message, ..
             } => {
-                if let Some(ty) = ResourceType::from_type_url(&type_url) {
-                    Counters::add(&shared.counters.nacks[Counters::index(ty)], 1);
-                }
-                warn!(proxy = %node.id, r#type = %type_url, reason = %message, "Envoy rejected config (NACK); it keeps its last good config");
+                let label = crate::xds::connection::type_label(&type_url).to_string();
+                shared
+                    .metrics
+                    .nacks
+                    .get_or_create(&Metrics::type_label(&label))
+                    .inc();
+                warn!(proxy = %node.id, r#type = %label, reason = %message, "Envoy rejected config (NACK); it keeps its last good config");
             }
             ConnectionEvent::Ack {
                 type_url, version, ..
             } => {
                 debug!(proxy = %node.id, r#type = %type_url, %version, "ACK");
             }
-            #[allow(unreachable_patterns)]
             _ => {}
         }
     }
+    let in_sync = conn.in_sync(current);
     let info = ProxyInfo {
         node_id: node.id.clone(),
         node_cluster: node.cluster.clone(),
         address: addr,
-        protocol: match conn_protocol(conn) {
+        protocol: match conn.protocol() {
             Protocol::Sotw => "sotw",
             Protocol::Delta => "delta",
         },
-        connected_since,
+        connected_since_ms: unix_ms(connected_since),
+        in_sync,
         status: conn.status(),
+        node,
     };
     if let Ok(mut p) = shared.proxies.lock() {
         if !p.contains_key(&id) {
             info!(proxy = %info.node_id, ?addr, protocol = info.protocol, "Envoy connected");
         }
         p.insert(id, info);
+        shared.metrics.connected_proxies.set(p.len() as i64);
     }
-}
-
-fn conn_protocol(conn: &Connection) -> Protocol {
-    conn.protocol()
+    if in_sync {
+        shared.proxy_synced(id, current);
+    }
 }

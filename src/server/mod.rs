@@ -2,6 +2,8 @@
 
 pub mod admin;
 pub mod ads;
+pub mod grpc;
+pub mod metrics;
 pub mod state;
 
 pub use state::Shared;

@@ -1,18 +1,20 @@
-//! State shared by the pipeline, the ADS streams and the admin endpoints.
+//! State shared by the pipeline, the gRPC services and the admin endpoints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::metrics::Metrics;
+use crate::model::ObjectRef;
 use crate::sources::manifests::FileError;
-use crate::translate::Rejection;
+use crate::translate::{Ingress, Rejection};
 use crate::xds::connection::ConnectionStatus;
-use crate::xds::{ResourceType, Snapshot};
+use crate::xds::Snapshot;
 
 /// What the last translation found wrong.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -22,6 +24,25 @@ pub struct Report {
     pub config_errors: Vec<String>,
 }
 
+/// Translation state of one Knative object (for `ListObjects`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectState {
+    pub object: ObjectRef,
+    pub generation: Option<i64>,
+    /// served | stale | rejected | input
+    pub state: &'static str,
+    pub problems: Vec<String>,
+    pub virtual_hosts: Vec<String>,
+    pub clusters: Vec<String>,
+}
+
+/// What the inspection API reads: the served Ingresses and every object's state.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub ingresses: Vec<Ingress>,
+    pub objects: Vec<ObjectState>,
+}
+
 /// One connected Envoy.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProxyInfo {
@@ -29,30 +50,22 @@ pub struct ProxyInfo {
     pub node_cluster: String,
     pub address: Option<SocketAddr>,
     pub protocol: &'static str,
-    pub connected_since: SystemTime,
+    /// Unix time in milliseconds.
+    pub connected_since_ms: i64,
+    /// Has ACKed everything of the current snapshot.
+    pub in_sync: bool,
     pub status: ConnectionStatus,
+    #[serde(skip)]
+    pub node: envoy_types::pb::envoy::config::core::v3::Node,
 }
 
-/// Counters for `/metrics`.
+/// Tracks when every proxy connected at publication has ACKed a snapshot.
 #[derive(Debug, Default)]
-pub struct Counters {
-    pub responses: [AtomicU64; 4],
-    pub nacks: [AtomicU64; 4],
-    pub bytes_sent: AtomicU64,
-    pub snapshots: AtomicU64,
-    pub translations: AtomicU64,
-}
-
-impl Counters {
-    pub fn index(ty: ResourceType) -> usize {
-        ResourceType::ORDERED
-            .iter()
-            .position(|t| *t == ty)
-            .unwrap_or(0)
-    }
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
+struct Convergence {
+    /// Identity of the snapshot being waited for (its `Arc` address).
+    snapshot: usize,
+    seen_at: Option<Instant>,
+    waiting: BTreeSet<u64>,
 }
 
 pub struct Shared {
@@ -60,9 +73,11 @@ pub struct Shared {
     /// connects early is never sent an empty config.
     pub snapshot: watch::Sender<Option<Arc<Snapshot>>>,
     pub report: RwLock<Arc<Report>>,
+    pub view: RwLock<Arc<View>>,
     pub proxies: Mutex<BTreeMap<u64, ProxyInfo>>,
     pub next_connection: AtomicU64,
-    pub counters: Counters,
+    pub metrics: Metrics,
+    convergence: Mutex<Convergence>,
 }
 
 impl Default for Shared {
@@ -70,11 +85,19 @@ impl Default for Shared {
         Shared {
             snapshot: watch::channel(None).0,
             report: RwLock::new(Arc::new(Report::default())),
+            view: RwLock::new(Arc::new(View::default())),
             proxies: Mutex::new(BTreeMap::new()),
             next_connection: AtomicU64::new(1),
-            counters: Counters::default(),
+            metrics: Metrics::new(),
+            convergence: Mutex::new(Convergence::default()),
         }
     }
+}
+
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Shared {
@@ -86,6 +109,66 @@ impl Shared {
         self.snapshot.borrow().is_some()
     }
 
+    /// Publishes a snapshot; `seen_at` is when the change behind it was noticed, for the
+    /// convergence histogram.
+    pub fn publish(&self, snapshot: Snapshot, seen_at: Instant) {
+        let snap = Arc::new(snapshot);
+        if let Ok(mut c) = self.convergence.lock() {
+            c.snapshot = Arc::as_ptr(&snap) as usize;
+            c.seen_at = Some(seen_at);
+            c.waiting = self
+                .proxies
+                .lock()
+                .map(|p| p.keys().copied().collect())
+                .unwrap_or_default();
+            if c.waiting.is_empty() {
+                c.seen_at = None;
+            }
+        }
+        for ty in crate::xds::ResourceType::ORDERED {
+            self.metrics
+                .resources
+                .get_or_create(&super::metrics::Metrics::type_label(ty.short_name()))
+                .set(snap.resources(ty).len() as i64);
+        }
+        self.snapshot.send_replace(Some(snap));
+        self.metrics.snapshots.inc();
+    }
+
+    /// A connection finished applying `snapshot` (everything ACKed).
+    pub fn proxy_synced(&self, connection: u64, snapshot: &Arc<Snapshot>) {
+        let Ok(mut c) = self.convergence.lock() else {
+            return;
+        };
+        if c.snapshot != Arc::as_ptr(snapshot) as usize || !c.waiting.remove(&connection) {
+            return;
+        }
+        if c.waiting.is_empty() {
+            if let Some(seen) = c.seen_at.take() {
+                self.metrics
+                    .convergence_seconds
+                    .observe(seen.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    /// A connection went away: nobody waits for it any more.
+    pub fn proxy_gone(&self, connection: u64) {
+        if let Ok(mut p) = self.proxies.lock() {
+            p.remove(&connection);
+            self.metrics.connected_proxies.set(p.len() as i64);
+        }
+        if let Ok(mut c) = self.convergence.lock() {
+            if c.waiting.remove(&connection) && c.waiting.is_empty() {
+                if let Some(seen) = c.seen_at.take() {
+                    self.metrics
+                        .convergence_seconds
+                        .observe(seen.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+
     pub fn report(&self) -> Arc<Report> {
         self.report.read().map(|r| r.clone()).unwrap_or_default()
     }
@@ -93,6 +176,16 @@ impl Shared {
     pub fn set_report(&self, report: Report) {
         if let Ok(mut r) = self.report.write() {
             *r = Arc::new(report);
+        }
+    }
+
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    pub fn set_view(&self, view: View) {
+        if let Ok(mut r) = self.view.write() {
+            *r = Arc::new(view);
         }
     }
 

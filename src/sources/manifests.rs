@@ -287,6 +287,16 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Object>, FileError> {
     Ok(out)
 }
 
+impl Manifests {
+    /// The file an object was read from (the first, if several define it).
+    pub fn file_of(&self, r: &ObjectRef) -> Option<&Path> {
+        self.owners
+            .get(r)
+            .and_then(|f| f.first())
+            .map(PathBuf::as_path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,15 +374,5 @@ mod tests {
         m.reload().unwrap();
         let r = m.store.routes.values().next().unwrap();
         assert_eq!(r.spec.traffic[0].percent, Some(50), "b.yaml takes over");
-    }
-}
-
-impl Manifests {
-    /// The file an object was read from (the first, if several define it).
-    pub fn file_of(&self, r: &ObjectRef) -> Option<&Path> {
-        self.owners
-            .get(r)
-            .and_then(|f| f.first())
-            .map(PathBuf::as_path)
     }
 }

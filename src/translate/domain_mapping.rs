@@ -76,7 +76,8 @@ pub fn translate_domain_mapping(
         }
         p
     };
-    let http_option = super::route::http_option(&dm.metadata.annotations, cfg).map_err(|p| vec![p])?;
+    let http_option =
+        super::route::http_option(&dm.metadata.annotations, cfg).map_err(|p| vec![p])?;
     let paths: Vec<HttpPath> = match (group, r.kind.as_str()) {
         ("serving.knative.dev", "Service" | "Route") => {
             let key = ObjectKey::new(ns.clone(), r.name.clone());

@@ -10,6 +10,7 @@
 
 pub mod domain_mapping;
 pub mod envoy;
+pub mod explain;
 pub mod ir;
 pub mod route;
 #[cfg(test)]

@@ -450,10 +450,10 @@ pub fn make_ingress(
         // A traffic name (the Route's own name included) is cluster-local when its
         // placeholder Service carries a non-empty visibility label (Knative `GetVisibility`).
         let tag_cluster_local = store
-                .services
-                .get(&ObjectKey::new(ns.clone(), hostname.clone()))
-                .and_then(|s| s.metadata.labels.get(VISIBILITY_LABEL))
-                .is_some_and(|v| !v.is_empty());
+            .services
+            .get(&ObjectKey::new(ns.clone(), hostname.clone()))
+            .and_then(|s| s.metadata.labels.get(VISIBILITY_LABEL))
+            .is_some_and(|v| !v.is_empty());
         if route_cluster_local || tag_cluster_local {
             continue;
         }

@@ -213,7 +213,11 @@ pub fn mk_store(objects: impl IntoIterator<Item = Object>) -> Store {
     store
 }
 
-pub fn translate_route(store: &Store, cfg: &KnativeConfig, r: &Route) -> Result<Ingress, Vec<Problem>> {
+pub fn translate_route(
+    store: &Store,
+    cfg: &KnativeConfig,
+    r: &Route,
+) -> Result<Ingress, Vec<Problem>> {
     route::translate_route(&RouteInput::from_route(r), store, cfg)
 }
 

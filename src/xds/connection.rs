@@ -134,7 +134,7 @@ pub struct TypeStatus {
     /// SotW: `version_info` last ACKed (or the one the client reconnected with).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acked_version: Option<String>,
-    /// Delta: name → version the client ACKed (or reconnected with).
+    /// name → version the client ACKed (or reconnected with).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acked_resources: Option<BTreeMap<String, String>>,
     /// The latest response, while neither ACKed nor NACKed.
@@ -266,6 +266,8 @@ struct SotwState {
     /// The latest response was ACKed or NACKed (Envoy repeats ACKs; count them once).
     answered: bool,
     acked_version: Option<String>,
+    /// name → version of what the client ACKed (for CSDS).
+    acked: BTreeMap<String, String>,
     last_nack: Option<NackStatus>,
     acks: u64,
     nacks: u64,
@@ -411,7 +413,12 @@ impl Connection {
                         err,
                     ),
                     None => {
-                        let version = sent.map(|s| s.version).unwrap_or_default();
+                        let (version, resources) =
+                            sent.map(|s| (s.version, s.resources)).unwrap_or_default();
+                        // A partial (EDS re-send) response adds to what was ACKed before.
+                        st.acked.extend(resources);
+                        let view = &st.view;
+                        st.acked.retain(|n, _| view.contains_key(n));
                         st.acked_version = Some(version.clone());
                         st.acks += 1;
                         ConnectionEvent::Ack {
@@ -443,6 +450,7 @@ impl Connection {
                 // Reconnect: the client already runs exactly this content; nothing to send.
                 st.view = view_map(&st.sub.view(key.resources(snap)));
                 st.view_version = Some(version);
+                st.acked = st.view.clone();
                 st.acked_version = Some(version_info);
             } else {
                 st.respond = true;
@@ -620,12 +628,29 @@ impl Connection {
 
     /// Per type: subscription, ACKed state, the response awaiting an answer, the last NACK and
     /// counters. For `/debug/proxies` and metrics.
+    /// Whether the client has ACKed exactly its view of `snap` for every type it
+    /// subscribed to: nothing pending, nothing rejected, nothing missing.
+    pub fn in_sync(&self, snap: &Snapshot) -> bool {
+        let view = |sub: &Subscription, key: &TypeKey| -> BTreeMap<String, String> {
+            view_map(&sub.view(key.resources(snap)))
+        };
+        match self.protocol {
+            Protocol::Sotw => self.sotw.iter().all(|(key, st)| {
+                (st.latest.is_none() || st.answered) && st.acked == view(&st.sub, key)
+            }),
+            Protocol::Delta => self
+                .delta
+                .iter()
+                .all(|(key, st)| st.outstanding.is_empty() && st.acked == view(&st.sub, key)),
+        }
+    }
+
     pub fn status(&self) -> ConnectionStatus {
         let mut types = Vec::new();
         for (key, st) in &self.sotw {
             types.push(TypeStatus {
                 acked_version: st.acked_version.clone(),
-                acked_resources: None,
+                acked_resources: Some(st.acked.clone()),
                 pending: st.latest.clone().filter(|_| !st.answered),
                 last_nack: st.last_nack.clone(),
                 acks: st.acks,

@@ -15,7 +15,10 @@ fn store() -> Store {
 
 fn hello(tags: &[&str]) -> Route {
     let mut traffic = vec![to_revision("hello-00001", 100)];
-    traffic.extend(tags.iter().map(|t| tagged(t, to_revision("hello-00001", 0))));
+    traffic.extend(
+        tags.iter()
+            .map(|t| tagged(t, to_revision("hello-00001", 0))),
+    );
     mk_route("hello", traffic)
 }
 
@@ -112,7 +115,11 @@ fn missing_template_map_key_renders_empty() {
 #[test]
 fn domain_template_giving_a_non_fqdn_is_rejected() {
     // Loads (the sample host has no path) but gives no FQDN for the Route: ErrDomainName.
-    let cfg = mk_config(&[("example.com", "")], &[("domain-template", "{{.Name}}")], &[]);
+    let cfg = mk_config(
+        &[("example.com", "")],
+        &[("domain-template", "{{.Name}}")],
+        &[],
+    );
     let p = problems(translate_route(&store(), &cfg, &hello(&[])));
     assert_problem(&p, "metadata.name", "not a fully qualified domain name");
 }
@@ -168,7 +175,8 @@ fn cluster_local_route_ignores_custom_domain_template() {
 #[test]
 fn cluster_domain_is_configurable() {
     let [d, n, f] = mk_config_maps(&[], &[], &[]);
-    let cfg = KnativeConfig::from_config_maps("corp.internal", Some(&d), Some(&n), Some(&f)).unwrap();
+    let cfg =
+        KnativeConfig::from_config_maps("corp.internal", Some(&d), Some(&n), Some(&f)).unwrap();
     let ing = translate_route(&store(), &cfg, &hello(&[])).unwrap();
     assert_eq!(
         rule_hosts(&ing),
@@ -220,13 +228,20 @@ fn config_domain_selector_tie_goes_to_smallest_domain() {
         &[],
         &[],
     );
-    assert_eq!(cfg.domain_for_labels(&map(&[("app", "x"), ("tier", "y")])), "a.com");
+    assert_eq!(
+        cfg.domain_for_labels(&map(&[("app", "x"), ("tier", "y")])),
+        "a.com"
+    );
     assert_eq!(cfg.domain_for_labels(&map(&[])), "c.com");
 }
 
 #[test]
 fn config_domain_example_key_is_ignored() {
-    let cfg = mk_config(&[("_example", "example.org: |\n  selector: {}\n")], &[], &[]);
+    let cfg = mk_config(
+        &[("_example", "example.org: |\n  selector: {}\n")],
+        &[],
+        &[],
+    );
     assert_eq!(cfg.domain_for_labels(&map(&[])), "svc.cluster.local");
 }
 
@@ -321,7 +336,10 @@ fn tag_placeholder_service_visibility_makes_tag_cluster_local() {
 fn route_placeholder_service_visibility_makes_the_default_name_cluster_local() {
     // GetVisibility checks the placeholder of every traffic name, the Route's own included.
     let mut store = store();
-    store.apply(Object::Service(mk_placeholder("hello", Some("cluster-local"))));
+    store.apply(Object::Service(mk_placeholder(
+        "hello",
+        Some("cluster-local"),
+    )));
     let ing = translate_route(&store, &example_config(), &hello(&["v1"])).unwrap();
     assert_eq!(external_hosts(&ing), ["v1-hello.default.example.com"]);
 }
@@ -354,7 +372,11 @@ fn placeholder_in_another_namespace_does_not_count() {
 fn cluster_local_hosts_expand_to_three_short_forms() {
     assert_eq!(
         expand_cluster_local("hello", "default", "cluster.local"),
-        ["hello.default", "hello.default.svc", "hello.default.svc.cluster.local"]
+        [
+            "hello.default",
+            "hello.default.svc",
+            "hello.default.svc.cluster.local"
+        ]
     );
     let ing = translate_route(&store(), &example_config(), &hello(&[])).unwrap();
     assert_eq!(ing.rules[0].hosts, cluster_local_hosts("hello"));
@@ -404,13 +426,25 @@ fn traffic_example_hosts() {
     assert_eq!(
         rule_hosts(&ing),
         [
-            (Visibility::ClusterLocal, cluster_local_hosts("traffic-example")),
+            (
+                Visibility::ClusterLocal,
+                cluster_local_hosts("traffic-example")
+            ),
             ext("traffic-example.default.example.com"),
-            (Visibility::ClusterLocal, cluster_local_hosts("latest-traffic-example")),
+            (
+                Visibility::ClusterLocal,
+                cluster_local_hosts("latest-traffic-example")
+            ),
             ext("latest-traffic-example.default.example.com"),
-            (Visibility::ClusterLocal, cluster_local_hosts("v1-traffic-example")),
+            (
+                Visibility::ClusterLocal,
+                cluster_local_hosts("v1-traffic-example")
+            ),
             ext("v1-traffic-example.default.example.com"),
-            (Visibility::ClusterLocal, cluster_local_hosts("v2-traffic-example")),
+            (
+                Visibility::ClusterLocal,
+                cluster_local_hosts("v2-traffic-example")
+            ),
             ext("v2-traffic-example.default.example.com"),
         ]
     );
@@ -421,6 +455,9 @@ fn cluster_local_route_has_only_cluster_local_rules() {
     let mut r = hello(&["v1", "v2"]);
     r.metadata.labels = map(&[(VISIBILITY_LABEL, "cluster-local")]);
     let ing = translate_route(&store(), &example_config(), &r).unwrap();
-    assert!(ing.rules.iter().all(|r| r.visibility == Visibility::ClusterLocal));
+    assert!(ing
+        .rules
+        .iter()
+        .all(|r| r.visibility == Visibility::ClusterLocal));
     assert_eq!(ing.rules.len(), 3);
 }

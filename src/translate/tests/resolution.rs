@@ -35,7 +35,10 @@ fn default_path(ing: &Ingress) -> &HttpPath {
 #[test]
 fn service_entries_without_revision_name_follow_the_service_configuration() {
     let store = store_with(
-        vec![mk_revision("hello-00001", "hello"), mk_revision("hello-00002", "hello")],
+        vec![
+            mk_revision("hello-00001", "hello"),
+            mk_revision("hello-00002", "hello"),
+        ],
         vec![mk_configuration("hello", Some("hello-00002"))],
     );
     let svc = mk_kservice(
@@ -48,7 +51,10 @@ fn service_entries_without_revision_name_follow_the_service_configuration() {
     let ing = translate_kservice(&store, &example_config(), &svc).unwrap();
     assert_eq!(
         split_summary(&rule_for(&ing, "hello.default.example.com").paths[0]),
-        [("hello-00001".into(), 80, 30), ("hello-00002".into(), 80, 70)]
+        [
+            ("hello-00001".into(), 80, 30),
+            ("hello-00002".into(), 80, 70)
+        ]
     );
     assert_eq!(
         split_summary(&rule_for(&ing, "new-hello.default.example.com").paths[0]),
@@ -80,7 +86,10 @@ fn service_annotations_propagate_to_its_route() {
     let mut svc = mk_kservice("hello", vec![]);
     svc.metadata.annotations = map(&[(route::HTTP_PROTOCOL_ANNOTATION, "Redirected")]);
     let ing = translate_kservice(&store, &example_config(), &svc).unwrap();
-    assert_eq!(ing.http_option, crate::model::config::HttpOption::Redirected);
+    assert_eq!(
+        ing.http_option,
+        crate::model::config::HttpOption::Redirected
+    );
 }
 
 #[test]
@@ -98,10 +107,7 @@ fn last_applied_configuration_annotation_is_not_copied_to_the_route() {
         &[],
     );
     let mut svc = mk_kservice("hello", vec![]);
-    svc.metadata.annotations = map(&[(
-        "kubectl.kubernetes.io/last-applied-configuration",
-        "x",
-    )]);
+    svc.metadata.annotations = map(&[("kubectl.kubernetes.io/last-applied-configuration", "x")]);
     let ing = translate_kservice(&store, &cfg, &svc).unwrap();
     rule_for(&ing, "hello.default.example.com");
 }
@@ -130,14 +136,22 @@ fn configuration_without_latest_ready_revision_is_rejected() {
     unready.status.as_mut().unwrap().conditions[0].status = "False".into();
     let store = store_with(vec![unready], vec![mk_configuration("cfg", None)]);
     let p = problems(check_route(&store, vec![to_configuration("cfg", 100)]));
-    assert_problem(&p, "spec.traffic[0].configurationName", "waiting for a Revision");
+    assert_problem(
+        &p,
+        "spec.traffic[0].configurationName",
+        "waiting for a Revision",
+    );
 }
 
 #[test]
 fn configuration_latest_ready_revision_must_exist() {
     let store = store_with(vec![], vec![mk_configuration("cfg", Some("ghost"))]);
     let p = problems(check_route(&store, vec![to_configuration("cfg", 100)]));
-    assert_problem(&p, "spec.traffic[0].revisionName", "Revision \"ghost\" referenced in traffic not found");
+    assert_problem(
+        &p,
+        "spec.traffic[0].revisionName",
+        "Revision \"ghost\" referenced in traffic not found",
+    );
 }
 
 #[test]
@@ -153,7 +167,10 @@ fn missing_revision_is_rejected() {
 #[test]
 fn revision_not_owned_by_the_service_is_rejected() {
     let store = store_with(
-        vec![mk_revision("hello-00001", "hello"), mk_revision("other-00001", "other")],
+        vec![
+            mk_revision("hello-00001", "hello"),
+            mk_revision("other-00001", "other"),
+        ],
         vec![mk_configuration("hello", Some("hello-00001"))],
     );
     let svc = mk_kservice(
@@ -171,7 +188,11 @@ fn revision_not_owned_by_the_service_is_rejected() {
     r.metadata.labels = map(&[(route::SERVICE_LABEL, "hello")]);
     r.metadata.owner_references = vec![owned_by_service("hello")];
     let p = problems(translate_route(&store, &example_config(), &r));
-    assert_problem(&p, "spec.traffic[0].revisionName", "is not owned by Service");
+    assert_problem(
+        &p,
+        "spec.traffic[0].revisionName",
+        "is not owned by Service",
+    );
     // A standalone Route without the label may use any Revision.
     assert!(check_route(&store, vec![to_revision("other-00001", 100)]).is_ok());
 }
@@ -182,7 +203,11 @@ fn unready_revision_is_rejected() {
     rev.status.as_mut().unwrap().conditions[0].status = "False".into();
     let store = store_with(vec![rev], vec![]);
     let p = problems(check_route(&store, vec![to_revision("r1", 100)]));
-    assert_problem(&p, "spec.traffic[0].revisionName", "Revision \"r1\" is not yet ready");
+    assert_problem(
+        &p,
+        "spec.traffic[0].revisionName",
+        "Revision \"r1\" is not yet ready",
+    );
 }
 
 #[test]
@@ -239,10 +264,17 @@ fn all_target_errors_are_reported_together() {
 #[test]
 fn h2c_revision_uses_port_81() {
     let store = store_with(
-        vec![mk_h2c_revision("grpc-1", "grpc"), mk_revision("web-1", "web")],
+        vec![
+            mk_h2c_revision("grpc-1", "grpc"),
+            mk_revision("web-1", "web"),
+        ],
         vec![],
     );
-    let ing = check_route(&store, vec![to_revision("grpc-1", 50), to_revision("web-1", 50)]).unwrap();
+    let ing = check_route(
+        &store,
+        vec![to_revision("grpc-1", 50), to_revision("web-1", 50)],
+    )
+    .unwrap();
     assert_eq!(
         default_path(&ing).splits,
         [split("grpc-1", 81, 50), split("web-1", 80, 50)]
@@ -271,7 +303,10 @@ fn protocol_comes_from_the_first_container_port_name() {
 fn every_entry_is_in_the_default_group_and_tagged_entries_in_their_tag_group() {
     let ing = check_route(
         &store(),
-        vec![tagged("one", to_revision("r1", 70)), to_configuration("cfg", 30)],
+        vec![
+            tagged("one", to_revision("r1", 70)),
+            to_configuration("cfg", 30),
+        ],
     )
     .unwrap();
     assert_eq!(
@@ -292,7 +327,11 @@ fn every_entry_is_in_the_default_group_and_tagged_entries_in_their_tag_group() {
 fn same_revision_entries_are_merged_in_splits() {
     let ing = check_route(
         &store(),
-        vec![to_revision("r1", 30), to_revision("r2", 40), to_revision("r1", 30)],
+        vec![
+            to_revision("r1", 30),
+            to_revision("r2", 40),
+            to_revision("r1", 30),
+        ],
     )
     .unwrap();
     // Summed, in first-occurrence order.
@@ -306,7 +345,10 @@ fn same_revision_entries_are_merged_in_splits() {
 fn single_target_tag_group_routes_100_percent() {
     let ing = check_route(
         &store(),
-        vec![to_revision("r1", 90), tagged("canary", to_revision("r2", 10))],
+        vec![
+            to_revision("r1", 90),
+            tagged("canary", to_revision("r2", 10)),
+        ],
     )
     .unwrap();
     assert_eq!(
@@ -370,7 +412,10 @@ fn pinned_and_floating_entries_of_the_same_revision_become_one_split() {
 fn zero_percent_splits_are_left_out_of_paths() {
     let ing = check_route(
         &store(),
-        vec![to_revision("r1", 100), tagged("next", to_configuration("cfg", 0))],
+        vec![
+            to_revision("r1", 100),
+            tagged("next", to_configuration("cfg", 0)),
+        ],
     )
     .unwrap();
     assert_eq!(default_path(&ing).splits, [split("r1", 80, 100)]);

@@ -68,16 +68,25 @@ fn service_with_empty_traffic_defaults_to_100_percent_latest() {
 
 #[test]
 fn traffic_targets_must_sum_to_100() {
-    let p = problems(check_route(vec![to_revision("r1", 50), to_revision("r2", 40)]));
+    let p = problems(check_route(vec![
+        to_revision("r1", 50),
+        to_revision("r2", 40),
+    ]));
     assert_problem(&p, "spec.traffic", "Traffic targets sum to 90, want 100");
-    let p = problems(check_route(vec![to_revision("r1", 60), to_revision("r2", 50)]));
+    let p = problems(check_route(vec![
+        to_revision("r1", 60),
+        to_revision("r2", 50),
+    ]));
     assert_problem(&p, "spec.traffic", "Traffic targets sum to 110, want 100");
     assert!(check_route(vec![to_revision("r1", 60), to_revision("r2", 40)]).is_ok());
 }
 
 #[test]
 fn percent_must_be_between_0_and_100() {
-    let p = problems(check_route(vec![to_revision("r1", 110), to_revision("r2", -10)]));
+    let p = problems(check_route(vec![
+        to_revision("r1", 110),
+        to_revision("r2", -10),
+    ]));
     assert_problem(&p, "spec.traffic[0].percent", "expected 0 <= 110 <= 100");
     assert_problem(&p, "spec.traffic[1].percent", "expected 0 <= -10 <= 100");
 }
@@ -89,14 +98,30 @@ fn tag_must_be_a_dns1035_label() {
         assert_problem(&p, "spec.traffic[0].tag", "DNS-1035 label");
     }
     for good in ["a", "v1", "canary-2", &"a".repeat(63)] {
-        assert!(check_route(vec![tagged(good, to_revision("r1", 100))]).is_ok(), "{good}");
+        let r = mk_route("hello", vec![tagged(good, to_revision("r1", 100))]);
+        assert_eq!(
+            route::validate_traffic(&RouteInput::from_route(&r)),
+            [],
+            "{good}"
+        );
     }
+    // A valid tag can still give a host that is no domain name (label over 63 characters).
+    let p = problems(check_route(vec![tagged(
+        &"a".repeat(63),
+        to_revision("r1", 100),
+    )]));
+    assert_problem(&p, "metadata.name", "not a fully qualified domain name");
 }
 
 #[test]
 fn empty_tag_is_an_untagged_entry() {
     let ing = check_route(vec![tagged("", to_revision("r1", 100))]).unwrap();
-    assert_eq!(ing.rules.len(), 2, "only the Route's own name: {:?}", rule_hosts(&ing));
+    assert_eq!(
+        ing.rules.len(),
+        2,
+        "only the Route's own name: {:?}",
+        rule_hosts(&ing)
+    );
 }
 
 #[test]
@@ -143,14 +168,22 @@ fn latest_revision_false_without_revision_name_is_rejected() {
         }],
     );
     let p = problems(translate_kservice(&store(), &example_config(), &svc));
-    assert_problem(&p, "spec.traffic[0].latestRevision", "when latestRevision is false");
+    assert_problem(
+        &p,
+        "spec.traffic[0].latestRevision",
+        "when latestRevision is false",
+    );
 }
 
 #[test]
 fn configuration_name_is_disallowed_in_a_service() {
     let svc = mk_kservice("cfg", vec![to_configuration("cfg", 100)]);
     let p = problems(translate_kservice(&store(), &example_config(), &svc));
-    assert_problem(&p, "spec.traffic[0].configurationName", "must not set the field(s)");
+    assert_problem(
+        &p,
+        "spec.traffic[0].configurationName",
+        "must not set the field(s)",
+    );
 }
 
 #[test]

@@ -1,0 +1,392 @@
+//! gRPC services on the xDS port besides ADS: CSDS (Envoy's client status), our own
+//! `knative_xds.v1.Inspect` API, gRPC health and reflection.
+
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::admin::v3::{ClientResourceStatus, UpdateFailureState};
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
+use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryService;
+use envoy_types::pb::envoy::service::status::v3::{
+    client_config::GenericXdsConfig, ClientConfig, ClientStatusRequest, ClientStatusResponse,
+    ConfigStatus,
+};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::state::{ProxyInfo, Shared};
+use crate::api;
+use crate::translate::explain::{self, Explanation};
+use crate::xds::snapshot::aggregate_version;
+use crate::xds::{ResourceType, Snapshot};
+
+#[derive(Clone)]
+pub struct Csds {
+    shared: Arc<Shared>,
+}
+
+impl Csds {
+    pub fn new(shared: Arc<Shared>) -> Csds {
+        Csds { shared }
+    }
+
+    fn status(&self, req: &ClientStatusRequest) -> ClientStatusResponse {
+        let snap = self.shared.current().unwrap_or_default();
+        let config = self
+            .shared
+            .proxies()
+            .iter()
+            .filter(|p| {
+                req.node_matchers.iter().all(|m| {
+                    m.node_id
+                        .as_ref()
+                        .is_none_or(|sm| string_matches(sm, &p.node_id))
+                })
+            })
+            .map(|p| client_config(p, &snap, req.exclude_resource_contents))
+            .collect();
+        ClientStatusResponse { config }
+    }
+}
+
+fn string_matches(m: &StringMatcher, value: &str) -> bool {
+    let (value, fold) = if m.ignore_case {
+        (value.to_ascii_lowercase(), true)
+    } else {
+        (value.to_string(), false)
+    };
+    let norm = |s: &str| {
+        if fold {
+            s.to_ascii_lowercase()
+        } else {
+            s.to_string()
+        }
+    };
+    match &m.match_pattern {
+        Some(MatchPattern::Exact(e)) => value == norm(e),
+        Some(MatchPattern::Prefix(p)) => value.starts_with(&norm(p)),
+        Some(MatchPattern::Suffix(s)) => value.ends_with(&norm(s)),
+        Some(MatchPattern::Contains(c)) => value.contains(&norm(c)),
+        // Regex and extension matchers are not supported: match nothing rather than all.
+        Some(_) => false,
+        None => true,
+    }
+}
+
+/// One Envoy's view of every resource it subscribes to, in CSDS terms.
+fn client_config(p: &ProxyInfo, snap: &Snapshot, exclude_contents: bool) -> ClientConfig {
+    let mut generic = Vec::new();
+    for t in &p.status.types {
+        let Some(ty) = ResourceType::from_type_url(&t.type_url) else {
+            continue;
+        };
+        let all = snap.resources(ty);
+        let acked = t.acked_resources.clone().unwrap_or_default();
+        let mut names: std::collections::BTreeSet<String> = if t.wildcard {
+            all.keys().cloned().collect()
+        } else {
+            t.names.iter().cloned().collect()
+        };
+        names.extend(acked.keys().cloned());
+        for name in names {
+            let current = all.get(&name);
+            let acked_version = acked.get(&name);
+            let pending = t.pending.as_ref().and_then(|r| r.resources.get(&name));
+            let nacked = t.last_nack.as_ref().filter(|n| {
+                n.attempted
+                    .as_ref()
+                    .and_then(|a| a.resources.get(&name))
+                    .is_some_and(|v| {
+                        Some(v) == current.map(|c| &c.version) && Some(v) != acked_version
+                    })
+            });
+            let (config_status, client_status) = match (current, acked_version) {
+                (None, _) => (ConfigStatus::Unknown, ClientResourceStatus::DoesNotExist),
+                _ if nacked.is_some() => (ConfigStatus::Error, ClientResourceStatus::Nacked),
+                (Some(c), Some(a)) if *a == c.version => {
+                    (ConfigStatus::Synced, ClientResourceStatus::Acked)
+                }
+                (Some(_), Some(_)) if pending.is_some() => {
+                    (ConfigStatus::Stale, ClientResourceStatus::Acked)
+                }
+                (Some(_), Some(_)) => (ConfigStatus::NotSent, ClientResourceStatus::Acked),
+                (Some(_), None) if pending.is_some() => {
+                    (ConfigStatus::Stale, ClientResourceStatus::Requested)
+                }
+                (Some(_), None) => (ConfigStatus::NotSent, ClientResourceStatus::Requested),
+            };
+            generic.push(GenericXdsConfig {
+                type_url: t.type_url.clone(),
+                version_info: acked_version
+                    .cloned()
+                    .or_else(|| current.map(|c| c.version.clone()))
+                    .unwrap_or_default(),
+                xds_config: if exclude_contents {
+                    None
+                } else {
+                    current.map(|c| c.any.clone())
+                },
+                config_status: config_status as i32,
+                client_status: client_status as i32,
+                error_state: nacked.map(|n| UpdateFailureState {
+                    details: n.message.clone(),
+                    version_info: n
+                        .attempted
+                        .as_ref()
+                        .and_then(|a| a.resources.get(&name).cloned())
+                        .unwrap_or_default(),
+                    ..Default::default()
+                }),
+                name,
+                ..Default::default()
+            });
+        }
+    }
+    ClientConfig {
+        // The node as Envoy sent it, less its long list of built-in extensions.
+        node: Some(Node {
+            extensions: Vec::new(),
+            ..p.node.clone()
+        }),
+        generic_xds_configs: generic,
+        ..Default::default()
+    }
+}
+
+type CsdsStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<ClientStatusResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ClientStatusDiscoveryService for Csds {
+    type StreamClientStatusStream = CsdsStream;
+
+    async fn stream_client_status(
+        &self,
+        request: Request<Streaming<ClientStatusRequest>>,
+    ) -> Result<Response<CsdsStream>, Status> {
+        let this = self.clone();
+        let stream = request
+            .into_inner()
+            .map(move |req| req.map(|r| this.status(&r)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn fetch_client_status(
+        &self,
+        request: Request<ClientStatusRequest>,
+    ) -> Result<Response<ClientStatusResponse>, Status> {
+        Ok(Response::new(self.status(request.get_ref())))
+    }
+}
+
+/// `knative_xds.v1.Inspect`.
+#[derive(Clone)]
+pub struct Inspect {
+    shared: Arc<Shared>,
+}
+
+impl Inspect {
+    pub fn new(shared: Arc<Shared>) -> Inspect {
+        Inspect { shared }
+    }
+}
+
+fn to_headers(m: &std::collections::BTreeMap<String, String>) -> Vec<api::Header> {
+    m.iter()
+        .map(|(k, v)| api::Header {
+            name: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+pub fn explanation_to_api(e: Explanation) -> api::ExplainResponse {
+    let mut out = api::ExplainResponse {
+        listener: e.listener.to_string(),
+        route_configuration: e.listener.to_string(),
+        reason: e.reason,
+        ..Default::default()
+    };
+    if let Some(m) = e.matched {
+        out.matched = true;
+        out.virtual_host = m.virtual_host;
+        out.route_index = m.route_index as u32;
+        out.path_prefix = m.path_prefix;
+        out.header_matches = to_headers(&m.header_matches);
+        out.headers = to_headers(&m.headers);
+        out.host_rewrite = m.host_rewrite.unwrap_or_default();
+        out.targets = m
+            .targets
+            .into_iter()
+            .map(|t| api::WeightedTarget {
+                cluster: t.cluster,
+                namespace: t.namespace,
+                service: t.service,
+                port: t.port as u32,
+                percent: t.percent,
+                headers: to_headers(&t.headers),
+            })
+            .collect();
+        out.source = Some(api::ObjectRef {
+            kind: m.source.kind.display_name().to_string(),
+            namespace: m.source.key.namespace,
+            name: m.source.key.name,
+            generation: m.generation.unwrap_or(0),
+        });
+    }
+    out
+}
+
+#[tonic::async_trait]
+impl api::inspect_server::Inspect for Inspect {
+    async fn explain(
+        &self,
+        request: Request<api::ExplainRequest>,
+    ) -> Result<Response<api::ExplainResponse>, Status> {
+        let r = request.into_inner();
+        if r.host.is_empty() {
+            return Err(Status::invalid_argument("host is required"));
+        }
+        let view = self.shared.view();
+        let e = explain::explain(
+            &view.ingresses,
+            &explain::Request {
+                host: r.host,
+                path: r.path,
+                headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+                internal: r.listener == api::Listener::Internal as i32,
+            },
+        );
+        Ok(Response::new(explanation_to_api(e)))
+    }
+
+    async fn list_objects(
+        &self,
+        request: Request<api::ListObjectsRequest>,
+    ) -> Result<Response<api::ListObjectsResponse>, Status> {
+        let r = request.into_inner();
+        let view = self.shared.view();
+        let objects = view
+            .objects
+            .iter()
+            .filter(|o| {
+                (r.kind.is_empty() || o.object.kind.display_name().eq_ignore_ascii_case(&r.kind))
+                    && (r.namespace.is_empty() || o.object.key.namespace == r.namespace)
+            })
+            .map(|o| api::ObjectStatus {
+                object: Some(api::ObjectRef {
+                    kind: o.object.kind.display_name().to_string(),
+                    namespace: o.object.key.namespace.clone(),
+                    name: o.object.key.name.clone(),
+                    generation: o.generation.unwrap_or(0),
+                }),
+                state: match o.state {
+                    "served" => api::State::Served,
+                    "stale" => api::State::Stale,
+                    "rejected" => api::State::Rejected,
+                    _ => api::State::Input,
+                } as i32,
+                problems: o.problems.clone(),
+                virtual_hosts: o.virtual_hosts.clone(),
+                clusters: o.clusters.clone(),
+            })
+            .collect();
+        Ok(Response::new(api::ListObjectsResponse { objects }))
+    }
+
+    async fn list_proxies(
+        &self,
+        _request: Request<api::ListProxiesRequest>,
+    ) -> Result<Response<api::ListProxiesResponse>, Status> {
+        let snap = self.shared.current().unwrap_or_default();
+        let proxies = self
+            .shared
+            .proxies()
+            .into_iter()
+            .map(|p| proxy_to_api(&p, &snap))
+            .collect();
+        let all: Vec<_> = ResourceType::ORDERED
+            .iter()
+            .flat_map(|t| snap.resources(*t).values())
+            .collect();
+        Ok(Response::new(api::ListProxiesResponse {
+            proxies,
+            snapshot_version: aggregate_version(all),
+        }))
+    }
+}
+
+fn proxy_to_api(p: &ProxyInfo, snap: &Snapshot) -> api::ProxyStatus {
+    let types = p
+        .status
+        .types
+        .iter()
+        .filter_map(|t| {
+            let ty = ResourceType::from_type_url(&t.type_url)?;
+            let all = snap.resources(ty);
+            let view: Vec<_> = if t.wildcard {
+                all.values().collect()
+            } else {
+                t.names.iter().filter_map(|n| all.get(n)).collect()
+            };
+            let current: std::collections::BTreeMap<String, String> = view
+                .iter()
+                .map(|r| (r.name.clone(), r.version.clone()))
+                .collect();
+            let acked = t.acked_resources.clone().unwrap_or_default();
+            let acked_version = t
+                .acked_version
+                .clone()
+                .unwrap_or_else(|| aggregate_version(acked_arcs(&acked, all).iter()));
+            Some(api::TypeSync {
+                r#type: ty.short_name().to_string(),
+                in_sync: t.pending.is_none() && acked == current,
+                acked_version,
+                current_version: aggregate_version(view),
+                pending_version: t
+                    .pending
+                    .as_ref()
+                    .map(|r| r.version.clone())
+                    .unwrap_or_default(),
+                last_nack: t
+                    .last_nack
+                    .as_ref()
+                    .map(|n| n.message.clone())
+                    .unwrap_or_default(),
+                acks: t.acks,
+                nacks: t.nacks,
+            })
+        })
+        .collect();
+    api::ProxyStatus {
+        node_id: p.node_id.clone(),
+        node_cluster: p.node_cluster.clone(),
+        address: p.address.map(|a| a.to_string()).unwrap_or_default(),
+        protocol: p.protocol.to_string(),
+        connected_since_ms: p.connected_since_ms,
+        types,
+    }
+}
+
+/// The resources a delta client ACKed, as the snapshot's `Arc`s where versions match
+/// (for a comparable aggregate version).
+fn acked_arcs(
+    acked: &std::collections::BTreeMap<String, String>,
+    all: &crate::xds::snapshot::ResourceMap,
+) -> Vec<Arc<crate::xds::Resource>> {
+    acked
+        .iter()
+        .map(|(n, v)| {
+            all.get(n)
+                .filter(|r| r.version == *v)
+                .cloned()
+                .unwrap_or_else(|| {
+                    Arc::new(crate::xds::Resource {
+                        name: n.clone(),
+                        version: v.clone(),
+                        any: Default::default(),
+                    })
+                })
+        })
+        .collect()
+}
