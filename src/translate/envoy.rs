@@ -69,6 +69,17 @@ pub const INTERNAL: &str = "internal";
 
 /// Translates the accepted Ingresses (hosts already unique) into Envoy resources.
 pub fn build(ingresses: &[Ingress], store: &Store, listeners: &ListenerSettings) -> EnvoyConfig {
+    build_with(ingresses, store, listeners, true)
+}
+
+/// [`build`], optionally passing endpoint addresses through unchecked (test-only: lets a
+/// test make Envoy reject a config).
+pub fn build_with(
+    ingresses: &[Ingress],
+    store: &Store,
+    listeners: &ListenerSettings,
+    check_addresses: bool,
+) -> EnvoyConfig {
     let mut external = Vec::new();
     let mut internal = Vec::new();
     let mut backends = BTreeSet::new();
@@ -100,7 +111,7 @@ pub fn build(ingresses: &[Ingress], store: &Store, listeners: &ListenerSettings)
         let svc = store
             .services
             .get(&ObjectKey::new(b.namespace.clone(), b.service.clone()));
-        let (c, e) = cluster_for(b, svc, store);
+        let (c, e) = cluster_for(b, svc, store, check_addresses);
         clusters.push(c);
         endpoints.extend(e);
     }
@@ -320,6 +331,7 @@ fn cluster_for(
     b: &Backend,
     svc: Option<&Service>,
     store: &Store,
+    check_addresses: bool,
 ) -> (Cluster, Option<ClusterLoadAssignment>) {
     let name = b.cluster_name();
     let mut c = Cluster {
@@ -368,13 +380,18 @@ fn cluster_for(
         eds_config: Some(ads()),
         service_name: String::new(),
     });
-    let cla = load_assignment(&name, ready_addresses(b, svc, store));
+    let cla = load_assignment(&name, ready_addresses(b, svc, store, check_addresses));
     (c, Some(cla))
 }
 
 /// Ready addresses of the Service's EndpointSlices, on the slice port that backs the
 /// Service port (matched by port name, as Kubernetes does).
-fn ready_addresses(b: &Backend, svc: Option<&Service>, store: &Store) -> BTreeSet<(String, u32)> {
+fn ready_addresses(
+    b: &Backend,
+    svc: Option<&Service>,
+    store: &Store,
+    check_addresses: bool,
+) -> BTreeSet<(String, u32)> {
     let port_name: Option<String> = match svc {
         Some(s) => match s.spec.ports.iter().find(|p| p.port == b.port as i64) {
             Some(p) => Some(p.name.clone().unwrap_or_default()),
@@ -397,7 +414,9 @@ fn ready_addresses(b: &Backend, svc: Option<&Service>, store: &Store) -> BTreeSe
         });
         let Some(port) = port
             .and_then(|p| p.port)
-            .and_then(|p| u32::try_from(p).ok())
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p > 0 || !check_addresses)
+            .map(u32::from)
         else {
             continue;
         };
@@ -406,7 +425,10 @@ fn ready_addresses(b: &Backend, svc: Option<&Service>, store: &Store) -> BTreeSe
                 continue;
             }
             for a in &ep.addresses {
-                out.insert((a.clone(), port));
+                // Invalid addresses are reported by `endpoint_slice_problems`.
+                if !check_addresses || a.parse::<std::net::IpAddr>().is_ok() {
+                    out.insert((a.clone(), port));
+                }
             }
         }
     }
@@ -444,4 +466,41 @@ fn load_assignment(name: &str, addrs: BTreeSet<(String, u32)>) -> ClusterLoadAss
         },
         ..Default::default()
     }
+}
+
+/// Problems of an EndpointSlice that would make Envoy reject its endpoints; the bad
+/// addresses and ports are left out of the config.
+pub fn endpoint_slice_problems(
+    slice: &crate::model::objects::EndpointSlice,
+) -> Vec<super::Problem> {
+    let mut problems = Vec::new();
+    if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6" | "" | "FQDN") {
+        problems.push(super::Problem::new(
+            "addressType",
+            format!("{:?} is not one of IPv4, IPv6, FQDN", slice.address_type),
+        ));
+    }
+    if matches!(slice.address_type.as_str(), "IPv4" | "IPv6" | "") {
+        for (i, ep) in slice.endpoints.iter().enumerate() {
+            for (j, a) in ep.addresses.iter().enumerate() {
+                if a.parse::<std::net::IpAddr>().is_err() {
+                    problems.push(super::Problem::new(
+                        format!("endpoints[{i}].addresses[{j}]"),
+                        format!("{a:?} is not an IP address"),
+                    ));
+                }
+            }
+        }
+    }
+    for (i, p) in slice.ports.iter().enumerate() {
+        if let Some(port) = p.port {
+            if !(1..=65535).contains(&port) {
+                problems.push(super::Problem::new(
+                    format!("ports[{i}].port"),
+                    format!("{port} is not a port number (1-65535)"),
+                ));
+            }
+        }
+    }
+    problems
 }

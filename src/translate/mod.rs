@@ -77,6 +77,9 @@ pub struct Options {
     pub listeners: ListenerSettings,
     /// Manifests mode: no Knative controller runs, so a Knative Service implies its Route.
     pub derive_routes_from_services: bool,
+    /// Leave invalid endpoint addresses out of the config (always, except in tests that
+    /// need Envoy to reject a config).
+    pub check_endpoint_addresses: bool,
 }
 
 impl Default for Options {
@@ -86,6 +89,7 @@ impl Default for Options {
             cluster_domain: "cluster.local".to_string(),
             listeners: ListenerSettings::default(),
             derive_routes_from_services: true,
+            check_endpoint_addresses: true,
         }
     }
 }
@@ -208,8 +212,28 @@ impl Translator {
         self.last_good.retain(|k, _| seen.contains(k));
 
         let ingresses = resolve_host_conflicts(accepted, &mut rejections);
+        if self.options.check_endpoint_addresses {
+            for (key, slice) in &store.endpoint_slices {
+                let problems = envoy::endpoint_slice_problems(slice);
+                if !problems.is_empty() {
+                    rejections.push(Rejection {
+                        object: ObjectRef {
+                            kind: Kind::EndpointSlice,
+                            key: key.clone(),
+                        },
+                        problems,
+                        serving_last_good: false,
+                    });
+                }
+            }
+        }
         rejections.sort_by(|a, b| a.object.cmp(&b.object));
-        let envoy = envoy::build(&ingresses, store, &self.options.listeners);
+        let envoy = envoy::build_with(
+            &ingresses,
+            store,
+            &self.options.listeners,
+            self.options.check_endpoint_addresses,
+        );
         Output {
             ingresses,
             envoy,

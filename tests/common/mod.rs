@@ -120,6 +120,7 @@ pub struct Stack {
     pub upstream_ports: BTreeMap<u16, u16>,
     pub client: reqwest::Client,
     procs: Vec<Proc>,
+    cp_args: Vec<String>,
 }
 
 impl Stack {
@@ -129,6 +130,11 @@ impl Stack {
     }
 
     pub async fn start_dir(src: &Path, delta: bool) -> Stack {
+        Self::start_dir_with(src, delta, &[]).await
+    }
+
+    /// Like [`Stack::start_dir`], with extra `knative-xds serve` flags.
+    pub async fn start_dir_with(src: &Path, delta: bool, cp_args: &[&str]) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let manifests = dir.path().join("manifests");
         let mut upstream_ports = BTreeMap::new();
@@ -147,6 +153,7 @@ impl Stack {
                 .build()
                 .unwrap(),
             procs: Vec::new(),
+            cp_args: cp_args.iter().map(|a| a.to_string()).collect(),
             dir,
         };
         s.start_upstreams();
@@ -193,6 +200,7 @@ impl Stack {
             .args(["--external-port", &self.external_port.to_string()])
             .args(["--internal-port", &self.internal_port.to_string()])
             .args(["--listener-address", "127.0.0.1"])
+            .args(&self.cp_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(self.log("control-plane"))
@@ -346,6 +354,54 @@ impl Stack {
             "Envoy rejected config: {r:?}\n{}",
             self.read_log("envoy")
         );
+    }
+
+    /// `knative-xds <args>` against this stack's control plane (`--server` added).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_knative-xds"))
+            .args(args)
+            .args(["--server", &format!("127.0.0.1:{}", self.xds_port)])
+            .output()
+            .expect("run knative-xds");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `grpcurl -plaintext <args>` against the xDS port; stdout parsed as JSON when it is.
+    pub fn grpcurl(&self, args: &[&str]) -> String {
+        let bin = Path::new(REPO).join(".venv/bin/grpcurl");
+        let mut cmd = Command::new(&bin);
+        cmd.arg("-plaintext");
+        for a in args {
+            cmd.arg(a.replace("ADDR", &format!("127.0.0.1:{}", self.xds_port)));
+        }
+        let out = cmd.output().unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (scripts/install-envoy.sh installs it)",
+                bin.display()
+            )
+        });
+        assert!(
+            out.status.success(),
+            "grpcurl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The control plane's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("http://127.0.0.1:{}/metrics", self.admin_port))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub fn url(&self, listener: Listener, path: &str) -> String {
