@@ -359,18 +359,34 @@ impl Pipeline {
             report.config_errors = output.config_errors.iter().map(|e| e.to_string()).collect();
             report.rejections = output.rejections;
         }
+        // Each problem is logged once, when it appears, with structured fields.
         let mut now = BTreeSet::new();
         for e in &report.file_errors {
-            now.insert(format!("file error (its previous objects are kept): {e}"));
+            let key = format!("file {e}");
+            if !self.logged.contains(&key) {
+                warn!(file = %e.path.display(), line = e.line, error = %e.message, "file error (its previous objects are kept): {e}");
+            }
+            now.insert(key);
         }
         for e in &report.config_errors {
-            now.insert(format!("config error (the last good config is kept): {e}"));
+            let key = format!("config {e}");
+            if !self.logged.contains(&key) {
+                warn!(error = %e, "config error (the last good config is kept): {e}");
+            }
+            now.insert(key);
         }
         for r in &report.rejections {
-            now.insert(format!("rejected: {r}"));
-        }
-        for line in now.difference(&self.logged) {
-            warn!("{line}");
+            let key = format!("object {r}");
+            if !self.logged.contains(&key) {
+                let file = self.manifests.file_of(&r.object).map(|f| f.display().to_string());
+                warn!(
+                    object = %r.object,
+                    file = file.as_deref().unwrap_or(""),
+                    serving_last_good = r.serving_last_good,
+                    "rejected: {r}"
+                );
+            }
+            now.insert(key);
         }
         self.logged = now;
         self.shared
