@@ -136,6 +136,9 @@ pub struct ServeArgs {
     pub admin_address: SocketAddr,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Kubernetes: watch only this namespace (repeatable; default all).
+    #[arg(long = "namespace")]
+    pub namespaces: Vec<String>,
     #[command(flatten)]
     pub translate: TranslateArgs,
 }
@@ -196,19 +199,28 @@ fn run_client(fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>) 
 
 fn serve(args: ServeArgs) -> ExitCode {
     init_logging(args.log_format);
-    let Some(dir) = args.manifests.clone() else {
-        eprintln!("error: the Kubernetes source is not available yet; pass --manifests DIR");
-        return ExitCode::from(2);
-    };
     if args.mode == Mode::Ingress {
-        eprintln!("error: --mode ingress needs the Kubernetes source, which is not available yet");
+        eprintln!("error: --mode ingress is not available yet");
         return ExitCode::from(2);
     }
+    let mut options = args.translate.options();
+    let source = match args.manifests.clone() {
+        Some(dir) => app::SourceConfig::Manifests(dir),
+        None => {
+            // In a cluster Knative's controller makes Routes from Services.
+            options.derive_routes_from_services = false;
+            app::SourceConfig::Kube(crate::sources::kube::KubeOptions {
+                namespaces: args.namespaces.clone(),
+                system_namespace: args.translate.system_namespace.clone(),
+                kinds: crate::model::Kind::ALL.to_vec(),
+            })
+        }
+    };
     let cfg = app::ServeConfig {
-        manifests: dir,
+        source,
         xds_address: args.xds_address,
         admin_address: args.admin_address,
-        options: args.translate.options(),
+        options,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -298,6 +298,65 @@ impl Store {
         }
     }
 
+    /// Inserts or replaces an object unless an identical one is there; returns whether the
+    /// store changed.
+    pub fn apply_if_changed(&mut self, obj: Object) -> bool {
+        if self.get(obj.kind(), &obj.key()).as_ref() == Some(&obj) {
+            return false;
+        }
+        self.apply(obj);
+        true
+    }
+
+    /// One object, cloned into an [`Object`].
+    pub fn get(&self, kind: Kind, key: &ObjectKey) -> Option<Object> {
+        match kind {
+            Kind::KService => self.kservices.get(key).cloned().map(Object::KService),
+            Kind::Route => self.routes.get(key).cloned().map(Object::Route),
+            Kind::Configuration => self
+                .configurations
+                .get(key)
+                .cloned()
+                .map(Object::Configuration),
+            Kind::Revision => self.revisions.get(key).cloned().map(Object::Revision),
+            Kind::DomainMapping => self
+                .domain_mappings
+                .get(key)
+                .cloned()
+                .map(Object::DomainMapping),
+            Kind::ClusterDomainClaim => self
+                .domain_claims
+                .get(key)
+                .cloned()
+                .map(Object::ClusterDomainClaim),
+            Kind::Service => self.services.get(key).cloned().map(Object::Service),
+            Kind::EndpointSlice => self
+                .endpoint_slices
+                .get(key)
+                .cloned()
+                .map(Object::EndpointSlice),
+            Kind::ConfigMap => self.config_maps.get(key).cloned().map(Object::ConfigMap),
+        }
+    }
+
+    /// Keys of every object of a kind.
+    pub fn keys(&self, kind: Kind) -> Vec<ObjectKey> {
+        fn k<T>(m: &BTreeMap<ObjectKey, T>) -> Vec<ObjectKey> {
+            m.keys().cloned().collect()
+        }
+        match kind {
+            Kind::KService => k(&self.kservices),
+            Kind::Route => k(&self.routes),
+            Kind::Configuration => k(&self.configurations),
+            Kind::Revision => k(&self.revisions),
+            Kind::DomainMapping => k(&self.domain_mappings),
+            Kind::ClusterDomainClaim => k(&self.domain_claims),
+            Kind::Service => k(&self.services),
+            Kind::EndpointSlice => k(&self.endpoint_slices),
+            Kind::ConfigMap => k(&self.config_maps),
+        }
+    }
+
     /// Removes an object; returns whether it existed.
     pub fn delete(&mut self, kind: Kind, key: &ObjectKey) -> bool {
         match kind {

@@ -1,0 +1,289 @@
+//! Wiring: sources → store → translation → snapshot → ADS, and the `render`/`validate`
+//! commands, which run the same pipeline once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tracing::{error, info};
+
+use crate::server::grpc::{Csds, Inspect};
+use crate::server::{admin, ads::AdsService, Shared};
+use crate::sources::kube::{self as kube_source, KubeOptions};
+use crate::sources::manifests::Manifests;
+use crate::sources::watch::FolderWatch;
+use crate::translate::{Options, Output, Translator};
+use crate::xds::{json::any_to_json, ResourceType, Snapshot};
+
+/// Loads a folder once and translates it.
+pub fn load_once(dir: &Path, options: Options) -> anyhow::Result<(Manifests, Output)> {
+    let mut manifests = Manifests::new(dir);
+    manifests
+        .reload()
+        .with_context(|| format!("reading manifests folder {}", dir.display()))?;
+    let mut translator = Translator::new(options);
+    let output = translator.translate(&manifests.store);
+    Ok((manifests, output))
+}
+
+/// `render`: the resources that would be served, as JSON.
+pub fn render_json(snapshot: &Snapshot) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for ty in ResourceType::ORDERED {
+        let items: Vec<serde_json::Value> = snapshot
+            .resources(ty)
+            .values()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.name,
+                    "version": r.version,
+                    "resource": any_to_json(&r.any).unwrap_or_else(|e| serde_json::json!({"error": e})),
+                })
+            })
+            .collect();
+        let key = match ty {
+            ResourceType::Cluster => "clusters",
+            ResourceType::Endpoint => "endpoints",
+            ResourceType::Listener => "listeners",
+            ResourceType::Route => "routes",
+        };
+        out.insert(key.into(), items.into());
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Every problem in a folder, one line each, prefixed with the file it came from.
+pub fn problems(manifests: &Manifests, output: &Output) -> Vec<String> {
+    let mut lines = Vec::new();
+    for e in manifests.errors() {
+        lines.push(e.to_string());
+    }
+    for (r, files) in manifests.duplicates() {
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        lines.push(format!(
+            "{r}: defined in several files ({}); the first is used",
+            files.join(", ")
+        ));
+    }
+    for e in &output.config_errors {
+        lines.push(e.to_string());
+    }
+    for r in &output.rejections {
+        match manifests.file_of(&r.object) {
+            Some(f) => lines.push(format!("{}: {r}", f.display())),
+            None => lines.push(r.to_string()),
+        }
+    }
+    lines
+}
+
+pub mod pipeline;
+
+use pipeline::{sleep_until, Pipeline, Source};
+
+/// Where `serve` reads objects from.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    Manifests(PathBuf),
+    Kube(KubeOptions),
+}
+
+/// Settings for `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub source: SourceConfig,
+    pub xds_address: SocketAddr,
+    pub admin_address: SocketAddr,
+    pub options: Options,
+}
+
+/// Runs the control plane until `shutdown` resolves.
+pub async fn serve(
+    cfg: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared::default());
+    let xds = tokio::net::TcpListener::bind(cfg.xds_address)
+        .await
+        .with_context(|| format!("binding the xDS address {}", cfg.xds_address))?;
+    let admin_listener = tokio::net::TcpListener::bind(cfg.admin_address)
+        .await
+        .with_context(|| format!("binding the admin address {}", cfg.admin_address))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let translator = Translator::new(cfg.options.clone());
+
+    let pipeline_task = match &cfg.source {
+        SourceConfig::Manifests(dir) => {
+            info!(xds = %cfg.xds_address, admin = %cfg.admin_address, manifests = %dir.display(), "knative-xds serving");
+            let mut watch =
+                FolderWatch::new(dir).with_context(|| format!("watching {}", dir.display()))?;
+            let mut pipeline = Pipeline::new(
+                Source::Manifests(Manifests::new(dir)),
+                translator,
+                shared.clone(),
+            );
+            pipeline
+                .reload()
+                .with_context(|| format!("reading manifests folder {}", dir.display()))?;
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let expiry = pipeline.next_expiry();
+                    tokio::select! {
+                        _ = watch.changed() => {
+                            pipeline.shared.metrics.watch_events.inc();
+                            if let Err(e) = pipeline.reload() {
+                                error!(error = %e, "reading manifests folder failed; keeping the current config");
+                            }
+                        }
+                        _ = sleep_until(expiry) => {
+                            pipeline.publish();
+                        }
+                        _ = stop.changed() => break,
+                    }
+                }
+            })
+        }
+        SourceConfig::Kube(opts) => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to Kubernetes (in-cluster config or $KUBECONFIG)")?;
+            let es_version = kube_source::endpoint_slice_version(&client).await;
+            let specs = kube_source::watch_specs(opts, &es_version);
+            info!(xds = %cfg.xds_address, admin = %cfg.admin_address, watches = specs.len(), endpoint_slices = %es_version, "knative-xds serving from Kubernetes");
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            let mut pipeline = Pipeline::new(
+                Source::Kube {
+                    store: Default::default(),
+                    watches: specs.len(),
+                    listed: Default::default(),
+                },
+                translator,
+                shared.clone(),
+            );
+            for (id, spec) in specs.into_iter().enumerate() {
+                tokio::spawn(kube_source::run_watch(client.clone(), id, spec, tx.clone()));
+            }
+            drop(tx);
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut rx = rx;
+                loop {
+                    let expiry = pipeline.next_expiry();
+                    tokio::select! {
+                        first = rx.recv() => {
+                            let Some(first) = first else { break };
+                            let started = Instant::now();
+                            let batch = coalesce(&mut rx, first, started).await;
+                            pipeline.apply(batch, started);
+                        }
+                        _ = sleep_until(expiry) => {
+                            pipeline.publish();
+                        }
+                        _ = stop.changed() => break,
+                    }
+                }
+            })
+        }
+    };
+
+    let admin_task = {
+        let mut stop = stop_rx.clone();
+        let app = admin::router(shared.clone());
+        tokio::spawn(async move {
+            axum::serve(admin_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        })
+    };
+
+    let mut stop = stop_rx.clone();
+    let grpc = grpc_services(shared.clone()).await?;
+    grpc.serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(xds),
+        async move {
+            let _ = stop.changed().await;
+        },
+    )
+    .await
+    .context("xDS server")?;
+    pipeline_task.abort();
+    let _ = admin_task.await;
+    Ok(())
+}
+
+/// A burst of watch events becomes one translation: gathers changes until the channel has
+/// been quiet for `COALESCE_QUIET`, or `COALESCE_MAX` after the first, so a single change
+/// still reaches Envoy in milliseconds.
+const COALESCE_QUIET: Duration = Duration::from_millis(5);
+const COALESCE_MAX: Duration = Duration::from_millis(100);
+
+async fn coalesce(
+    rx: &mut tokio::sync::mpsc::Receiver<kube_source::Change>,
+    first: kube_source::Change,
+    started: Instant,
+) -> Vec<kube_source::Change> {
+    let mut batch = vec![first];
+    loop {
+        let left = COALESCE_MAX.saturating_sub(started.elapsed());
+        match tokio::time::timeout(COALESCE_QUIET.min(left), rx.recv()).await {
+            Ok(Some(c)) => batch.push(c),
+            _ => return batch,
+        }
+    }
+}
+
+/// Every gRPC service of the xDS port: ADS, CSDS, our Inspect API, health, reflection.
+async fn grpc_services(shared: Arc<Shared>) -> anyhow::Result<tonic::transport::server::Router> {
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+    use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
+
+    const ADS: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+    const CSDS: &str = "envoy.service.status.v3.ClientStatusDiscoveryService";
+    const INSPECT: &str = "knative_xds.v1.Inspect";
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // The port only opens after the first snapshot, so everything is serving from the start.
+    for name in ["", ADS, CSDS, INSPECT] {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::xds::json::descriptor_set())
+            .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(ADS)
+            .with_service_name(CSDS)
+            .with_service_name(INSPECT)
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let reflection_v1 = reflection().build_v1().context("gRPC reflection (v1)")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("gRPC reflection (v1alpha)")?;
+    Ok(tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(
+            AggregatedDiscoveryServiceServer::new(AdsService::new(shared.clone()))
+                .max_decoding_message_size(64 << 20),
+        )
+        .add_service(ClientStatusDiscoveryServiceServer::new(Csds::new(
+            shared.clone(),
+        )))
+        .add_service(crate::api::inspect_server::InspectServer::new(
+            Inspect::new(shared),
+        ))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
+}

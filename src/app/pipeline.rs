@@ -1,0 +1,352 @@
+//! The serve loop's core: source changes → store → translation → snapshot → publish, with
+//! cluster retention (make-before-break on removal), problem reports and the inspection view.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::model::Store;
+use crate::server::state::{ObjectState, View};
+use crate::server::Shared;
+use crate::sources::kube::Change;
+use crate::sources::manifests::{FileError, Manifests};
+use crate::translate::{Output, Translator};
+use crate::xds::{Resource, ResourceType, Snapshot};
+
+pub async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a cluster (and its endpoints) that no route uses any more stays in the
+/// snapshot: make-before-break on removal, so an Envoy still applying the new routes never
+/// routes to a cluster it has already dropped.
+pub const CLUSTER_RETENTION: Duration = Duration::from_secs(10);
+
+/// Where the objects come from.
+pub enum Source {
+    Manifests(Manifests),
+    /// Kubernetes: the store, and which watches have listed at least once.
+    Kube {
+        store: Store,
+        watches: usize,
+        listed: BTreeSet<usize>,
+    },
+}
+
+impl Source {
+    pub fn store(&self) -> &Store {
+        match self {
+            Source::Manifests(m) => &m.store,
+            Source::Kube { store, .. } => store,
+        }
+    }
+
+    fn file_of(&self, r: &crate::model::ObjectRef) -> Option<&Path> {
+        match self {
+            Source::Manifests(m) => m.file_of(r),
+            Source::Kube { .. } => None,
+        }
+    }
+
+    fn file_errors(&self) -> Vec<FileError> {
+        match self {
+            Source::Manifests(m) => m.errors(),
+            Source::Kube { .. } => Vec::new(),
+        }
+    }
+}
+
+/// The serve loop's state: translate on change, publish if different.
+pub struct Pipeline {
+    pub source: Source,
+    translator: Translator,
+    pub shared: Arc<Shared>,
+    logged: BTreeSet<String>,
+    /// The latest translation, before retained clusters are added.
+    translated: Option<Snapshot>,
+    /// Clusters and endpoints removed by a translation, kept until their deadline.
+    retained: BTreeMap<(ResourceType, String), (Arc<Resource>, Instant)>,
+    /// When the change behind the latest translation was noticed.
+    seen_at: Instant,
+}
+
+impl Pipeline {
+    pub fn new(source: Source, translator: Translator, shared: Arc<Shared>) -> Pipeline {
+        Pipeline {
+            source,
+            translator,
+            shared,
+            logged: BTreeSet::new(),
+            translated: None,
+            retained: BTreeMap::new(),
+            seen_at: Instant::now(),
+        }
+    }
+
+    /// Manifests: reads changed files; translates if any object changed.
+    pub fn reload(&mut self) -> std::io::Result<()> {
+        let started = Instant::now();
+        let Source::Manifests(m) = &mut self.source else {
+            return Ok(());
+        };
+        let reload = m.reload()?;
+        self.shared.metrics.relists.inc();
+        let first = !self.shared.is_ready();
+        if reload.changed.is_empty() && !first {
+            // A file changed without changing any object, or a file broke: report only.
+            self.report(None);
+            return Ok(());
+        }
+        self.rebuild(started, reload.changed.len());
+        Ok(())
+    }
+
+    /// Kubernetes: applies a batch of watch changes; translates once every watch has
+    /// listed and something changed.
+    pub fn apply(&mut self, changes: Vec<Change>, started: Instant) {
+        let Source::Kube {
+            store,
+            watches,
+            listed,
+        } = &mut self.source
+        else {
+            return;
+        };
+        let mut changed = 0;
+        for c in changes {
+            if let Change::Replace { watch, .. } = &c {
+                listed.insert(*watch);
+                self.shared.metrics.relists.inc();
+            } else {
+                self.shared.metrics.watch_events.inc();
+            }
+            if crate::sources::kube::apply(store, c) {
+                changed += 1;
+            }
+        }
+        let all_listed = listed.len() >= *watches;
+        if all_listed && (changed > 0 || !self.shared.is_ready()) {
+            self.rebuild(started, changed);
+        }
+    }
+
+    fn rebuild(&mut self, started: Instant, objects_changed: usize) {
+        let output = self.translator.translate(self.source.store());
+        let metrics = &self.shared.metrics;
+        metrics
+            .translation_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let encoding = Instant::now();
+        let snapshot = Snapshot::from_envoy(&output.envoy, self.translated.as_ref());
+        metrics
+            .snapshot_build_seconds
+            .observe(encoding.elapsed().as_secs_f64());
+        self.seen_at = started;
+        let now = Instant::now();
+        if let Some(prev) = &self.translated {
+            for ty in [ResourceType::Cluster, ResourceType::Endpoint] {
+                for (name, res) in prev.resources(ty) {
+                    if !snapshot.resources(ty).contains_key(name) {
+                        self.retained
+                            .entry((ty, name.clone()))
+                            .or_insert((res.clone(), now + CLUSTER_RETENTION));
+                    }
+                }
+            }
+        }
+        self.translated = Some(snapshot);
+        if self.publish() {
+            info!(
+                objects_changed,
+                routes = output.ingresses.len(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "published snapshot"
+            );
+        }
+        let view = object_view(
+            self.source.store(),
+            &output,
+            self.translator.options.derive_routes_from_services,
+        );
+        let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        for o in &view.objects {
+            *counts
+                .entry((o.object.kind.display_name(), o.state))
+                .or_default() += 1;
+        }
+        let objects = &self.shared.metrics.objects;
+        objects.clear();
+        for ((kind, state), n) in counts {
+            objects
+                .get_or_create(&crate::server::metrics::ObjectLabels {
+                    kind: kind.to_string(),
+                    state: state.to_string(),
+                })
+                .set(n);
+        }
+        self.shared.set_view(view);
+        self.report(Some(output));
+    }
+
+    /// Publishes the latest translation plus the retained clusters that have not expired;
+    /// returns whether anything changed.
+    pub fn publish(&mut self) -> bool {
+        let Some(base) = &self.translated else {
+            return false;
+        };
+        let now = Instant::now();
+        self.retained.retain(|(ty, name), (_, deadline)| {
+            *deadline > now && !base.resources(*ty).contains_key(name)
+        });
+        let mut snapshot = base.clone();
+        for ((ty, name), (res, _)) in &self.retained {
+            snapshot
+                .resources_mut(*ty)
+                .insert(name.clone(), res.clone());
+        }
+        let previous = self.shared.current();
+        if previous
+            .as_deref()
+            .is_some_and(|p| p.same_versions(&snapshot))
+        {
+            return false;
+        }
+        self.shared.publish(snapshot, self.seen_at);
+        true
+    }
+
+    /// When the next retained cluster expires.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.retained.values().map(|(_, d)| *d).min()
+    }
+
+    /// Logs each problem once (when it appears) and publishes the report.
+    fn report(&mut self, output: Option<Output>) {
+        let mut report = (*self.shared.report()).clone();
+        report.file_errors = self.source.file_errors();
+        if let Some(output) = output {
+            report.config_errors = output.config_errors.iter().map(|e| e.to_string()).collect();
+            report.rejections = output.rejections;
+        }
+        // Each problem is logged once, when it appears, with structured fields.
+        let mut now = BTreeSet::new();
+        for e in &report.file_errors {
+            let key = format!("file {e}");
+            if !self.logged.contains(&key) {
+                warn!(file = %e.path.display(), line = e.line, error = %e.message, "file error (its previous objects are kept): {e}");
+            }
+            now.insert(key);
+        }
+        for e in &report.config_errors {
+            let key = format!("config {e}");
+            if !self.logged.contains(&key) {
+                warn!(error = %e, "config error (the last good config is kept): {e}");
+            }
+            now.insert(key);
+        }
+        for r in &report.rejections {
+            let key = format!("object {r}");
+            if !self.logged.contains(&key) {
+                let file = self
+                    .source
+                    .file_of(&r.object)
+                    .map(|f| f.display().to_string());
+                warn!(
+                    object = %r.object,
+                    file = file.as_deref().unwrap_or(""),
+                    serving_last_good = r.serving_last_good,
+                    "rejected: {r}"
+                );
+            }
+            now.insert(key);
+        }
+        self.logged = now;
+        self.shared
+            .metrics
+            .file_errors
+            .set(report.file_errors.len() as i64);
+        self.shared.set_report(report);
+    }
+}
+
+/// Every Knative object's translation state, for the inspection API and `/metrics`.
+pub fn object_view(store: &Store, output: &Output, services_make_routes: bool) -> View {
+    use crate::model::{Kind, ObjectKey, ObjectRef};
+    let rejected: BTreeMap<&ObjectRef, &crate::translate::Rejection> =
+        output.rejections.iter().map(|r| (&r.object, r)).collect();
+    let served: BTreeMap<&ObjectRef, &crate::translate::Ingress> =
+        output.ingresses.iter().map(|i| (&i.origin, i)).collect();
+    let mut objects = Vec::new();
+    let mut add = |kind: Kind, key: &ObjectKey, generation: Option<i64>, produces: bool| {
+        let object = ObjectRef {
+            kind,
+            key: key.clone(),
+        };
+        let ing = served.get(&object);
+        let rej = rejected.get(&object);
+        let state = match (ing, rej) {
+            (Some(_), Some(_)) => "stale",
+            (None, Some(_)) => "rejected",
+            (Some(_), None) => "served",
+            (None, None) if produces => "rejected",
+            (None, None) => "input",
+        };
+        let mut clusters: Vec<String> = ing
+            .map(|i| i.backends().map(|b| b.cluster_name()).collect())
+            .unwrap_or_default();
+        clusters.sort();
+        clusters.dedup();
+        objects.push(ObjectState {
+            problems: rej
+                .map(|r| {
+                    r.problems
+                        .iter()
+                        .map(|p| format!("{}: {}", p.field, p.message))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            virtual_hosts: ing
+                .map(|i| {
+                    i.rules
+                        .iter()
+                        .filter_map(|r| r.hosts.first().cloned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            clusters,
+            object,
+            generation,
+            state,
+        });
+    };
+    for (k, o) in &store.kservices {
+        add(
+            Kind::KService,
+            k,
+            o.metadata.generation,
+            services_make_routes,
+        );
+    }
+    for (k, o) in &store.routes {
+        add(Kind::Route, k, o.metadata.generation, true);
+    }
+    for (k, o) in &store.domain_mappings {
+        add(Kind::DomainMapping, k, o.metadata.generation, true);
+    }
+    for (k, o) in &store.configurations {
+        add(Kind::Configuration, k, o.metadata.generation, false);
+    }
+    for (k, o) in &store.revisions {
+        add(Kind::Revision, k, o.metadata.generation, false);
+    }
+    View {
+        ingresses: output.ingresses.clone(),
+        objects,
+    }
+}
