@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy, unit, golden, CLI and end-to-end tests
-# (the latter against a real Envoy 1.40, installed into .venv by scripts/install-envoy.sh).
+# against a real Envoy 1.40 (installed into .venv by scripts/install-envoy.sh) and a real
+# kube-apiserver + etcd (built once into ~/.cache by scripts/kube-env.sh, or taken from
+# $KUBEBUILDER_ASSETS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-envoy.sh >/dev/null
+scripts/kube-env.sh >/dev/null
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked

@@ -91,7 +91,9 @@ pub fn kube_assets() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"));
-    let d = cache.join("knative-xds").join(format!("kube-{KUBE_VERSION}"));
+    let d = cache
+        .join("knative-xds")
+        .join(format!("kube-{KUBE_VERSION}"));
     assert!(
         ok(&d),
         "kube-apiserver/etcd not found in $KUBEBUILDER_ASSETS nor in {}: run scripts/kube-env.sh \
@@ -280,7 +282,9 @@ impl KubeEnv {
                 .stdout(std::fs::File::create(&log).unwrap())
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.assets.join("etcd").display()));
+                .unwrap_or_else(|e| {
+                    panic!("cannot start {}: {e}", self.assets.join("etcd").display())
+                });
             self.etcd = Some(child);
             self.etcd_endpoint = c.clone();
             let deadline = Instant::now() + START_TIMEOUT;

@@ -2,6 +2,8 @@
 //! upstreams and a real Envoy, all on free loopback ports.
 #![allow(dead_code)]
 
+pub mod kube;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -121,6 +123,8 @@ pub struct Stack {
     pub client: reqwest::Client,
     procs: Vec<Proc>,
     cp_args: Vec<String>,
+    /// Kubernetes mode: the kubeconfig the control plane uses (no `--manifests`).
+    kubeconfig: Option<PathBuf>,
 }
 
 impl Stack {
@@ -135,6 +139,21 @@ impl Stack {
 
     /// Like [`Stack::start_dir`], with extra `knative-xds serve` flags.
     pub async fn start_dir_with(src: &Path, delta: bool, cp_args: &[&str]) -> Stack {
+        Self::start_full(src, delta, cp_args, None).await
+    }
+
+    /// Kubernetes mode: the control plane watches the apiserver of `kubeconfig`; the demo
+    /// upstreams still come from (a port-remapped copy of) `src`, which the caller applies.
+    pub async fn start_kube(src: &Path, delta: bool, kubeconfig: &Path, cp_args: &[&str]) -> Stack {
+        Self::start_full(src, delta, cp_args, Some(kubeconfig.to_path_buf())).await
+    }
+
+    async fn start_full(
+        src: &Path,
+        delta: bool,
+        cp_args: &[&str],
+        kubeconfig: Option<PathBuf>,
+    ) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let manifests = dir.path().join("manifests");
         let mut upstream_ports = BTreeMap::new();
@@ -154,6 +173,7 @@ impl Stack {
                 .unwrap(),
             procs: Vec::new(),
             cp_args: cp_args.iter().map(|a| a.to_string()).collect(),
+            kubeconfig,
             dir,
         };
         s.start_upstreams();
@@ -191,10 +211,17 @@ impl Stack {
     }
 
     pub fn start_control_plane(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_knative-xds"))
-            .arg("serve")
-            .arg("--manifests")
-            .arg(&self.manifests)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_knative-xds"));
+        cmd.arg("serve");
+        match &self.kubeconfig {
+            Some(k) => {
+                cmd.env("KUBECONFIG", k);
+            }
+            None => {
+                cmd.arg("--manifests").arg(&self.manifests);
+            }
+        }
+        let child = cmd
             .args(["--xds-address", &format!("127.0.0.1:{}", self.xds_port)])
             .args(["--admin-address", &format!("127.0.0.1:{}", self.admin_port)])
             .args(["--external-port", &self.external_port.to_string()])
