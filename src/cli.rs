@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app;
+use crate::translate::envoy::RouteLayout;
 use crate::translate::{ListenerSettings, Options};
 use crate::xds::Snapshot;
 
@@ -80,6 +81,14 @@ pub enum Mode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Layout {
+    /// One RouteConfiguration per listener (any-case hosts; a change resends all hosts).
+    PerListener,
+    /// Scoped routes (SRDS): one RouteConfiguration per object; a change costs only its bytes.
+    Scoped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -102,9 +111,16 @@ pub struct TranslateArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local", env = "CLUSTER_DOMAIN")]
     pub cluster_domain: String,
+    /// How virtual hosts are grouped into RouteConfigurations.
+    #[arg(long, value_enum, default_value_t = Layout::PerListener)]
+    pub route_layout: Layout,
     /// Testing only: pass invalid endpoint addresses to Envoy unchecked, so it rejects them.
     #[arg(long, hide = true)]
     pub testing_unchecked_endpoints: bool,
+    /// Benchmarking only: behave like kourier (re-translate everything and give every
+    /// resource a fresh version on every change, so everything is resent).
+    #[arg(long, hide = true)]
+    pub baseline_full_push: bool,
 }
 
 impl TranslateArgs {
@@ -116,9 +132,14 @@ impl TranslateArgs {
                 bind_address: self.listener_address.clone(),
                 external_port: self.external_port,
                 internal_port: self.internal_port,
+                layout: match self.route_layout {
+                    Layout::PerListener => RouteLayout::PerListener,
+                    Layout::Scoped => RouteLayout::Scoped,
+                },
             },
             derive_routes_from_services: true,
             check_endpoint_addresses: !self.testing_unchecked_endpoints,
+            baseline_full_push: self.baseline_full_push,
         }
     }
 }

@@ -47,6 +47,7 @@ pub fn render_json(snapshot: &Snapshot) -> serde_json::Value {
             ResourceType::Cluster => "clusters",
             ResourceType::Endpoint => "endpoints",
             ResourceType::Listener => "listeners",
+            ResourceType::ScopedRoute => "scopedRoutes",
             ResourceType::Route => "routes",
         };
         out.insert(key.into(), items.into());
@@ -207,18 +208,31 @@ pub async fn serve(
 
     let mut stop = stop_rx.clone();
     let grpc = grpc_services(shared.clone()).await?;
-    grpc.serve_with_incoming_shutdown(
+    let server = grpc.serve_with_incoming_shutdown(
         tokio_stream::wrappers::TcpListenerStream::new(xds),
         async move {
             let _ = stop.changed().await;
         },
-    )
-    .await
-    .context("xDS server")?;
+    );
+    // ADS streams never end by themselves: after the stop signal, give them a moment and
+    // then exit, so a SIGTERM always ends the process (Envoys reconnect elsewhere and keep
+    // their config meanwhile).
+    let mut stop = stop_rx.clone();
+    let deadline = async move {
+        let _ = stop.changed().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server => r.context("xDS server")?,
+        _ = deadline => info!("closing the remaining ADS streams"),
+    }
     pipeline_task.abort();
-    let _ = admin_task.await;
+    admin_task.abort();
     Ok(())
 }
+
+/// How long open ADS streams get after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// A burst of watch events becomes one translation: gathers changes until the channel has
 /// been quiet for `COALESCE_QUIET`, or `COALESCE_MAX` after the first, so a single change

@@ -74,6 +74,8 @@ pub struct Pipeline {
     retained: BTreeMap<(ResourceType, String), (Arc<Resource>, Instant)>,
     /// When the change behind the latest translation was noticed.
     seen_at: Instant,
+    /// Rebuilds so far (salts versions in baseline mode).
+    serial: u64,
 }
 
 impl Pipeline {
@@ -86,6 +88,7 @@ impl Pipeline {
             translated: None,
             retained: BTreeMap::new(),
             seen_at: Instant::now(),
+            serial: 0,
         }
     }
 
@@ -143,7 +146,13 @@ impl Pipeline {
             .translation_seconds
             .observe(started.elapsed().as_secs_f64());
         let encoding = Instant::now();
-        let snapshot = Snapshot::from_envoy(&output.envoy, self.translated.as_ref());
+        let baseline = self.translator.options.baseline_full_push;
+        let snapshot = if baseline {
+            self.serial += 1;
+            Snapshot::from_envoy(&output.envoy, None).salted(self.serial)
+        } else {
+            Snapshot::from_envoy(&output.envoy, self.translated.as_ref())
+        };
         metrics
             .snapshot_build_seconds
             .observe(encoding.elapsed().as_secs_f64());

@@ -16,13 +16,16 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 };
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::config::route::v3::{
-    header_matcher, redirect_action, route, route_action, route_match, weighted_cluster,
-    HeaderMatcher, RedirectAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-    WeightedCluster,
+    header_matcher, redirect_action, route, route_action, route_match, scoped_route_configuration,
+    weighted_cluster, HeaderMatcher, RedirectAction, Route, RouteAction, RouteConfiguration,
+    RouteMatch, ScopedRouteConfiguration, VirtualHost, WeightedCluster,
 };
+use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
+use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
+    http_connection_manager, http_filter, scoped_routes, HttpConnectionManager, HttpFilter, Rds,
+    ScopedRds, ScopedRoutes,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options, HttpProtocolOptions,
@@ -37,12 +40,27 @@ use crate::model::{ObjectKey, Store};
 
 use super::ir::{Backend, HttpPath, Ingress, Visibility};
 
+/// How virtual hosts are grouped into RouteConfigurations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteLayout {
+    /// One RouteConfiguration per listener holding every virtual host (like kourier):
+    /// Envoy's full host matching (any case, with or without port), but one Route's change
+    /// resends every host.
+    #[default]
+    PerListener,
+    /// Scoped routes (SRDS): one small RouteConfiguration per Knative object and listener,
+    /// selected by a scope per host; a change costs only that object's bytes. Scope keys are
+    /// exact: the Host must be lowercase (Knative's hosts are).
+    Scoped,
+}
+
 /// Where the gateway listens; from flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSettings {
     pub bind_address: String,
     pub external_port: u16,
     pub internal_port: u16,
+    pub layout: RouteLayout,
 }
 
 impl Default for ListenerSettings {
@@ -51,6 +69,7 @@ impl Default for ListenerSettings {
             bind_address: "0.0.0.0".to_string(),
             external_port: 8080,
             internal_port: 8081,
+            layout: RouteLayout::PerListener,
         }
     }
 }
@@ -61,6 +80,7 @@ pub struct EnvoyConfig {
     pub clusters: Vec<Cluster>,
     pub endpoints: Vec<ClusterLoadAssignment>,
     pub listeners: Vec<Listener>,
+    pub scoped_routes: Vec<ScopedRouteConfiguration>,
     pub routes: Vec<RouteConfiguration>,
 }
 
@@ -80,30 +100,13 @@ pub fn build_with(
     listeners: &ListenerSettings,
     check_addresses: bool,
 ) -> EnvoyConfig {
-    let mut external = Vec::new();
-    let mut internal = Vec::new();
+    let mut per_ingress = Vec::with_capacity(ingresses.len());
     let mut backends = BTreeSet::new();
     for ing in ingresses {
-        for rule in &ing.rules {
-            let Some(name) = rule.hosts.first() else {
-                continue;
-            };
-            let routes: Vec<Route> = rule.paths.iter().map(make_route).collect();
-            internal.push(virtual_host(name, &rule.hosts, routes.clone()));
-            if rule.visibility == Visibility::ExternalIP {
-                let routes = if ing.http_option == HttpOption::Redirected {
-                    vec![https_redirect_route()]
-                } else {
-                    routes
-                };
-                external.push(virtual_host(name, &rule.hosts, routes));
-            }
-        }
+        per_ingress.push((ing, virtual_hosts(ing)));
         backends.extend(ing.backends().cloned());
     }
-    external.sort_by(|a, b| a.name.cmp(&b.name));
-    internal.sort_by(|a, b| a.name.cmp(&b.name));
-    let routes = route_layout(external, internal);
+    let (routes, scoped_routes) = route_layout(listeners.layout, &per_ingress);
 
     let mut clusters = Vec::new();
     let mut endpoints = Vec::new();
@@ -119,29 +122,138 @@ pub fn build_with(
         clusters,
         endpoints,
         listeners: vec![
-            listener(EXTERNAL, &listeners.bind_address, listeners.external_port),
-            listener(INTERNAL, &listeners.bind_address, listeners.internal_port),
+            listener(
+                EXTERNAL,
+                &listeners.bind_address,
+                listeners.external_port,
+                listeners.layout,
+            ),
+            listener(
+                INTERNAL,
+                &listeners.bind_address,
+                listeners.internal_port,
+                listeners.layout,
+            ),
         ],
+        scoped_routes,
         routes,
     }
 }
 
-/// How virtual hosts are grouped into RouteConfigurations. The one place to change when
-/// the layout changes (e.g. scoped routes): listeners name their RouteConfiguration after
-/// themselves.
-fn route_layout(external: Vec<VirtualHost>, internal: Vec<VirtualHost>) -> Vec<RouteConfiguration> {
-    vec![
-        RouteConfiguration {
-            name: EXTERNAL.to_string(),
-            virtual_hosts: external,
-            ..Default::default()
-        },
-        RouteConfiguration {
-            name: INTERNAL.to_string(),
-            virtual_hosts: internal,
-            ..Default::default()
-        },
-    ]
+/// One Ingress' virtual hosts: (external, internal).
+type IngressHosts = (Vec<VirtualHost>, Vec<VirtualHost>);
+
+fn virtual_hosts(ing: &Ingress) -> IngressHosts {
+    let mut external = Vec::new();
+    let mut internal = Vec::new();
+    for rule in &ing.rules {
+        let Some(name) = rule.hosts.first() else {
+            continue;
+        };
+        let routes: Vec<Route> = rule.paths.iter().map(make_route).collect();
+        if rule.visibility == Visibility::ExternalIP {
+            let ext = if ing.http_option == HttpOption::Redirected {
+                vec![https_redirect_route()]
+            } else {
+                routes.clone()
+            };
+            external.push(virtual_host(name, &rule.hosts, ext));
+        }
+        internal.push(virtual_host(name, &rule.hosts, routes));
+    }
+    (external, internal)
+}
+
+/// Authority of our xdstp resource names.
+const XDSTP_SCOPES: &str = "xdstp://knative-xds/envoy.config.route.v3.ScopedRouteConfiguration";
+
+/// The scoped-route set a listener subscribes to.
+pub fn scopes_locator(listener: &str) -> String {
+    format!("{XDSTP_SCOPES}/{listener}/*")
+}
+
+/// The RouteConfiguration of one Knative object on one listener (scoped layout).
+pub fn scoped_route_config_name(listener: &str, ing: &Ingress) -> String {
+    let o = &ing.origin;
+    format!(
+        "{listener}/{}/{}/{}",
+        o.kind.display_name(),
+        o.key.namespace,
+        o.key.name
+    )
+}
+
+/// How virtual hosts are grouped into RouteConfigurations: the one place that decides it.
+/// Per listener: one RouteConfiguration named after it. Scoped: per object and listener,
+/// plus one scope per host pointing at it.
+fn route_layout(
+    layout: RouteLayout,
+    per_ingress: &[(&Ingress, IngressHosts)],
+) -> (Vec<RouteConfiguration>, Vec<ScopedRouteConfiguration>) {
+    match layout {
+        RouteLayout::PerListener => {
+            let mut external: Vec<VirtualHost> = Vec::new();
+            let mut internal: Vec<VirtualHost> = Vec::new();
+            for (_, (ext, int)) in per_ingress {
+                external.extend(ext.iter().cloned());
+                internal.extend(int.iter().cloned());
+            }
+            external.sort_by(|a, b| a.name.cmp(&b.name));
+            internal.sort_by(|a, b| a.name.cmp(&b.name));
+            let routes = vec![
+                RouteConfiguration {
+                    name: EXTERNAL.to_string(),
+                    virtual_hosts: external,
+                    ..Default::default()
+                },
+                RouteConfiguration {
+                    name: INTERNAL.to_string(),
+                    virtual_hosts: internal,
+                    ..Default::default()
+                },
+            ];
+            (routes, Vec::new())
+        }
+        RouteLayout::Scoped => {
+            let mut routes = Vec::new();
+            let mut scopes = Vec::new();
+            for (ing, (ext, int)) in per_ingress {
+                for (listener, vhosts) in [(EXTERNAL, ext), (INTERNAL, int)] {
+                    if vhosts.is_empty() {
+                        continue;
+                    }
+                    let rc_name = scoped_route_config_name(listener, ing);
+                    for host in vhosts.iter().flat_map(|v| v.domains.iter()) {
+                        if host.ends_with(":*") {
+                            continue; // the scope key is the host without its port
+                        }
+                        scopes.push(ScopedRouteConfiguration {
+                            name: format!("{XDSTP_SCOPES}/{listener}/{host}"),
+                            route_configuration_name: rc_name.clone(),
+                            key: Some(scoped_route_configuration::Key {
+                                fragments: vec![scoped_route_configuration::key::Fragment {
+                                    r#type: Some(
+                                        scoped_route_configuration::key::fragment::Type::StringKey(
+                                            host.clone(),
+                                        ),
+                                    ),
+                                }],
+                            }),
+                            ..Default::default()
+                        });
+                    }
+                    routes.push(RouteConfiguration {
+                        name: rc_name,
+                        virtual_hosts: vhosts.clone(),
+                        ..Default::default()
+                    });
+                }
+            }
+            routes.sort_by(|a, b| a.name.cmp(&b.name));
+            scopes.sort_by(|a, b| a.name.cmp(&b.name));
+            (routes, scopes)
+        }
+    }
 }
 
 fn ads() -> ConfigSource {
@@ -161,23 +273,45 @@ fn any<M: Message + prost::Name>(m: &M) -> Any {
     }
 }
 
-fn listener(name: &str, address: &str, port: u16) -> Listener {
+fn listener(name: &str, address: &str, port: u16, layout: RouteLayout) -> Listener {
+    let route_specifier = match layout {
+        RouteLayout::PerListener => http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: name.to_string(),
+        }),
+        RouteLayout::Scoped => {
+            use scoped_routes::scope_key_builder::{fragment_builder, FragmentBuilder};
+            http_connection_manager::RouteSpecifier::ScopedRoutes(ScopedRoutes {
+                name: name.to_string(),
+                // The Host without its port is the scope key.
+                scope_key_builder: Some(scoped_routes::ScopeKeyBuilder {
+                    fragments: vec![FragmentBuilder {
+                        r#type: Some(fragment_builder::Type::HeaderValueExtractor(
+                            fragment_builder::HeaderValueExtractor {
+                                name: ":authority".to_string(),
+                                element_separator: ":".to_string(),
+                                extract_type: Some(
+                                    fragment_builder::header_value_extractor::ExtractType::Index(0),
+                                ),
+                            },
+                        )),
+                    }],
+                }),
+                rds_config_source: Some(ads()),
+                config_specifier: Some(scoped_routes::ConfigSpecifier::ScopedRds(ScopedRds {
+                    scoped_rds_config_source: Some(ads()),
+                    srds_resources_locator: scopes_locator(name),
+                })),
+            })
+        }
+    };
     let hcm = HttpConnectionManager {
         stat_prefix: name.to_string(),
         // AUTO: HTTP/1 and HTTP/2 prior knowledge (h2c) on the same port, as Knative's
         // cluster-local callers may use either.
         codec_type: http_connection_manager::CodecType::Auto as i32,
-        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
-            config_source: Some(ads()),
-            route_config_name: name.to_string(),
-        })),
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(
-                any(&Router::default()),
-            )),
-            ..Default::default()
-        }],
+        route_specifier: Some(route_specifier),
+        http_filters: http_filters(layout),
         upgrade_configs: vec![http_connection_manager::UpgradeConfig {
             upgrade_type: "websocket".to_string(),
             ..Default::default()
@@ -202,6 +336,47 @@ fn listener(name: &str, address: &str, port: u16) -> Listener {
         }],
         ..Default::default()
     }
+}
+
+/// Scope keys match the Host exactly, while a host name is case-insensitive: with scoped
+/// routes the Host is lowercased first and the route (scope) looked up again.
+const LOWERCASE_HOST_LUA: &str = r#"function envoy_on_request(h)
+  local headers = h:headers()
+  local host = headers:get(":authority")
+  if host ~= nil then
+    local lower = string.lower(host)
+    if lower ~= host then
+      headers:replace(":authority", lower)
+      h:clearRouteCache()
+    end
+  end
+end
+"#;
+
+fn http_filters(layout: RouteLayout) -> Vec<HttpFilter> {
+    let mut filters = Vec::new();
+    if layout == RouteLayout::Scoped {
+        let lua = Lua {
+            default_source_code: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(
+                    LOWERCASE_HOST_LUA.to_string(),
+                )),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        filters.push(HttpFilter {
+            name: "envoy.filters.http.lua".to_string(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(any(&lua))),
+            ..Default::default()
+        });
+    }
+    filters.push(HttpFilter {
+        name: "envoy.filters.http.router".to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(any(&Router::default()))),
+        ..Default::default()
+    });
+    filters
 }
 
 fn virtual_host(name: &str, hosts: &[String], routes: Vec<Route>) -> VirtualHost {

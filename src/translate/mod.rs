@@ -80,6 +80,9 @@ pub struct Options {
     /// Leave invalid endpoint addresses out of the config (always, except in tests that
     /// need Envoy to reject a config).
     pub check_endpoint_addresses: bool,
+    /// Benchmark baseline (kourier's behaviour): every change re-translates everything and
+    /// gives every resource a fresh version, so every type is resent.
+    pub baseline_full_push: bool,
 }
 
 impl Default for Options {
@@ -90,6 +93,7 @@ impl Default for Options {
             listeners: ListenerSettings::default(),
             derive_routes_from_services: true,
             check_endpoint_addresses: true,
+            baseline_full_push: false,
         }
     }
 }

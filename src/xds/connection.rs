@@ -235,18 +235,48 @@ struct Subscription {
     names: BTreeSet<String>,
 }
 
+/// An xdstp glob (`xdstp://authority/type/path/*`) selects every resource under `path/`
+/// (Envoy subscribes to scoped-route sets this way); returns the prefix.
+pub fn glob_prefix(name: &str) -> Option<&str> {
+    name.strip_prefix("xdstp://")?;
+    name.strip_suffix('*').filter(|p| p.ends_with('/'))
+}
+
 impl Subscription {
     fn covers(&self, name: &str) -> bool {
-        self.wildcard || self.names.contains(name)
+        self.wildcard
+            || self.names.contains(name)
+            || self
+                .names
+                .iter()
+                .filter_map(|n| glob_prefix(n))
+                .any(|p| name.starts_with(p))
     }
 
     /// The resources this subscription selects, sorted by name (so versions are deterministic).
     fn view<'a>(&self, all: &'a ResourceMap) -> Vec<&'a Arc<Resource>> {
         if self.wildcard {
-            all.values().collect()
-        } else {
-            self.names.iter().filter_map(|n| all.get(n)).collect()
+            return all.values().collect();
         }
+        let mut out: BTreeMap<&str, &'a Arc<Resource>> = BTreeMap::new();
+        for n in &self.names {
+            match glob_prefix(n) {
+                Some(prefix) => {
+                    for (name, r) in all
+                        .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+                        .take_while(|(name, _)| name.starts_with(prefix))
+                    {
+                        out.insert(name.as_str(), r);
+                    }
+                }
+                None => {
+                    if let Some(r) = all.get(n) {
+                        out.insert(n.as_str(), r);
+                    }
+                }
+            }
+        }
+        out.into_values().collect()
     }
 }
 
@@ -566,6 +596,11 @@ impl Connection {
             if resource_names_subscribe.is_empty() && key.legacy_wildcard() {
                 st.sub.wildcard = true;
             }
+            // A glob (set) subscription is answered even when the set is empty, so the
+            // client does not wait for its initial fetch timeout.
+            if resource_names_subscribe.iter().any(|n| glob_prefix(n).is_some()) {
+                st.reply_pending = true;
+            }
         }
         for name in resource_names_subscribe {
             if name == "*" {
@@ -846,6 +881,9 @@ impl Connection {
                 .cloned()
                 .collect();
             for n in st.sub.names.iter().chain(st.resend.iter()) {
+                if glob_prefix(n).is_some() {
+                    continue;
+                }
                 if !all.contains_key(n)
                     && !st.known.contains_key(n)
                     && st.sub.covers(n)

@@ -16,15 +16,18 @@ pub enum ResourceType {
     Cluster,
     Endpoint,
     Listener,
+    /// Scoped routes (SRDS): host → RouteConfiguration, with the scoped route layout.
+    ScopedRoute,
     Route,
 }
 
 impl ResourceType {
     /// All types in the order in which a change must be pushed.
-    pub const ORDERED: [ResourceType; 4] = [
+    pub const ORDERED: [ResourceType; 5] = [
         ResourceType::Cluster,
         ResourceType::Endpoint,
         ResourceType::Listener,
+        ResourceType::ScopedRoute,
         ResourceType::Route,
     ];
 
@@ -35,6 +38,9 @@ impl ResourceType {
                 "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
             }
             ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            ResourceType::ScopedRoute => {
+                "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration"
+            }
             ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
         }
     }
@@ -49,6 +55,7 @@ impl ResourceType {
             ResourceType::Cluster => "CDS",
             ResourceType::Endpoint => "EDS",
             ResourceType::Listener => "LDS",
+            ResourceType::ScopedRoute => "SRDS",
             ResourceType::Route => "RDS",
         }
     }

@@ -17,6 +17,7 @@ pub struct Snapshot {
     clusters: ResourceMap,
     endpoints: ResourceMap,
     listeners: ResourceMap,
+    scoped_routes: ResourceMap,
     routes: ResourceMap,
 }
 
@@ -31,6 +32,7 @@ impl Snapshot {
             clusters,
             endpoints,
             listeners,
+            scoped_routes: ResourceMap::new(),
             routes,
         }
     }
@@ -40,6 +42,7 @@ impl Snapshot {
             ResourceType::Cluster => &self.clusters,
             ResourceType::Endpoint => &self.endpoints,
             ResourceType::Listener => &self.listeners,
+            ResourceType::ScopedRoute => &self.scoped_routes,
             ResourceType::Route => &self.routes,
         }
     }
@@ -49,6 +52,7 @@ impl Snapshot {
             ResourceType::Cluster => &mut self.clusters,
             ResourceType::Endpoint => &mut self.endpoints,
             ResourceType::Listener => &mut self.listeners,
+            ResourceType::ScopedRoute => &mut self.scoped_routes,
             ResourceType::Route => &mut self.routes,
         }
     }
@@ -124,6 +128,12 @@ impl Snapshot {
                 |l| &l.name,
                 previous,
             ),
+            scoped_routes: encode(
+                ResourceType::ScopedRoute,
+                &cfg.scoped_routes,
+                |s| &s.name,
+                previous,
+            ),
             routes: encode(ResourceType::Route, &cfg.routes, |r| &r.name, previous),
         }
     }
@@ -139,5 +149,23 @@ impl Snapshot {
                     .zip(b.iter())
                     .all(|((na, ra), (nb, rb))| na == nb && ra.version == rb.version)
         })
+    }
+}
+
+impl Snapshot {
+    /// Every resource with a version no other snapshot has (benchmark baseline: kourier
+    /// versions whole snapshots with a random UUID, so every change resends everything).
+    pub fn salted(&self, salt: u64) -> Snapshot {
+        let mut out = self.clone();
+        for ty in ResourceType::ORDERED {
+            for r in out.resources_mut(ty).values_mut() {
+                let version = super::resource::content_version(format!("{}/{salt}", r.version).as_bytes());
+                *r = Arc::new(Resource {
+                    version,
+                    ..(**r).clone()
+                });
+            }
+        }
+        out
     }
 }
