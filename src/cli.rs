@@ -112,7 +112,7 @@ pub struct TranslateArgs {
     #[arg(long, default_value = "cluster.local", env = "CLUSTER_DOMAIN")]
     pub cluster_domain: String,
     /// How virtual hosts are grouped into RouteConfigurations.
-    #[arg(long, value_enum, default_value_t = Layout::PerListener)]
+    #[arg(long, value_enum, default_value_t = Layout::Scoped)]
     pub route_layout: Layout,
     /// Testing only: pass invalid endpoint addresses to Envoy unchecked, so it rejects them.
     #[arg(long, hide = true)]

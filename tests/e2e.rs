@@ -60,8 +60,8 @@ fn background_traffic(
     (stop, task)
 }
 
-async fn traffic_example(delta: bool) {
-    let s = Stack::start("traffic-example", delta).await;
+async fn traffic_example(delta: bool, scoped: bool) {
+    let s = Stack::start_layout("traffic-example", delta, scoped).await;
     let host = "traffic-example.default.example.com";
 
     // 80/20 split over 2,000 requests, within ±5 points; the 0 % latest gets nothing.
@@ -144,7 +144,7 @@ async fn traffic_example(delta: bool) {
     // Live change under ~50 requests/s: 80/10/10, zero failed requests, within 1 s.
     let (stop, traffic) = background_traffic(&s, host);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = s.stat("http.external.rds.external.version_text").await;
+    let before = s.routes_version().await;
     let written = Instant::now();
     s.write_manifest(
         "service.yaml",
@@ -154,7 +154,7 @@ async fn traffic_example(delta: bool) {
         .wait_until(
             "Envoy to take the new routes",
             Duration::from_secs(5),
-            || async { s.stat("http.external.rds.external.version_text").await != before },
+            || async { s.routes_version().await != before },
         )
         .await;
     let switched = written.elapsed();
@@ -235,16 +235,26 @@ async fn traffic_example(delta: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_example_sotw() {
-    traffic_example(false).await;
+    traffic_example(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_example_scoped_sotw() {
+    traffic_example(false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_example_delta() {
-    traffic_example(true).await;
+    traffic_example(true, false).await;
 }
 
-async fn helloworld_go(delta: bool) {
-    let s = Stack::start("helloworld-go", delta).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_example_scoped_delta() {
+    traffic_example(true, true).await;
+}
+
+async fn helloworld_go(delta: bool, scoped: bool) {
+    let s = Stack::start_layout("helloworld-go", delta, scoped).await;
     let host = "helloworld-go.default.example.com";
     let counts = s.distribution(EXTERNAL, host, &[], 1000).await;
     assert_share(&counts, "helloworld-go-00001", 50.0, 6.0);
@@ -300,16 +310,26 @@ async fn helloworld_go(delta: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helloworld_go_sotw() {
-    helloworld_go(false).await;
+    helloworld_go(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helloworld_go_scoped_sotw() {
+    helloworld_go(false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helloworld_go_delta() {
-    helloworld_go(true).await;
+    helloworld_go(true, false).await;
 }
 
-async fn blue_green_demo(delta: bool) {
-    let s = Stack::start("blue-green-demo", delta).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helloworld_go_scoped_delta() {
+    helloworld_go(true, true).await;
+}
+
+async fn blue_green_demo(delta: bool, scoped: bool) {
+    let s = Stack::start_layout("blue-green-demo", delta, scoped).await;
     let host = "blue-green-demo.default.example.com";
     let blue = "blue-green-demo-00001";
     let green = "blue-green-demo-00002";
@@ -361,16 +381,26 @@ async fn blue_green_demo(delta: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_demo_sotw() {
-    blue_green_demo(false).await;
+    blue_green_demo(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_demo_scoped_sotw() {
+    blue_green_demo(false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_demo_delta() {
-    blue_green_demo(true).await;
+    blue_green_demo(true, false).await;
 }
 
-async fn cluster_local(delta: bool) {
-    let s = Stack::start("cluster-local", delta).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_demo_scoped_delta() {
+    blue_green_demo(true, true).await;
+}
+
+async fn cluster_local(delta: bool, scoped: bool) {
+    let s = Stack::start_layout("cluster-local", delta, scoped).await;
     for h in [
         "private-app.internal",
         "private-app.internal.svc",
@@ -398,16 +428,26 @@ async fn cluster_local(delta: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_local_sotw() {
-    cluster_local(false).await;
+    cluster_local(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_local_scoped_sotw() {
+    cluster_local(false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_local_delta() {
-    cluster_local(true).await;
+    cluster_local(true, false).await;
 }
 
-async fn domain_mapping(delta: bool) {
-    let s = Stack::start("domain-mapping", delta).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_local_scoped_delta() {
+    cluster_local(true, true).await;
+}
+
+async fn domain_mapping(delta: bool, scoped: bool) {
+    let s = Stack::start_layout("domain-mapping", delta, scoped).await;
     let r = s.get(EXTERNAL, "app.example.org").await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.revision(), "hello-00001");
@@ -469,12 +509,22 @@ async fn domain_mapping(delta: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domain_mapping_sotw() {
-    domain_mapping(false).await;
+    domain_mapping(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_mapping_scoped_sotw() {
+    domain_mapping(false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domain_mapping_delta() {
-    domain_mapping(true).await;
+    domain_mapping(true, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_mapping_scoped_delta() {
+    domain_mapping(true, true).await;
 }
 
 /// `serve` on a folder with bad objects serves the good one; a good object that breaks
@@ -528,9 +578,8 @@ async fn bad_input_keeps_serving_what_is_valid() {
 
 /// Envoy keeps serving while the control plane is down; after a restart, a delta Envoy's
 /// `initial_resource_versions` match our content versions, so nothing unchanged is resent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn control_plane_restart_resends_nothing_unchanged_delta() {
-    let mut s = Stack::start("traffic-example", true).await;
+async fn control_plane_restart(scoped: bool) {
+    let mut s = Stack::start_layout("traffic-example", true, scoped).await;
     let host = "traffic-example.default.example.com";
     let rx = "cluster.xds_cluster.upstream_cx_rx_bytes_total";
     let first: u64 = s.stat(rx).await.unwrap().parse().unwrap();
@@ -559,11 +608,49 @@ async fn control_plane_restart_resends_nothing_unchanged_delta() {
         "initial config: {first} B; after reconnect: {} B",
         after - before
     );
-    assert!(
-        after - before < 1024 && (after - before) * 10 < first,
-        "reconnect downloaded {} B (initial config {first} B)",
-        after - before
-    );
+    // What the new server sent, per type: nothing of CDS/EDS/LDS/RDS content.
+    let proxies: serde_json::Value = serde_json::from_str(
+        &s.client
+            .get(format!("http://127.0.0.1:{}/debug/proxies", s.admin_port))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    for t in proxies[0]["status"]["types"].as_array().unwrap() {
+        let name = t["type_name"].as_str().unwrap();
+        if name == "EDS" || name == "RDS" {
+            assert_eq!(t["responses"], 0, "{name} resent after reconnect: {t}");
+        }
+    }
+    if scoped {
+        // Envoy reports no versions for a glob (scope set) subscription, so the scopes —
+        // small — are the one thing resent; the route configurations are not.
+        assert!(
+            (after - before) * 10 < first * 6,
+            "reconnect downloaded {} B of {first} B",
+            after - before
+        );
+    } else {
+        assert!(
+            after - before < 1024 && (after - before) * 10 < first,
+            "reconnect downloaded {} B (initial config {first} B)",
+            after - before
+        );
+    }
     assert_eq!(s.get(EXTERNAL, host).await.status, 200);
     s.assert_no_rejections().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_restart_resends_nothing_unchanged_delta() {
+    control_plane_restart(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_restart_resends_only_scopes_scoped_delta() {
+    control_plane_restart(true).await;
 }

@@ -225,6 +225,15 @@ fn record(
             } => {
                 debug!(proxy = %node.id, r#type = %type_url, %version, "ACK");
             }
+            ConnectionEvent::Sent {
+                type_url,
+                version,
+                resources,
+                removed,
+                ..
+            } => {
+                debug!(proxy = %node.id, r#type = %type_url, %version, resources, removed, "sent");
+            }
             _ => {}
         }
     }

@@ -11,6 +11,7 @@ use envoy_types::pb::envoy::config::core::v3::{
     AggregatedConfigSource, ApiVersion, ConfigSource, HeaderValue, HeaderValueOption,
     Http2ProtocolOptions, SocketAddress,
 };
+use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, LbEndpoint, LocalityLbEndpoints,
 };
@@ -20,7 +21,6 @@ use envoy_types::pb::envoy::config::route::v3::{
     weighted_cluster, HeaderMatcher, RedirectAction, Route, RouteAction, RouteConfiguration,
     RouteMatch, ScopedRouteConfiguration, VirtualHost, WeightedCluster,
 };
-use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
 use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -43,14 +43,13 @@ use super::ir::{Backend, HttpPath, Ingress, Visibility};
 /// How virtual hosts are grouped into RouteConfigurations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RouteLayout {
-    /// One RouteConfiguration per listener holding every virtual host (like kourier):
-    /// Envoy's full host matching (any case, with or without port), but one Route's change
-    /// resends every host.
-    #[default]
+    /// One RouteConfiguration per listener holding every virtual host (like kourier): one
+    /// Route's change resends every host (megabytes at 10,000 Routes).
     PerListener,
     /// Scoped routes (SRDS): one small RouteConfiguration per Knative object and listener,
-    /// selected by a scope per host; a change costs only that object's bytes. Scope keys are
-    /// exact: the Host must be lowercase (Knative's hosts are).
+    /// selected by a scope per host (keys: lowercase host without port; a Lua filter
+    /// lowercases the Host first); a change costs only that object's bytes.
+    #[default]
     Scoped,
 }
 
@@ -69,7 +68,7 @@ impl Default for ListenerSettings {
             bind_address: "0.0.0.0".to_string(),
             external_port: 8080,
             internal_port: 8081,
-            layout: RouteLayout::PerListener,
+            layout: RouteLayout::default(),
         }
     }
 }
@@ -164,6 +163,23 @@ fn virtual_hosts(ing: &Ingress) -> IngressHosts {
     (external, internal)
 }
 
+/// Key of the placeholder scope: a name no Host can carry (it starts with a dot).
+const PLACEHOLDER_SCOPE_KEY: &str = ".placeholder.knative-xds.invalid";
+
+fn scope(listener: &str, key: &str, route_config: &str) -> ScopedRouteConfiguration {
+    use scoped_route_configuration::key::{fragment, Fragment};
+    ScopedRouteConfiguration {
+        name: format!("{XDSTP_SCOPES}/{listener}/{key}"),
+        route_configuration_name: route_config.to_string(),
+        key: Some(scoped_route_configuration::Key {
+            fragments: vec![Fragment {
+                r#type: Some(fragment::Type::StringKey(key.to_string())),
+            }],
+        }),
+        ..Default::default()
+    }
+}
+
 /// Authority of our xdstp resource names.
 const XDSTP_SCOPES: &str = "xdstp://knative-xds/envoy.config.route.v3.ScopedRouteConfiguration";
 
@@ -217,6 +233,17 @@ fn route_layout(
         RouteLayout::Scoped => {
             let mut routes = Vec::new();
             let mut scopes = Vec::new();
+            // A SotW Envoy never applies an empty scope set (it cannot tell "no scopes" from
+            // "nothing for you"), so removing the last host would never take effect: each
+            // listener keeps one scope that matches no real host.
+            for listener in [EXTERNAL, INTERNAL] {
+                let rc_name = format!("{listener}/placeholder");
+                scopes.push(scope(listener, PLACEHOLDER_SCOPE_KEY, &rc_name));
+                routes.push(RouteConfiguration {
+                    name: rc_name,
+                    ..Default::default()
+                });
+            }
             for (ing, (ext, int)) in per_ingress {
                 for (listener, vhosts) in [(EXTERNAL, ext), (INTERNAL, int)] {
                     if vhosts.is_empty() {
@@ -227,20 +254,7 @@ fn route_layout(
                         if host.ends_with(":*") {
                             continue; // the scope key is the host without its port
                         }
-                        scopes.push(ScopedRouteConfiguration {
-                            name: format!("{XDSTP_SCOPES}/{listener}/{host}"),
-                            route_configuration_name: rc_name.clone(),
-                            key: Some(scoped_route_configuration::Key {
-                                fragments: vec![scoped_route_configuration::key::Fragment {
-                                    r#type: Some(
-                                        scoped_route_configuration::key::fragment::Type::StringKey(
-                                            host.clone(),
-                                        ),
-                                    ),
-                                }],
-                            }),
-                            ..Default::default()
-                        });
+                        scopes.push(scope(listener, host, &rc_name));
                     }
                     routes.push(RouteConfiguration {
                         name: rc_name,
@@ -373,7 +387,9 @@ fn http_filters(layout: RouteLayout) -> Vec<HttpFilter> {
     }
     filters.push(HttpFilter {
         name: "envoy.filters.http.router".to_string(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(any(&Router::default()))),
+        config_type: Some(http_filter::ConfigType::TypedConfig(
+            any(&Router::default()),
+        )),
         ..Default::default()
     });
     filters

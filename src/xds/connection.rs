@@ -263,7 +263,10 @@ impl Subscription {
             match glob_prefix(n) {
                 Some(prefix) => {
                     for (name, r) in all
-                        .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+                        .range::<str, _>((
+                            std::ops::Bound::Included(prefix),
+                            std::ops::Bound::Unbounded,
+                        ))
                         .take_while(|(name, _)| name.starts_with(prefix))
                     {
                         out.insert(name.as_str(), r);
@@ -591,6 +594,7 @@ impl Connection {
         }
 
         if first {
+            tracing::debug!(r#type = %key.type_url(), initial = initial_resource_versions.len(), subscribe = ?resource_names_subscribe, "first delta request");
             st.known = initial_resource_versions.into_iter().collect();
             st.acked = st.known.clone();
             if resource_names_subscribe.is_empty() && key.legacy_wildcard() {
@@ -598,7 +602,10 @@ impl Connection {
             }
             // A glob (set) subscription is answered even when the set is empty, so the
             // client does not wait for its initial fetch timeout.
-            if resource_names_subscribe.iter().any(|n| glob_prefix(n).is_some()) {
+            if resource_names_subscribe
+                .iter()
+                .any(|n| glob_prefix(n).is_some())
+            {
                 st.reply_pending = true;
             }
         }
@@ -782,16 +789,42 @@ impl Connection {
         for (key, st) in sotw.iter_mut() {
             let view = st.sub.view(key.resources(snap));
             let version = aggregate_version(view.iter().copied());
-            let full = st.respond || st.view_version.as_deref() != Some(version.as_str());
+            let changed = st.view_version.as_deref() != Some(version.as_str());
+            // EDS and RDS resources are independent in SotW (absence does not delete), so
+            // a content change sends only what changed: one Route's change does not resend
+            // every RouteConfiguration. New names, first requests and other types get the
+            // complete view.
+            let partial = changed
+                && !st.respond
+                && (key.is(ResourceType::Endpoint) || key.is(ResourceType::Route));
+            let full = st.respond || changed;
             st.respond = false;
-            let resources = if full {
-                view
+            let resources = if partial {
+                let is_eds = key.is(ResourceType::Endpoint);
+                let changed_only: Vec<_> = view
+                    .iter()
+                    .copied()
+                    .filter(|r| {
+                        st.view.get(&r.name) != Some(&r.version)
+                            || (is_eds && eds_resend.contains(&r.name))
+                    })
+                    .collect();
+                if changed_only.is_empty() {
+                    // Only removals: nothing to send; the parents dropped the references.
+                    st.view = view_map(&view);
+                    st.view_version = Some(version);
+                    continue;
+                }
+                changed_only
+            } else if full {
+                view.clone()
             } else if key.is(ResourceType::Endpoint) {
                 // Only the CLAs of clusters that changed: a partial EDS response is fine in
                 // SotW (absence does not delete) and the client's view, so its version, is
                 // unchanged.
                 let forced: Vec<_> = view
-                    .into_iter()
+                    .iter()
+                    .copied()
                     .filter(|r| eds_resend.contains(&r.name))
                     .collect();
                 if forced.is_empty() {
@@ -815,7 +848,7 @@ impl Connection {
                 }
             }
             if full {
-                st.view = sent.clone();
+                st.view = view_map(&view);
                 st.view_version = Some(version.clone());
             }
             let nonce = next_nonce(nonce_counter);
@@ -1051,7 +1084,7 @@ mod tests {
     use ResourceType::{Cluster as Cds, Endpoint as Eds, Listener as Lds, Route as Rds};
 
     const SECRET_URL: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
-    const SRDS_URL: &str = "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration";
+    const RUNTIME_URL: &str = "type.googleapis.com/envoy.service.runtime.v3.Runtime";
 
     // `tag` varies the content (and so the version) without changing the name.
     fn cluster(name: &str, tag: &str) -> Arc<Resource> {
@@ -1171,7 +1204,7 @@ mod tests {
             Some(Eds) => ClusterLoadAssignment::decode(b).unwrap().cluster_name,
             Some(Lds) => Listener::decode(b).unwrap().name,
             Some(Rds) => RouteConfiguration::decode(b).unwrap().name,
-            None => panic!("unexpected type {}", a.type_url),
+            Some(ResourceType::ScopedRoute) | None => panic!("unexpected type {}", a.type_url),
         }
     }
 
@@ -1396,8 +1429,9 @@ mod tests {
         assert_eq!(names(&r4), ["a"]);
         let mut s2 = s.clone();
         s2.resources_mut(Eds).insert("c".into(), cla("c", 1));
+        // A content change sends only what changed (EDS/RDS resources are independent).
         let r5 = one(c.sotw_snapshot_changed(&s2));
-        assert_eq!(names(&r5), ["a", "c"]);
+        assert_eq!(names(&r5), ["c"]);
         // RDS by name: only the requested route.
         let r = one(c
             .handle_sotw_request(req(Rds, &["r2"], "", ""), &s2)
@@ -1468,7 +1502,7 @@ mod tests {
         let mut s2 = s.clone();
         s2.resources_mut(Eds).insert("b".into(), cla("b", 7));
         let r = one(c.sotw_snapshot_changed(&s2));
-        assert_eq!(names(&r), ["a", "b"]);
+        assert_eq!(names(&r), ["b"], "only the changed CLA");
     }
 
     #[test]
@@ -1595,14 +1629,14 @@ mod tests {
         let mut s2 = s1.clone();
         s2.resources_mut(Cds).remove("b");
         s2.resources_mut(Eds).remove("b");
+        // CDS is a complete set; the EDS view only lost "b", so nothing to send there.
         let pushed = c.sotw_snapshot_changed(&s2);
-        assert_eq!(types(&pushed), [Some(Cds), Some(Eds)]);
+        assert_eq!(types(&pushed), [Some(Cds)]);
         assert_eq!(names(&pushed[0]), ["a"]);
-        assert_eq!(names(&pushed[1]), ["a"]);
         // Removing every cluster is an empty, complete set.
         let s3 = snap(&[], &[], &[listener("http", "1")], &[route("r1", "1")]);
         let pushed = c.sotw_snapshot_changed(&s3);
-        assert_eq!(types(&pushed), [Some(Cds), Some(Eds)]);
+        assert_eq!(types(&pushed), [Some(Cds)]);
         assert!(pushed[0].resources.is_empty());
     }
 
@@ -1737,7 +1771,7 @@ mod tests {
         // are reported absent.
         let mut d = Connection::new(Protocol::Delta);
         let mut r = dreq(Cds, &[], &[], "");
-        r.type_url = SRDS_URL.into();
+        r.type_url = RUNTIME_URL.into();
         let resp = done(d.handle_delta_request(r, &s).unwrap());
         assert!(resp.resources.is_empty() && resp.removed_resources.is_empty());
         assert!(d.handle_delta_request(dack(&resp), &s).unwrap().is_empty());

@@ -159,7 +159,8 @@ impl Snapshot {
         let mut out = self.clone();
         for ty in ResourceType::ORDERED {
             for r in out.resources_mut(ty).values_mut() {
-                let version = super::resource::content_version(format!("{}/{salt}", r.version).as_bytes());
+                let version =
+                    super::resource::content_version(format!("{}/{salt}", r.version).as_bytes());
                 *r = Arc::new(Resource {
                     version,
                     ..(**r).clone()

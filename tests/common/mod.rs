@@ -133,6 +133,16 @@ impl Stack {
         Self::start_dir(&Path::new(REPO).join("examples").join(example), delta).await
     }
 
+    /// [`Stack::start`] with the scoped route layout (SRDS) or the default one.
+    pub async fn start_layout(example: &str, delta: bool, scoped: bool) -> Stack {
+        let args: &[&str] = if scoped {
+            &["--route-layout", "scoped"]
+        } else {
+            &["--route-layout", "per-listener"]
+        };
+        Self::start_dir_with(&Path::new(REPO).join("examples").join(example), delta, args).await
+    }
+
     pub async fn start_dir(src: &Path, delta: bool) -> Stack {
         Self::start_dir_with(src, delta, &[]).await
     }
@@ -324,8 +334,8 @@ impl Stack {
                 Ok(r) => r.text().await.unwrap_or_default().trim() == "LIVE",
                 Err(_) => false,
             };
-            let routes = self.stat("http.internal.rds.internal.update_success").await;
-            if live && routes.is_some_and(|v| v != "0") {
+            let listeners = self.stat("listener_manager.lds.update_success").await;
+            if live && listeners.is_some_and(|v| v != "0") {
                 return;
             }
             assert!(
@@ -350,6 +360,27 @@ impl Stack {
                 .and_then(|r| r.strip_prefix(": "))
                 .map(|v| v.trim().trim_matches('"').to_string())
         })
+    }
+
+    /// The versions of every route resource Envoy applied for the external listener (RDS,
+    /// and scopes with the scoped layout): changes whenever its routes change.
+    pub async fn routes_version(&self) -> String {
+        let url = format!(
+            "http://127.0.0.1:{}/stats?filter=^http\\.external\\.(scoped_)?rds\\..*version_text$",
+            self.envoy_admin_port
+        );
+        let text = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort();
+        lines.join("\n")
     }
 
     /// Every `*update_rejected` counter of Envoy that is not zero.

@@ -1,6 +1,7 @@
 //! §3.4 the data-plane contract, on `envoy::build`'s output: listeners, virtual hosts,
 //! routes, weighted clusters, upstream clusters and endpoints.
 
+use crate::translate::envoy::RouteLayout;
 use envoy_types::pb::envoy::config::cluster::v3::cluster;
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
 use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
@@ -47,7 +48,14 @@ fn traffic_example() -> Route {
 }
 
 fn build_one(store: &Store, ing: Ingress) -> EnvoyConfig {
-    build(&[ing], store, &ListenerSettings::default())
+    build(
+        &[ing],
+        store,
+        &ListenerSettings {
+            layout: RouteLayout::PerListener,
+            ..ListenerSettings::default()
+        },
+    )
 }
 
 /// The §3.3 traffic example, translated with `cfg` and built.
@@ -252,6 +260,7 @@ fn listeners_external_and_internal_on_their_ports() {
             bind_address: "127.0.0.1".into(),
             external_port: 9080,
             internal_port: 9081,
+            layout: RouteLayout::PerListener,
         },
     );
     let ports: Vec<(String, u32)> = cfg
@@ -737,4 +746,89 @@ fn one_cluster_per_backend_sorted_by_name() {
         .map(|e| e.cluster_name.as_str())
         .collect();
     assert_eq!(eds, names);
+}
+
+mod scoped_layout {
+    use super::*;
+    use crate::translate::envoy::{scoped_route_config_name, scopes_locator};
+
+    fn traffic_example_ingress() -> (Ingress, Store) {
+        let store = store();
+        let ing = translate_route(&store, &example_config(), &traffic_example()).unwrap();
+        (ing, store)
+    }
+
+    fn scoped(ing: &Ingress) -> EnvoyConfig {
+        build(
+            std::slice::from_ref(ing),
+            &Store::new(),
+            &ListenerSettings {
+                layout: RouteLayout::Scoped,
+                ..ListenerSettings::default()
+            },
+        )
+    }
+
+    #[test]
+    fn scoped_layout_gives_one_route_configuration_per_object_and_listener() {
+        let (ing, _) = traffic_example_ingress();
+        let cfg = scoped(&ing);
+        let names: Vec<&str> = cfg.routes.iter().map(|r| r.name.as_str()).collect();
+        assert!(
+            names.contains(&scoped_route_config_name(EXTERNAL, &ing).as_str()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&scoped_route_config_name(INTERNAL, &ing).as_str()),
+            "{names:?}"
+        );
+        // Every external host has exactly one external scope keyed on the bare host.
+        for rule in ing
+            .rules
+            .iter()
+            .filter(|r| r.visibility == Visibility::ExternalIP)
+        {
+            for h in &rule.hosts {
+                let n = cfg
+                    .scoped_routes
+                    .iter()
+                    .filter(|s| {
+                        s.name
+                            .starts_with(scopes_locator(EXTERNAL).trim_end_matches('*'))
+                            && s.name.ends_with(&format!("/{h}"))
+                    })
+                    .count();
+                assert_eq!(n, 1, "{h}");
+            }
+        }
+    }
+
+    #[test]
+    fn scoped_layout_keeps_cluster_local_hosts_off_the_external_scope_set() {
+        let (ing, _) = traffic_example_ingress();
+        let cfg = scoped(&ing);
+        let external_prefix = scopes_locator(EXTERNAL);
+        let external_prefix = external_prefix.trim_end_matches('*');
+        assert!(cfg
+            .scoped_routes
+            .iter()
+            .filter(|s| s.name.starts_with(external_prefix))
+            .all(|s| !s.name.contains(".svc") && !s.name.ends_with(".default")));
+    }
+
+    #[test]
+    fn scoped_layout_always_has_a_placeholder_scope_per_listener() {
+        let cfg = build(&[], &Store::new(), &ListenerSettings::default());
+        for listener in [EXTERNAL, INTERNAL] {
+            let prefix = scopes_locator(listener);
+            let prefix = prefix.trim_end_matches('*');
+            assert_eq!(
+                cfg.scoped_routes
+                    .iter()
+                    .filter(|s| s.name.starts_with(prefix))
+                    .count(),
+                1
+            );
+        }
+    }
 }

@@ -145,14 +145,16 @@ fn host_conflict_older_object_keeps_the_host() {
         assert!(out.rejections[0].problems[0]
             .message
             .contains("\"hello.example.com\" is already served by"));
-        // Envoy sees the host once.
-        let external = out
+        // Envoy sees the host once (whatever the route layout).
+        let served = out
             .envoy
             .routes
             .iter()
-            .find(|r| r.name == "external")
-            .unwrap();
-        assert_eq!(external.virtual_hosts.len(), 1);
+            .filter(|r| r.name.starts_with("external"))
+            .flat_map(|r| r.virtual_hosts.iter())
+            .filter(|v| v.domains.iter().any(|d| d == "hello.example.com"))
+            .count();
+        assert_eq!(served, 1);
     }
 }
 
