@@ -99,11 +99,12 @@ if [ ! -x "$assets/kube-apiserver" ]; then
         >"$aptdir/sources.list"
     apt_opts=(-o "Dir::Etc::SourceList=$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null
               -o "Dir::State::Lists=$aptdir/lists")
+    # As root, apt would drop to user _apt, who cannot enter $HOME/.cache: say so up front
+    # instead of getting a warning.
+    [ "$(id -u)" -ne 0 ] || apt_opts+=(-o APT::Sandbox::User=root)
     apt-get "${apt_opts[@]}" update -qq >&2
     (
         cd "$work/src"
-        # APT downloads as user _apt when it can; let it write here.
-        chmod 0777 . 2>/dev/null || true
         if ! apt-get "${apt_opts[@]}" source --download-only "kubernetes=$DEB_SOURCE_VERSION" >&2; then
             log "kubernetes=$DEB_SOURCE_VERSION not found; trying the current kubernetes source package"
             apt-get "${apt_opts[@]}" source --download-only kubernetes >&2

@@ -99,6 +99,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         "CDS",
         "EDS",
         "LDS",
+        "SRDS",
         "RDS",
         "CONNECTED",
         "LAST NACK",
@@ -109,7 +110,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     for p in &resp.proxies {
         let mut row = vec![p.node_id.clone(), p.address.clone(), p.protocol.clone()];
         let mut nack = String::new();
-        for ty in ["CDS", "EDS", "LDS", "RDS"] {
+        for ty in ["CDS", "EDS", "LDS", "SRDS", "RDS"] {
             row.push(match p.types.iter().find(|t| t.r#type == ty) {
                 None => "-".to_string(),
                 Some(t) if t.in_sync => format!("SYNCED {}", short(&t.current_version)),

@@ -41,18 +41,20 @@ fn create_traffic_example(env: &KubeEnv, dir: &Path, slice_version: &str) {
         "traffic-example-00002",
         "traffic-example-00003",
     ] {
-        env.kubectl_ok(&[
-            "patch", "revision", rev, "-n", "default", "--subresource=status", "--type=merge", "-p",
+        patch_status(
+            env,
+            &format!("revisions/{rev}"),
             r#"{"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"True"}]}}"#,
-        ]);
+        );
     }
     env.apply_yaml(
         "apiVersion: serving.knative.dev/v1\nkind: Configuration\nmetadata:\n  name: traffic-example\n  namespace: default\n  labels:\n    serving.knative.dev/service: traffic-example\nspec:\n  template:\n    spec:\n      containers:\n      - image: ghcr.io/knative/helloworld-go:latest\n",
     );
-    env.kubectl_ok(&[
-        "patch", "configuration", "traffic-example", "-n", "default", "--subresource=status", "--type=merge", "-p",
+    patch_status(
+        env,
+        "configurations/traffic-example",
         r#"{"status":{"latestReadyRevisionName":"traffic-example-00003","latestCreatedRevisionName":"traffic-example-00003"}}"#,
-    ]);
+    );
     let uid = env.kubectl_ok(&[
         "get",
         "services.serving.knative.dev",
@@ -69,6 +71,34 @@ fn create_traffic_example(env: &KubeEnv, dir: &Path, slice_version: &str) {
             ("v2", "traffic-example-00002", 20),
         ],
     ));
+}
+
+/// Writes a status the way Knative's controllers do (merge patch of the status
+/// subresource; curl, so any kubectl version will do).
+fn patch_status(env: &KubeEnv, resource: &str, body: &str) {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--fail",
+            "-X",
+            "PATCH",
+            "-H",
+            "Content-Type: application/merge-patch+json",
+            "-H",
+        ])
+        .arg(format!("Authorization: Bearer {}", env.token))
+        .args(["--data-binary", body])
+        .arg(format!(
+            "{}/apis/serving.knative.dev/v1/namespaces/default/{resource}/status",
+            env.server
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "status PATCH of {resource} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The Route Knative's service reconciler makes (`MakeRoute`), with the given pinned

@@ -76,6 +76,8 @@ pub struct Pipeline {
     seen_at: Instant,
     /// Rebuilds so far (salts versions in baseline mode).
     serial: u64,
+    /// Keeps the encoded resources of unchanged objects between rebuilds.
+    builder: crate::xds::build::IncrementalBuilder,
 }
 
 impl Pipeline {
@@ -89,6 +91,7 @@ impl Pipeline {
             retained: BTreeMap::new(),
             seen_at: Instant::now(),
             serial: 0,
+            builder: Default::default(),
         }
     }
 
@@ -140,18 +143,28 @@ impl Pipeline {
     }
 
     fn rebuild(&mut self, started: Instant, objects_changed: usize) {
-        let output = self.translator.translate(self.source.store());
+        let baseline = self.translator.options.baseline_full_push;
+        let output = if baseline {
+            self.translator.translate(self.source.store())
+        } else {
+            self.translator.translate_ingresses(self.source.store())
+        };
         let metrics = &self.shared.metrics;
         metrics
             .translation_seconds
             .observe(started.elapsed().as_secs_f64());
         let encoding = Instant::now();
-        let baseline = self.translator.options.baseline_full_push;
         let snapshot = if baseline {
             self.serial += 1;
             Snapshot::from_envoy(&output.envoy, None).salted(self.serial)
         } else {
-            Snapshot::from_envoy(&output.envoy, self.translated.as_ref())
+            let o = &self.translator.options;
+            self.builder.build(
+                &output.ingresses,
+                self.source.store(),
+                &o.listeners,
+                o.check_endpoint_addresses,
+            )
         };
         metrics
             .snapshot_build_seconds

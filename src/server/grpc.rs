@@ -82,11 +82,15 @@ fn client_config(p: &ProxyInfo, snap: &Snapshot, exclude_contents: bool) -> Clie
         };
         let all = snap.resources(ty);
         let acked = t.acked_resources.clone().unwrap_or_default();
-        let mut names: std::collections::BTreeSet<String> = if t.wildcard {
-            all.keys().cloned().collect()
-        } else {
-            t.names.iter().cloned().collect()
-        };
+        let mut names: std::collections::BTreeSet<String> =
+            view_of(t, all).iter().map(|r| r.name.clone()).collect();
+        // Explicit names that do not exist (reported DOES_NOT_EXIST); globs are not names.
+        names.extend(
+            t.names
+                .iter()
+                .filter(|n| crate::xds::connection::glob_prefix(n).is_none())
+                .cloned(),
+        );
         names.extend(acked.keys().cloned());
         for name in names {
             let current = all.get(&name);
@@ -324,11 +328,7 @@ fn proxy_to_api(p: &ProxyInfo, snap: &Snapshot) -> api::ProxyStatus {
         .filter_map(|t| {
             let ty = ResourceType::from_type_url(&t.type_url)?;
             let all = snap.resources(ty);
-            let view: Vec<_> = if t.wildcard {
-                all.values().collect()
-            } else {
-                t.names.iter().filter_map(|n| all.get(n)).collect()
-            };
+            let view = view_of(t, all);
             let current: std::collections::BTreeMap<String, String> = view
                 .iter()
                 .map(|r| (r.name.clone(), r.version.clone()))
@@ -366,6 +366,27 @@ fn proxy_to_api(p: &ProxyInfo, snap: &Snapshot) -> api::ProxyStatus {
         connected_since_ms: p.connected_since_ms,
         types,
     }
+}
+
+/// The resources a subscription selects: everything (wildcard), its names, and what its
+/// xdstp globs cover.
+fn view_of<'a>(
+    t: &crate::xds::connection::TypeStatus,
+    all: &'a crate::xds::snapshot::ResourceMap,
+) -> Vec<&'a Arc<crate::xds::Resource>> {
+    if t.wildcard {
+        return all.values().collect();
+    }
+    all.values()
+        .filter(|r| {
+            t.names
+                .iter()
+                .any(|n| match crate::xds::connection::glob_prefix(n) {
+                    Some(p) => r.name.starts_with(p),
+                    None => *n == r.name,
+                })
+        })
+        .collect()
 }
 
 /// The resources a delta client ACKed, as the snapshot's `Arc`s where versions match

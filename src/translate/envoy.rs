@@ -140,9 +140,9 @@ pub fn build_with(
 }
 
 /// One Ingress' virtual hosts: (external, internal).
-type IngressHosts = (Vec<VirtualHost>, Vec<VirtualHost>);
+pub type IngressHosts = (Vec<VirtualHost>, Vec<VirtualHost>);
 
-fn virtual_hosts(ing: &Ingress) -> IngressHosts {
+pub fn virtual_hosts(ing: &Ingress) -> IngressHosts {
     let mut external = Vec::new();
     let mut internal = Vec::new();
     for rule in &ing.rules {
@@ -231,43 +231,61 @@ fn route_layout(
             (routes, Vec::new())
         }
         RouteLayout::Scoped => {
-            let mut routes = Vec::new();
-            let mut scopes = Vec::new();
-            // A SotW Envoy never applies an empty scope set (it cannot tell "no scopes" from
-            // "nothing for you"), so removing the last host would never take effect: each
-            // listener keeps one scope that matches no real host.
-            for listener in [EXTERNAL, INTERNAL] {
-                let rc_name = format!("{listener}/placeholder");
-                scopes.push(scope(listener, PLACEHOLDER_SCOPE_KEY, &rc_name));
-                routes.push(RouteConfiguration {
-                    name: rc_name,
-                    ..Default::default()
-                });
-            }
-            for (ing, (ext, int)) in per_ingress {
-                for (listener, vhosts) in [(EXTERNAL, ext), (INTERNAL, int)] {
-                    if vhosts.is_empty() {
-                        continue;
-                    }
-                    let rc_name = scoped_route_config_name(listener, ing);
-                    for host in vhosts.iter().flat_map(|v| v.domains.iter()) {
-                        if host.ends_with(":*") {
-                            continue; // the scope key is the host without its port
-                        }
-                        scopes.push(scope(listener, host, &rc_name));
-                    }
-                    routes.push(RouteConfiguration {
-                        name: rc_name,
-                        virtual_hosts: vhosts.clone(),
-                        ..Default::default()
-                    });
-                }
+            let (mut routes, mut scopes) = scoped_placeholders();
+            for (ing, hosts) in per_ingress {
+                let (r, s) = scoped_resources(ing, hosts);
+                routes.extend(r);
+                scopes.extend(s);
             }
             routes.sort_by(|a, b| a.name.cmp(&b.name));
             scopes.sort_by(|a, b| a.name.cmp(&b.name));
             (routes, scopes)
         }
     }
+}
+
+/// Scoped layout: a SotW Envoy never applies an empty scope set (it cannot tell "no
+/// scopes" from "nothing for you"), so removing the last host would never take effect:
+/// each listener keeps one scope that matches no real host.
+pub fn scoped_placeholders() -> (Vec<RouteConfiguration>, Vec<ScopedRouteConfiguration>) {
+    let mut routes = Vec::new();
+    let mut scopes = Vec::new();
+    for listener in [EXTERNAL, INTERNAL] {
+        let rc_name = format!("{listener}/placeholder");
+        scopes.push(scope(listener, PLACEHOLDER_SCOPE_KEY, &rc_name));
+        routes.push(RouteConfiguration {
+            name: rc_name,
+            ..Default::default()
+        });
+    }
+    (routes, scopes)
+}
+
+/// Scoped layout, one object: its RouteConfiguration per listener and a scope per host.
+pub fn scoped_resources(
+    ing: &Ingress,
+    (ext, int): &IngressHosts,
+) -> (Vec<RouteConfiguration>, Vec<ScopedRouteConfiguration>) {
+    let mut routes = Vec::new();
+    let mut scopes = Vec::new();
+    for (listener, vhosts) in [(EXTERNAL, ext), (INTERNAL, int)] {
+        if vhosts.is_empty() {
+            continue;
+        }
+        let rc_name = scoped_route_config_name(listener, ing);
+        for host in vhosts.iter().flat_map(|v| v.domains.iter()) {
+            if host.ends_with(":*") {
+                continue; // the scope key is the host without its port
+            }
+            scopes.push(scope(listener, host, &rc_name));
+        }
+        routes.push(RouteConfiguration {
+            name: rc_name,
+            virtual_hosts: vhosts.clone(),
+            ..Default::default()
+        });
+    }
+    (routes, scopes)
 }
 
 fn ads() -> ConfigSource {
@@ -287,7 +305,7 @@ fn any<M: Message + prost::Name>(m: &M) -> Any {
     }
 }
 
-fn listener(name: &str, address: &str, port: u16, layout: RouteLayout) -> Listener {
+pub fn listener(name: &str, address: &str, port: u16, layout: RouteLayout) -> Listener {
     let route_specifier = match layout {
         RouteLayout::PerListener => http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(ads()),
@@ -518,7 +536,7 @@ fn is_h2c(b: &Backend, svc: Option<&Service>) -> bool {
     }
 }
 
-fn cluster_for(
+pub fn cluster_for(
     b: &Backend,
     svc: Option<&Service>,
     store: &Store,

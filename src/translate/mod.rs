@@ -153,6 +153,19 @@ impl Translator {
 
     /// Translates the whole store.
     pub fn translate(&mut self, store: &Store) -> Output {
+        let mut out = self.translate_ingresses(store);
+        out.envoy = envoy::build_with(
+            &out.ingresses,
+            store,
+            &self.options.listeners,
+            self.options.check_endpoint_addresses,
+        );
+        out
+    }
+
+    /// [`Translator::translate`] without the Envoy resources (`envoy` is left empty): for
+    /// callers that build them incrementally (`xds::build::IncrementalBuilder`).
+    pub fn translate_ingresses(&mut self, store: &Store) -> Output {
         let (cfg, config_errors) = self.knative_config(store);
         let mut rejections = Vec::new();
         let mut accepted: BTreeMap<ObjectRef, Ingress> = BTreeMap::new();
@@ -232,15 +245,9 @@ impl Translator {
             }
         }
         rejections.sort_by(|a, b| a.object.cmp(&b.object));
-        let envoy = envoy::build_with(
-            &ingresses,
-            store,
-            &self.options.listeners,
-            self.options.check_endpoint_addresses,
-        );
         Output {
             ingresses,
-            envoy,
+            envoy: EnvoyConfig::default(),
             rejections,
             config_errors,
         }

@@ -1,6 +1,7 @@
 //! The xDS side, free of I/O: resource types and versions, snapshots, and the per-connection
 //! ADS protocol state machine. The gRPC server (`crate::server`) drives it.
 
+pub mod build;
 pub mod connection;
 pub mod json;
 pub mod resource;
