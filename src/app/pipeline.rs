@@ -303,7 +303,7 @@ pub fn object_view(store: &Store, output: &Output, services_make_routes: bool) -
     let rejected: BTreeMap<&ObjectRef, &crate::translate::Rejection> =
         output.rejections.iter().map(|r| (&r.object, r)).collect();
     let served: BTreeMap<&ObjectRef, &crate::translate::Ingress> =
-        output.ingresses.iter().map(|i| (&i.origin, i)).collect();
+        output.ingresses.iter().map(|i| (&i.origin, &**i)).collect();
     let mut objects = Vec::new();
     let mut add = |kind: Kind, key: &ObjectKey, generation: Option<i64>, produces: bool| {
         let object = ObjectRef {

@@ -250,7 +250,20 @@ pub struct Store {
     pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
     /// (namespace, service name) → EndpointSlice keys.
     slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// A fresh number each time an object (or a Configuration's set of Revisions) changes:
+    /// lets translation tell, without comparing objects, whether its inputs changed.
+    stamps: std::collections::HashMap<Dep, u64>,
 }
+
+/// Something a translation reads, for change detection ([`Store::stamp`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dep {
+    Object(Kind, ObjectKey),
+    /// The Revisions labelled with a Configuration (namespace, configuration name).
+    ConfigurationRevisions(ObjectKey),
+}
+
+const CONFIGURATION_LABEL: &str = "serving.knative.dev/configuration";
 
 impl Store {
     pub fn new() -> Store {
@@ -260,6 +273,17 @@ impl Store {
     /// Inserts or replaces an object.
     pub fn apply(&mut self, obj: Object) {
         let key = obj.key();
+        let kind = obj.kind();
+        if let Object::Revision(r) = &obj {
+            self.touch_configuration_revisions(&key);
+            if let Some(c) = r.metadata.labels.get(CONFIGURATION_LABEL) {
+                self.bump(Dep::ConfigurationRevisions(ObjectKey::new(
+                    key.namespace.clone(),
+                    c.clone(),
+                )));
+            }
+        }
+        self.bump(Dep::Object(kind, key.clone()));
         match obj {
             Object::KService(o) => {
                 self.kservices.insert(key, o);
@@ -359,6 +383,10 @@ impl Store {
 
     /// Removes an object; returns whether it existed.
     pub fn delete(&mut self, kind: Kind, key: &ObjectKey) -> bool {
+        if kind == Kind::Revision {
+            self.touch_configuration_revisions(key);
+        }
+        self.stamps.remove(&Dep::Object(kind, key.clone()));
         match kind {
             Kind::KService => self.kservices.remove(key).is_some(),
             Kind::Route => self.routes.remove(key).is_some(),
@@ -384,6 +412,34 @@ impl Store {
             }
             Kind::ConfigMap => self.config_maps.remove(key).is_some(),
         }
+    }
+
+    fn bump(&mut self, dep: Dep) {
+        // Process-wide, so stamps never repeat across stores (a cache filled from one store
+        // must not mistake another store's objects for the ones it saw).
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let stamp = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stamps.insert(dep, stamp);
+    }
+
+    /// Marks the Revision set of the Configuration an existing Revision belongs to.
+    fn touch_configuration_revisions(&mut self, key: &ObjectKey) {
+        let label = self
+            .revisions
+            .get(key)
+            .and_then(|r| r.metadata.labels.get(CONFIGURATION_LABEL))
+            .cloned();
+        if let Some(c) = label {
+            self.bump(Dep::ConfigurationRevisions(ObjectKey::new(
+                key.namespace.clone(),
+                c,
+            )));
+        }
+    }
+
+    /// When `dep` last changed; `None` if it does not exist (or never changed).
+    pub fn stamp(&self, dep: &Dep) -> Option<u64> {
+        self.stamps.get(dep).copied()
     }
 
     /// The EndpointSlices of a Service, in name order.

@@ -39,7 +39,7 @@ pub struct ObjectState {
 /// What the inspection API reads: the served Ingresses and every object's state.
 #[derive(Debug, Clone, Default)]
 pub struct View {
-    pub ingresses: Vec<Ingress>,
+    pub ingresses: Vec<Arc<Ingress>>,
     pub objects: Vec<ObjectState>,
 }
 

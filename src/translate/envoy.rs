@@ -87,14 +87,18 @@ pub const EXTERNAL: &str = "external";
 pub const INTERNAL: &str = "internal";
 
 /// Translates the accepted Ingresses (hosts already unique) into Envoy resources.
-pub fn build(ingresses: &[Ingress], store: &Store, listeners: &ListenerSettings) -> EnvoyConfig {
+pub fn build<I: std::borrow::Borrow<Ingress>>(
+    ingresses: &[I],
+    store: &Store,
+    listeners: &ListenerSettings,
+) -> EnvoyConfig {
     build_with(ingresses, store, listeners, true)
 }
 
 /// [`build`], optionally passing endpoint addresses through unchecked (test-only: lets a
 /// test make Envoy reject a config).
-pub fn build_with(
-    ingresses: &[Ingress],
+pub fn build_with<I: std::borrow::Borrow<Ingress>>(
+    ingresses: &[I],
     store: &Store,
     listeners: &ListenerSettings,
     check_addresses: bool,
@@ -102,6 +106,7 @@ pub fn build_with(
     let mut per_ingress = Vec::with_capacity(ingresses.len());
     let mut backends = BTreeSet::new();
     for ing in ingresses {
+        let ing = ing.borrow();
         per_ingress.push((ing, virtual_hosts(ing)));
         backends.extend(ing.backends().cloned());
     }

@@ -75,11 +75,11 @@ fn path_matches(p: &HttpPath, path: &str, headers: &[(String, String)]) -> bool 
         })
 }
 
-pub fn explain(ingresses: &[Ingress], req: &Request) -> Explanation {
+pub fn explain<I: std::borrow::Borrow<Ingress>>(ingresses: &[I], req: &Request) -> Explanation {
     let listener = if req.internal { INTERNAL } else { EXTERNAL };
     let host = normalize_host(&req.host);
     let path = if req.path.is_empty() { "/" } else { &req.path };
-    let found = ingresses.iter().find_map(|ing| {
+    let found = ingresses.iter().map(|i| i.borrow()).find_map(|ing| {
         ing.rules
             .iter()
             .find(|r| r.hosts.contains(&host))

@@ -17,6 +17,7 @@ pub mod route;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -102,7 +103,7 @@ impl Default for Options {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Output {
     /// Served Ingresses, ordered by origin.
-    pub ingresses: Vec<Ingress>,
+    pub ingresses: Vec<Arc<Ingress>>,
     pub envoy: EnvoyConfig,
     pub rejections: Vec<Rejection>,
     pub config_errors: Vec<ConfigError>,
@@ -113,8 +114,77 @@ pub struct Output {
 #[derive(Debug, Clone, Default)]
 pub struct Translator {
     pub options: Options,
-    last_good: BTreeMap<ObjectRef, Ingress>,
+    last_good: BTreeMap<ObjectRef, Arc<Ingress>>,
     last_config: Option<KnativeConfig>,
+    /// Each Route's last result and the stamps of what it read: reused while none changed.
+    route_cache: std::collections::HashMap<ObjectRef, CacheEntry>,
+    /// The config the cache was built with.
+    cache_config: Option<KnativeConfig>,
+}
+
+#[derive(Debug, Clone)]
+struct CacheEntry {
+    deps: Vec<(crate::model::store::Dep, Option<u64>)>,
+    result: Result<Arc<Ingress>, Vec<Problem>>,
+}
+
+/// Everything a Route's translation reads from the store, for cache invalidation.
+fn route_deps(
+    origin: &ObjectRef,
+    input: Option<&RouteInput>,
+    result: &Result<Arc<Ingress>, Vec<Problem>>,
+    cfg: &KnativeConfig,
+) -> Vec<crate::model::store::Dep> {
+    use crate::model::store::Dep;
+    let ns = &origin.key.namespace;
+    let key = |name: &str| ObjectKey::new(ns.clone(), name);
+    let mut deps = vec![
+        Dep::Object(origin.kind, origin.key.clone()),
+        // A Knative Service shadows a Route of its name.
+        Dep::Object(Kind::KService, origin.key.clone()),
+    ];
+    if let Some(input) = input {
+        for t in &input.traffic {
+            if let Some(r) = t.revision_name.as_deref().filter(|r| !r.is_empty()) {
+                deps.push(Dep::Object(Kind::Revision, key(r)));
+            }
+            let config = t
+                .configuration_name
+                .as_deref()
+                .filter(|c| !c.is_empty())
+                .or(if t.revision_name.as_deref().unwrap_or("").is_empty() {
+                    input.service.as_deref()
+                } else {
+                    None
+                });
+            if let Some(c) = config {
+                deps.push(Dep::Object(Kind::Configuration, key(c)));
+                deps.push(Dep::Object(Kind::KService, key(c)));
+                deps.push(Dep::ConfigurationRevisions(key(c)));
+            }
+        }
+    }
+    if let Ok(ing) = result {
+        let suffix = format!(".{ns}.svc.{}", cfg.cluster_domain);
+        for rule in &ing.rules {
+            for p in &rule.paths {
+                for s in &p.splits {
+                    deps.push(Dep::Object(Kind::Revision, key(&s.backend.service)));
+                }
+            }
+            // Placeholder Services (visibility) are named after each host name.
+            for h in &rule.hosts {
+                if let Some(name) = h.strip_suffix(&suffix) {
+                    deps.push(Dep::Object(Kind::Service, key(name)));
+                }
+            }
+        }
+    } else if let Some(input) = input {
+        deps.push(Dep::Object(Kind::Service, key(&input.meta.name)));
+    }
+    deps.sort();
+    deps.dedup();
+    deps
 }
 
 impl Translator {
@@ -123,6 +193,8 @@ impl Translator {
             options,
             last_good: BTreeMap::new(),
             last_config: None,
+            route_cache: Default::default(),
+            cache_config: None,
         }
     }
 
@@ -151,6 +223,11 @@ impl Translator {
         }
     }
 
+    /// Forgets cached per-Route results (the last good translations stay).
+    pub fn clear_cache(&mut self) {
+        self.route_cache.clear();
+    }
+
     /// Translates the whole store.
     pub fn translate(&mut self, store: &Store) -> Output {
         let mut out = self.translate_ingresses(store);
@@ -168,17 +245,30 @@ impl Translator {
     pub fn translate_ingresses(&mut self, store: &Store) -> Output {
         let (cfg, config_errors) = self.knative_config(store);
         let mut rejections = Vec::new();
-        let mut accepted: BTreeMap<ObjectRef, Ingress> = BTreeMap::new();
+        let mut accepted: BTreeMap<ObjectRef, Arc<Ingress>> = BTreeMap::new();
         let mut seen: BTreeSet<ObjectRef> = BTreeSet::new();
 
-        let mut inputs: Vec<Result<RouteInput, (ObjectRef, Vec<Problem>)>> = Vec::new();
+        // A config change can change any translation.
+        if self.cache_config.as_ref() != Some(&cfg) {
+            self.route_cache.clear();
+            self.cache_config = Some(cfg.clone());
+        }
+        let mut cache = std::mem::take(&mut self.route_cache);
+        let mut candidates: Vec<(
+            ObjectRef,
+            Option<&crate::model::objects::KService>,
+            Option<&crate::model::objects::Route>,
+        )> = Vec::new();
         if self.options.derive_routes_from_services {
-            for svc in store.kservices.values() {
-                let r = ObjectRef {
-                    kind: Kind::KService,
-                    key: ObjectKey::new(svc.metadata.namespace.clone(), svc.metadata.name.clone()),
-                };
-                inputs.push(RouteInput::from_kservice(svc).map_err(|p| (r, p)));
+            for (key, svc) in &store.kservices {
+                candidates.push((
+                    ObjectRef {
+                        kind: Kind::KService,
+                        key: key.clone(),
+                    },
+                    Some(svc),
+                    None,
+                ));
             }
         }
         for (key, route) in &store.routes {
@@ -196,12 +286,49 @@ impl Translator {
                 });
                 continue;
             }
-            inputs.push(Ok(RouteInput::from_route(route)));
+            candidates.push((
+                ObjectRef {
+                    kind: Kind::Route,
+                    key: key.clone(),
+                },
+                None,
+                Some(route),
+            ));
         }
-        for input in inputs {
-            let (origin, result) = match input {
-                Ok(i) => (i.origin.clone(), route::translate_route(&i, store, &cfg)),
-                Err((origin, p)) => (origin, Err(p)),
+        for (origin, svc, route) in candidates {
+            // Unchanged inputs: the previous result stands.
+            let result = match cache.remove(&origin) {
+                Some(entry) if entry.deps.iter().all(|(d, stamp)| store.stamp(d) == *stamp) => {
+                    let r = entry.result.clone();
+                    self.route_cache.insert(origin.clone(), entry);
+                    r
+                }
+                _ => {
+                    let input = match (svc, route) {
+                        (Some(svc), _) => RouteInput::from_kservice(svc),
+                        (None, Some(route)) => Ok(RouteInput::from_route(route)),
+                        (None, None) => continue,
+                    };
+                    let result = match &input {
+                        Ok(i) => route::translate_route(i, store, &cfg).map(Arc::new),
+                        Err(p) => Err(p.clone()),
+                    };
+                    let deps = route_deps(&origin, input.as_ref().ok(), &result, &cfg)
+                        .into_iter()
+                        .map(|d| {
+                            let stamp = store.stamp(&d);
+                            (d, stamp)
+                        })
+                        .collect();
+                    self.route_cache.insert(
+                        origin.clone(),
+                        CacheEntry {
+                            deps,
+                            result: result.clone(),
+                        },
+                    );
+                    result
+                }
             };
             seen.insert(origin.clone());
             self.settle(origin, result, &mut accepted, &mut rejections);
@@ -219,10 +346,11 @@ impl Translator {
                             kind,
                             key: key.clone(),
                         })
-                        .cloned()
+                        .map(|i| (**i).clone())
                 })
             };
-            let result = domain_mapping::translate_domain_mapping(dm, store, &cfg, lookup);
+            let result =
+                domain_mapping::translate_domain_mapping(dm, store, &cfg, lookup).map(Arc::new);
             seen.insert(origin.clone());
             self.settle(origin, result, &mut accepted, &mut rejections);
         }
@@ -257,8 +385,8 @@ impl Translator {
     fn settle(
         &mut self,
         origin: ObjectRef,
-        result: Result<Ingress, Vec<Problem>>,
-        accepted: &mut BTreeMap<ObjectRef, Ingress>,
+        result: Result<Arc<Ingress>, Vec<Problem>>,
+        accepted: &mut BTreeMap<ObjectRef, Arc<Ingress>>,
         rejections: &mut Vec<Rejection>,
     ) {
         match result {
@@ -285,10 +413,10 @@ impl Translator {
 /// namespace and name) keeps it; a later object claiming a taken host is rejected whole,
 /// so Envoy never sees a duplicate domain.
 fn resolve_host_conflicts(
-    accepted: BTreeMap<ObjectRef, Ingress>,
+    accepted: BTreeMap<ObjectRef, Arc<Ingress>>,
     rejections: &mut Vec<Rejection>,
-) -> Vec<Ingress> {
-    let mut order: Vec<Ingress> = accepted.into_values().collect();
+) -> Vec<Arc<Ingress>> {
+    let mut order: Vec<Arc<Ingress>> = accepted.into_values().collect();
     order.sort_by(|a, b| {
         (a.creation_timestamp.as_str(), &a.origin).cmp(&(b.creation_timestamp.as_str(), &b.origin))
     });

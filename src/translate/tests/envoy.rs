@@ -253,7 +253,7 @@ fn virtual_host_matches_its_hosts_with_and_without_a_port() {
 
 #[test]
 fn listeners_external_and_internal_on_their_ports() {
-    let cfg = build(
+    let cfg = build::<Ingress>(
         &[],
         &Store::new(),
         &ListenerSettings {
@@ -818,7 +818,7 @@ mod scoped_layout {
 
     #[test]
     fn scoped_layout_always_has_a_placeholder_scope_per_listener() {
-        let cfg = build(&[], &Store::new(), &ListenerSettings::default());
+        let cfg = build::<Ingress>(&[], &Store::new(), &ListenerSettings::default());
         for listener in [EXTERNAL, INTERNAL] {
             let prefix = scopes_locator(listener);
             let prefix = prefix.trim_end_matches('*');
