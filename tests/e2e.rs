@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{percent, Listener, Stack, REPO};
@@ -27,37 +26,6 @@ fn assert_share(
         (got - want).abs() <= tol,
         "{rev}: {got:.1}% of requests, want {want}% ±{tol}: {counts:?}"
     );
-}
-
-/// Sends ~50 requests/s to `host` until stopped; returns every non-200 outcome.
-fn background_traffic(
-    stack: &Stack,
-    host: &str,
-) -> (
-    Arc<AtomicBool>,
-    tokio::task::JoinHandle<(usize, Vec<String>)>,
-) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let client = stack.client.clone();
-    let url = stack.url(EXTERNAL, "/");
-    let host = host.to_string();
-    let flag = stop.clone();
-    let task = tokio::spawn(async move {
-        let mut failures = Vec::new();
-        let mut sent = 0;
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        while !flag.load(Ordering::Relaxed) {
-            tick.tick().await;
-            sent += 1;
-            match client.get(&url).header("Host", &host).send().await {
-                Ok(r) if r.status() == 200 => {}
-                Ok(r) => failures.push(format!("status {}", r.status())),
-                Err(e) => failures.push(e.to_string()),
-            }
-        }
-        (sent, failures)
-    });
-    (stop, task)
 }
 
 async fn traffic_example(delta: bool, scoped: bool) {
@@ -142,7 +110,7 @@ async fn traffic_example(delta: bool, scoped: bool) {
     assert_eq!(s.status(INTERNAL, host).await, 200);
 
     // Live change under ~50 requests/s: 80/10/10, zero failed requests, within 1 s.
-    let (stop, traffic) = background_traffic(&s, host);
+    let (stop, traffic) = s.background_traffic(host);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = s.routes_version().await;
     let written = Instant::now();
@@ -178,7 +146,7 @@ async fn traffic_example(delta: bool, scoped: bool) {
 
     // Dropping revisions from the traffic removes their clusters: make-before-break, so
     // not one request fails while Envoy moves over.
-    let (stop, traffic) = background_traffic(&s, host);
+    let (stop, traffic) = s.background_traffic(host);
     let latest_only = step("traffic-example/service-80-10-10.yaml");
     let cut = latest_only.find("  traffic:").expect("traffic block");
     s.write_manifest(
@@ -342,7 +310,7 @@ async fn blue_green_demo(delta: bool, scoped: bool) {
     assert_eq!(counts.get(green), Some(&20), "{counts:?}");
 
     // Step 2: 50/50.
-    let (stop, traffic) = background_traffic(&s, host);
+    let (stop, traffic) = s.background_traffic(host);
     s.write_manifest("route.yaml", &step("blue-green-demo/route-50-50.yaml"));
     s.wait_until("green to get traffic", Duration::from_secs(5), || async {
         s.get(EXTERNAL, host).await.revision() == green
@@ -609,17 +577,7 @@ async fn control_plane_restart(scoped: bool) {
         after - before
     );
     // What the new server sent, per type: nothing of CDS/EDS/LDS/RDS content.
-    let proxies: serde_json::Value = serde_json::from_str(
-        &s.client
-            .get(format!("http://127.0.0.1:{}/debug/proxies", s.admin_port))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let proxies = s.admin_json("/debug/proxies").await;
     for t in proxies[0]["status"]["types"].as_array().unwrap() {
         let name = t["type_name"].as_str().unwrap();
         if name == "EDS" || name == "RDS" {

@@ -65,17 +65,7 @@ async fn csds_acks_and_nacks(delta: bool) {
     assert!(health.contains("SERVING"), "{health}");
 
     // Every resource the server serves shows up ACKED.
-    let snapshot: serde_json::Value = serde_json::from_str(
-        &s.client
-            .get(format!("http://127.0.0.1:{}/debug/snapshot", s.admin_port))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let snapshot = s.admin_json("/debug/snapshot").await;
     let served: usize = snapshot
         .as_object()
         .unwrap()

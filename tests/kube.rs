@@ -5,8 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::kube::{KubeEnv, KubeOptions, LIMITED_USER};
@@ -55,15 +54,7 @@ fn create_traffic_example(env: &KubeEnv, dir: &Path, slice_version: &str) {
         "configurations/traffic-example",
         r#"{"status":{"latestReadyRevisionName":"traffic-example-00003","latestCreatedRevisionName":"traffic-example-00003"}}"#,
     );
-    let uid = env.kubectl_ok(&[
-        "get",
-        "services.serving.knative.dev",
-        "traffic-example",
-        "-n",
-        "default",
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ]);
+    let uid = service_uid(env);
     env.apply_yaml(&route_yaml(
         &uid,
         &[
@@ -71,6 +62,19 @@ fn create_traffic_example(env: &KubeEnv, dir: &Path, slice_version: &str) {
             ("v2", "traffic-example-00002", 20),
         ],
     ));
+}
+
+/// The uid of the traffic-example Knative Service (for the Route's owner reference).
+fn service_uid(env: &KubeEnv) -> String {
+    env.kubectl_ok(&[
+        "get",
+        "services.serving.knative.dev",
+        "traffic-example",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ])
 }
 
 /// Writes a status the way Knative's controllers do (merge patch of the status
@@ -125,31 +129,6 @@ async fn wait_routed(s: &Stack) {
     .await;
 }
 
-fn background_traffic(
-    s: &Stack,
-) -> (
-    Arc<AtomicBool>,
-    tokio::task::JoinHandle<(usize, Vec<String>)>,
-) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (client, url, flag) = (s.client.clone(), s.url(EXTERNAL, "/"), stop.clone());
-    let task = tokio::spawn(async move {
-        let (mut sent, mut failures) = (0, Vec::new());
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        while !flag.load(Ordering::Relaxed) {
-            tick.tick().await;
-            sent += 1;
-            match client.get(&url).header("Host", HOST).send().await {
-                Ok(r) if r.status() == 200 => {}
-                Ok(r) => failures.push(format!("status {}", r.status())),
-                Err(e) => failures.push(e.to_string()),
-            }
-        }
-        (sent, failures)
-    });
-    (stop, task)
-}
-
 async fn routes_like_manifests(opts: KubeOptions, slice_version: &str) {
     let env = KubeEnv::start(opts);
     let s = Stack::start_kube(&example(), true, &env.kubeconfig, &[]).await;
@@ -190,15 +169,7 @@ async fn routes_like_manifests(opts: KubeOptions, slice_version: &str) {
     assert_eq!(s.status(EXTERNAL, "nope.default.example.com").await, 404);
 
     // Updating the Route's traffic shifts the split.
-    let uid = env.kubectl_ok(&[
-        "get",
-        "services.serving.knative.dev",
-        "traffic-example",
-        "-n",
-        "default",
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ]);
+    let uid = service_uid(&env);
     env.apply_yaml(&route_yaml(
         &uid,
         &[
@@ -294,7 +265,7 @@ async fn apiserver_down_for_10s_costs_no_request_and_later_changes_arrive() {
     create_traffic_example(&env, &s.manifests, "v1beta1");
     wait_routed(&s).await;
 
-    let (stop, traffic) = background_traffic(&s);
+    let (stop, traffic) = s.background_traffic(HOST);
     env.stop_apiserver();
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(
@@ -311,15 +282,7 @@ async fn apiserver_down_for_10s_costs_no_request_and_later_changes_arrive() {
     assert!(failures.is_empty(), "failed requests: {failures:?}");
 
     // The watches came back: a change made now arrives.
-    let uid = env.kubectl_ok(&[
-        "get",
-        "services.serving.knative.dev",
-        "traffic-example",
-        "-n",
-        "default",
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ]);
+    let uid = service_uid(&env);
     env.apply_yaml(&route_yaml(
         &uid,
         &[
@@ -363,7 +326,7 @@ async fn relist_after_410_is_atomic_no_empty_push_no_failed_request() {
         env.apply_yaml(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: noise-{i}\n  namespace: default\ndata: {{}}\n"));
     }
     let before = s.metrics().await;
-    let (stop, traffic) = background_traffic(&s);
+    let (stop, traffic) = s.background_traffic(HOST);
     // With the watch cache off, resuming a watch from a compacted revision answers 410.
     env.stop_apiserver();
     env.etcd_compact();
@@ -448,15 +411,7 @@ async fn bench_api_write_to_envoy_ack() {
     })
     .await;
 
-    let uid = env.kubectl_ok(&[
-        "get",
-        "services.serving.knative.dev",
-        "traffic-example",
-        "-n",
-        "default",
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ]);
+    let uid = service_uid(&env);
     let stat = "http.external.rds.external.version_text";
     let mut samples = Vec::with_capacity(CHANGES);
     for i in 0..CHANGES {

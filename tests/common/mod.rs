@@ -450,6 +450,54 @@ impl Stack {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// ~50 requests/s to `host` on the external listener until the flag is set; the task
+    /// returns how many were sent and every non-200 outcome.
+    pub fn background_traffic(
+        &self,
+        host: &str,
+    ) -> (
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        tokio::task::JoinHandle<(usize, Vec<String>)>,
+    ) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (client, url, flag) = (
+            self.client.clone(),
+            self.url(Listener::External, "/"),
+            stop.clone(),
+        );
+        let host = host.to_string();
+        let task = tokio::spawn(async move {
+            let (mut sent, mut failures) = (0, Vec::new());
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            while !flag.load(Ordering::Relaxed) {
+                tick.tick().await;
+                sent += 1;
+                match client.get(&url).header("Host", &host).send().await {
+                    Ok(r) if r.status() == 200 => {}
+                    Ok(r) => failures.push(format!("status {}", r.status())),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            (sent, failures)
+        });
+        (stop, task)
+    }
+
+    /// A JSON admin endpoint of the control plane (`/debug/...`).
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let text = self
+            .client
+            .get(format!("http://127.0.0.1:{}{path}", self.admin_port))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+    }
+
     /// The control plane's `/metrics` text.
     pub async fn metrics(&self) -> String {
         self.client

@@ -1,0 +1,72 @@
+//! The load harness (`examples/xds-load.rs`) at a small scale, asserting correctness, not
+//! timings: every change reaches every client, and every client ends with exactly the
+//! server's final resources (which are those of a fresh render of the final folder).
+
+use std::time::Duration;
+
+use knative_xds::load::{self, LoadConfig, LoadReport, Mode};
+use knative_xds::xds::connection::Protocol;
+
+fn smoke(protocol: Protocol, mode: Mode, routes: usize, clients: usize) -> LoadReport {
+    let cfg = LoadConfig {
+        routes,
+        clients,
+        changes: 20,
+        protocol,
+        mode,
+        seed: 7,
+        initial_timeout: Duration::from_secs(120),
+        change_timeout: Duration::from_secs(60),
+        ..LoadConfig::default()
+    };
+    let r = load::run(&cfg).expect("the load run completes");
+    assert_eq!(
+        r.final_check.clients_matching, clients,
+        "every client ends with the server's resources: {:?}",
+        r.final_check
+    );
+    assert!(r.final_check.server_matches_render, "{:?}", r.final_check);
+    assert!(r.resources["CDS"] > routes, "{:?}", r.resources);
+    assert!(r.initial_bytes_per_client > 0.0);
+    assert!(r.bytes_per_change_per_client.mean > 0.0);
+    r
+}
+
+#[test]
+fn delta_incremental() {
+    let r = smoke(Protocol::Delta, Mode::Incremental, 500, 50);
+    // A one-Service change costs a few of its own resources, not the whole config.
+    assert!(
+        r.bytes_per_change_per_client.mean < r.initial_bytes_per_client / 20.0,
+        "{r:?}"
+    );
+}
+
+#[test]
+fn sotw_incremental() {
+    let r = smoke(Protocol::Sotw, Mode::Incremental, 500, 50);
+    assert!(
+        r.bytes_per_change_per_client.mean < r.initial_bytes_per_client / 20.0,
+        "{r:?}"
+    );
+}
+
+#[test]
+fn delta_baseline() {
+    // Smaller: the baseline resends everything to everyone on every change.
+    let r = smoke(Protocol::Delta, Mode::Baseline, 200, 20);
+    // Kourier's behaviour: every change resends everything.
+    assert!(
+        r.bytes_per_change_per_client.mean > r.initial_bytes_per_client / 2.0,
+        "{r:?}"
+    );
+}
+
+#[test]
+fn sotw_baseline() {
+    let r = smoke(Protocol::Sotw, Mode::Baseline, 200, 20);
+    assert!(
+        r.bytes_per_change_per_client.mean > r.initial_bytes_per_client / 2.0,
+        "{r:?}"
+    );
+}
