@@ -184,7 +184,8 @@ async fn routes_like_manifests(opts: KubeOptions, slice_version: &str) {
     .await;
 
     // Changing an EndpointSlice changes the upstream, not the routes.
-    let rds = s.stat("http.external.rds.external.version_text").await;
+    let rds = s.routes_version().await;
+    assert!(rds.contains("traffic-example"), "route versions visible: {rds}");
     let v2_port = s.upstream_ports[&19102].to_string();
     let v1_port = s.upstream_ports[&19101].to_string();
     let slices = read(&s.manifests, "endpoints.yaml").replace(
@@ -220,7 +221,7 @@ async fn routes_like_manifests(opts: KubeOptions, slice_version: &str) {
     )
     .await;
     assert_eq!(
-        s.stat("http.external.rds.external.version_text").await,
+        s.routes_version().await,
         rds,
         "routes untouched"
     );
@@ -412,7 +413,9 @@ async fn bench_api_write_to_envoy_ack() {
     .await;
 
     let uid = service_uid(&env);
-    let stat = "http.external.rds.external.version_text";
+    // The Route's own RouteConfiguration on the external listener (scoped layout).
+    let stat = "http.external.rds.external/Route/default/traffic-example.version_text";
+    assert!(s.stat(stat).await.is_some(), "no stat {stat}");
     let mut samples = Vec::with_capacity(CHANGES);
     for i in 0..CHANGES {
         let v1 = 10 + (i % 80) as u32;
