@@ -29,8 +29,10 @@ pub mod api {
 pub mod app;
 pub mod cli;
 pub mod client;
+pub mod load;
 pub mod model;
 pub mod server;
 pub mod sources;
 pub mod translate;
+pub mod workload;
 pub mod xds;

@@ -185,7 +185,10 @@ async fn routes_like_manifests(opts: KubeOptions, slice_version: &str) {
 
     // Changing an EndpointSlice changes the upstream, not the routes.
     let rds = s.routes_version().await;
-    assert!(rds.contains("traffic-example"), "route versions visible: {rds}");
+    assert!(
+        rds.contains("traffic-example"),
+        "route versions visible: {rds}"
+    );
     let v2_port = s.upstream_ports[&19102].to_string();
     let v1_port = s.upstream_ports[&19101].to_string();
     let slices = read(&s.manifests, "endpoints.yaml").replace(
@@ -220,11 +223,7 @@ async fn routes_like_manifests(opts: KubeOptions, slice_version: &str) {
         },
     )
     .await;
-    assert_eq!(
-        s.routes_version().await,
-        rds,
-        "routes untouched"
-    );
+    assert_eq!(s.routes_version().await, rds, "routes untouched");
 
     // Deleting the Route makes its hosts 404.
     env.kubectl_ok(&["delete", "route", "traffic-example", "-n", "default"]);

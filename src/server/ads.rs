@@ -149,6 +149,9 @@ async fn run_stream<F: Flavor>(
     };
     let mut conn = Connection::new(F::PROTOCOL);
     let connected_since = SystemTime::now();
+    // /debug/proxies, CSDS and `status` read a copy of the connection's state; copying it is
+    // linear in the resources, so it is refreshed at most every STATUS_REFRESH, not per message.
+    let mut status_due: Option<tokio::time::Instant> = None;
     debug!(
         connection = id,
         ?addr,
@@ -177,8 +180,20 @@ async fn run_stream<F: Flavor>(
                 current = s;
                 F::snapshot(&mut conn, &current)
             }
+            _ = sleep_until(status_due) => {
+                status_due = None;
+                publish_status(&shared, id, addr, &conn, connected_since);
+                continue;
+            }
         };
-        record(&shared, id, addr, &mut conn, connected_since, &current);
+        if record(&shared, id, &mut conn, &current) || status_due.is_none() {
+            if status_due.is_none() {
+                status_due = Some(tokio::time::Instant::now() + STATUS_REFRESH);
+            }
+            if !shared.has_proxy(id) {
+                publish_status(&shared, id, addr, &conn, connected_since);
+            }
+        }
         for resp in out {
             if let Some(ty) = ResourceType::from_type_url(F::type_url(&resp)) {
                 shared
@@ -197,17 +212,23 @@ async fn run_stream<F: Flavor>(
     debug!(connection = id, "ADS stream closed");
 }
 
-/// Publishes the connection's status, logs its ACK/NACK events and reports convergence.
-fn record(
-    shared: &Shared,
-    id: u64,
-    addr: Option<SocketAddr>,
-    conn: &mut Connection,
-    connected_since: SystemTime,
-    current: &Arc<Snapshot>,
-) {
-    let node = conn.node().cloned().unwrap_or_default();
-    for ev in conn.take_events() {
+/// How stale the published copy of a connection's state may be.
+const STATUS_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Logs the connection's ACK/NACK events and reports convergence; returns whether
+/// anything happened that the published status should show.
+fn record(shared: &Shared, id: u64, conn: &mut Connection, current: &Arc<Snapshot>) -> bool {
+    let node_id = conn.node().map(|n| n.id.clone()).unwrap_or_default();
+    let events = conn.take_events();
+    let happened = !events.is_empty();
+    for ev in events {
         match ev {
             ConnectionEvent::Nack {
                 type_url, message, ..
@@ -218,12 +239,12 @@ fn record(
                     .nacks
                     .get_or_create(&Metrics::type_label(&label))
                     .inc();
-                warn!(proxy = %node.id, r#type = %label, reason = %message, "Envoy rejected config (NACK); it keeps its last good config");
+                warn!(proxy = %node_id, r#type = %label, reason = %message, "Envoy rejected config (NACK); it keeps its last good config");
             }
             ConnectionEvent::Ack {
                 type_url, version, ..
             } => {
-                debug!(proxy = %node.id, r#type = %type_url, %version, "ACK");
+                debug!(proxy = %node_id, r#type = %type_url, %version, "ACK");
             }
             ConnectionEvent::Sent {
                 type_url,
@@ -232,12 +253,29 @@ fn record(
                 removed,
                 ..
             } => {
-                debug!(proxy = %node.id, r#type = %type_url, %version, resources, removed, "sent");
+                debug!(proxy = %node_id, r#type = %type_url, %version, resources, removed, "sent");
             }
             _ => {}
         }
     }
-    let in_sync = conn.in_sync(current);
+    // Checking the whole view is linear in the resources: only when convergence waits for
+    // this connection and it has answered everything it was sent.
+    if shared.awaits(id) && !conn.awaiting_answers() && conn.in_sync(current) {
+        shared.proxy_synced(id, current);
+    }
+    happened
+}
+
+/// Publishes a copy of the connection's state for /debug/proxies, CSDS and `status`.
+fn publish_status(
+    shared: &Shared,
+    id: u64,
+    addr: Option<SocketAddr>,
+    conn: &Connection,
+    connected_since: SystemTime,
+) {
+    let node = conn.node().cloned().unwrap_or_default();
+    let status = conn.status();
     let info = ProxyInfo {
         node_id: node.id.clone(),
         node_cluster: node.cluster.clone(),
@@ -247,8 +285,8 @@ fn record(
             Protocol::Delta => "delta",
         },
         connected_since_ms: unix_ms(connected_since),
-        in_sync,
-        status: conn.status(),
+        in_sync: status.types.iter().all(|t| t.pending.is_none()),
+        status,
         node,
     };
     if let Ok(mut p) = shared.proxies.lock() {
@@ -257,8 +295,5 @@ fn record(
         }
         p.insert(id, info);
         shared.metrics.connected_proxies.set(p.len() as i64);
-    }
-    if in_sync {
-        shared.proxy_synced(id, current);
     }
 }

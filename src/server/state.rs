@@ -135,6 +135,22 @@ impl Shared {
         self.metrics.snapshots.inc();
     }
 
+    /// Whether this connection has been published in the proxy registry.
+    pub fn has_proxy(&self, connection: u64) -> bool {
+        self.proxies
+            .lock()
+            .map(|p| p.contains_key(&connection))
+            .unwrap_or(false)
+    }
+
+    /// Whether convergence of the current snapshot still waits for this connection.
+    pub fn awaits(&self, connection: u64) -> bool {
+        self.convergence
+            .lock()
+            .map(|c| c.waiting.contains(&connection))
+            .unwrap_or(false)
+    }
+
     /// A connection finished applying `snapshot` (everything ACKed).
     pub fn proxy_synced(&self, connection: u64, snapshot: &Arc<Snapshot>) {
         let Ok(mut c) = self.convergence.lock() else {

@@ -360,6 +360,10 @@ pub struct Connection {
     eds_resend: BTreeSet<String>,
     events: VecDeque<ConnectionEvent>,
     events_dropped: u64,
+    /// The snapshot (by id) every type was last synced against: a request that changes no
+    /// subscription (an ACK) needs no look at a snapshot already synced — which keeps ACKs
+    /// cheap however many resources there are.
+    synced: Option<u64>,
 }
 
 impl Connection {
@@ -373,6 +377,7 @@ impl Connection {
             eds_resend: BTreeSet::new(),
             events: VecDeque::new(),
             events_dropped: 0,
+            synced: None,
         }
     }
 
@@ -492,8 +497,12 @@ impl Connection {
             // Newly requested names must be (re)sent even if unchanged.
             st.respond = true;
         }
+        let nothing_new = !first && !st.respond && self.synced == Some(snap.id());
         if let Some(ev) = event {
             push_event(&mut self.events, &mut self.events_dropped, ev);
+        }
+        if nothing_new {
+            return Ok(Vec::new());
         }
         Ok(self.sotw_sync(snap))
     }
@@ -609,6 +618,8 @@ impl Connection {
                 st.reply_pending = true;
             }
         }
+        let subscription_changed =
+            !resource_names_subscribe.is_empty() || !resource_names_unsubscribe.is_empty();
         for name in resource_names_subscribe {
             if name == "*" {
                 st.sub.wildcard = true;
@@ -645,8 +656,16 @@ impl Connection {
         if first && st.sub.wildcard {
             st.reply_pending = true;
         }
+        let nothing_new = !first
+            && !subscription_changed
+            && !st.reply_pending
+            && st.resend.is_empty()
+            && self.synced == Some(snap.id());
         if let Some(ev) = event {
             push_event(&mut self.events, &mut self.events_dropped, ev);
+        }
+        if nothing_new {
+            return Ok(Vec::new());
         }
         Ok(self.delta_sync(snap))
     }
@@ -670,6 +689,14 @@ impl Connection {
 
     /// Per type: subscription, ACKed state, the response awaiting an answer, the last NACK and
     /// counters. For `/debug/proxies` and metrics.
+    /// Responses sent and not yet ACKed or NACKed (cheap; no look at resources).
+    pub fn awaiting_answers(&self) -> bool {
+        self.sotw
+            .values()
+            .any(|st| st.latest.is_some() && !st.answered)
+            || self.delta.values().any(|st| !st.outstanding.is_empty())
+    }
+
     /// Whether the client has ACKed exactly its view of `snap` for every type it
     /// subscribed to: nothing pending, nothing rejected, nothing missing.
     pub fn in_sync(&self, snap: &Snapshot) -> bool {
@@ -777,6 +804,7 @@ impl Connection {
     }
 
     fn sotw_sync(&mut self, snap: &Snapshot) -> Vec<DiscoveryResponse> {
+        self.synced = Some(snap.id());
         let Connection {
             sotw,
             eds_resend,
@@ -883,6 +911,7 @@ impl Connection {
     }
 
     fn delta_sync(&mut self, snap: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        self.synced = Some(snap.id());
         let Connection {
             delta,
             eds_resend,

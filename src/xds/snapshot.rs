@@ -14,6 +14,9 @@ pub type ResourceMap = BTreeMap<String, Arc<Resource>>;
 /// resources that did not change between two snapshots are the same `Arc`s.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
+    /// Identity of this content (not compared): lets a connection skip re-examining a
+    /// snapshot it has already synced against.
+    id: SnapshotId,
     clusters: ResourceMap,
     endpoints: ResourceMap,
     listeners: ResourceMap,
@@ -21,7 +24,35 @@ pub struct Snapshot {
     routes: ResourceMap,
 }
 
+/// A process-unique number per snapshot content; equal for clones, never compared.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotId(u64);
+
+impl SnapshotId {
+    fn fresh() -> SnapshotId {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        SnapshotId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl Default for SnapshotId {
+    fn default() -> Self {
+        SnapshotId::fresh()
+    }
+}
+
+impl PartialEq for SnapshotId {
+    fn eq(&self, _: &SnapshotId) -> bool {
+        true
+    }
+}
+
 impl Snapshot {
+    /// See [`SnapshotId`].
+    pub fn id(&self) -> u64 {
+        self.id.0
+    }
+
     pub fn new(
         clusters: ResourceMap,
         endpoints: ResourceMap,
@@ -29,6 +60,7 @@ impl Snapshot {
         routes: ResourceMap,
     ) -> Snapshot {
         Snapshot {
+            id: SnapshotId::fresh(),
             clusters,
             endpoints,
             listeners,
@@ -48,6 +80,7 @@ impl Snapshot {
     }
 
     pub fn resources_mut(&mut self, ty: ResourceType) -> &mut ResourceMap {
+        self.id = SnapshotId::fresh();
         match ty {
             ResourceType::Cluster => &mut self.clusters,
             ResourceType::Endpoint => &mut self.endpoints,
@@ -115,6 +148,7 @@ impl Snapshot {
                 .collect()
         }
         Snapshot {
+            id: SnapshotId::fresh(),
             clusters: encode(ResourceType::Cluster, &cfg.clusters, |c| &c.name, previous),
             endpoints: encode(
                 ResourceType::Endpoint,
