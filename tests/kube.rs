@@ -80,6 +80,12 @@ fn service_uid(env: &KubeEnv) -> String {
 /// Writes a status the way Knative's controllers do (merge patch of the status
 /// subresource; curl, so any kubectl version will do).
 fn patch_status(env: &KubeEnv, resource: &str, body: &str) {
+    merge_patch(env, &format!("{resource}/status"), body);
+}
+
+/// A JSON merge patch of a serving.knative.dev object in `default`, straight to the
+/// apiserver (curl: no kubectl start-up, and any kubectl version will do).
+fn merge_patch(env: &KubeEnv, path: &str, body: &str) {
     let out = std::process::Command::new("curl")
         .args([
             "-sk",
@@ -93,14 +99,14 @@ fn patch_status(env: &KubeEnv, resource: &str, body: &str) {
         .arg(format!("Authorization: Bearer {}", env.token))
         .args(["--data-binary", body])
         .arg(format!(
-            "{}/apis/serving.knative.dev/v1/namespaces/default/{resource}/status",
+            "{}/apis/serving.knative.dev/v1/namespaces/default/{path}",
             env.server
         ))
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "status PATCH of {resource} failed: {}",
+        "PATCH of {path} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -458,27 +464,5 @@ async fn bench_api_write_to_envoy_ack() {
 fn patch_route(env: &KubeEnv, yaml: &str) {
     let route: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
     let body = serde_json::json!({ "spec": route["spec"] }).to_string();
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sk",
-            "--fail",
-            "-X",
-            "PATCH",
-            "-H",
-            "Content-Type: application/merge-patch+json",
-            "-H",
-        ])
-        .arg(format!("Authorization: Bearer {}", env.token))
-        .args(["--data-binary", &body])
-        .arg(format!(
-            "{}/apis/serving.knative.dev/v1/namespaces/default/routes/traffic-example",
-            env.server
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "PATCH failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    merge_patch(env, "routes/traffic-example", &body);
 }
