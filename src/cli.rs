@@ -198,16 +198,26 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run_client(fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+/// A tokio runtime (multi-threaded for the server, one thread for the clients); reports
+/// a failure to start it.
+fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    match builder.enable_all().build() {
+        Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
-            return ExitCode::FAILURE;
+            None
         }
+    }
+}
+
+fn run_client(fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    let Some(rt) = runtime(false) else {
+        return ExitCode::FAILURE;
     };
     match rt.block_on(fut) {
         Ok(code) => code,
@@ -243,15 +253,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         admin_address: args.admin_address,
         options,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime(true) else {
+        return ExitCode::FAILURE;
     };
     match rt.block_on(app::serve(cfg, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,

@@ -60,7 +60,7 @@ impl IncrementalBuilder {
         settings: &ListenerSettings,
         check_addresses: bool,
     ) -> Snapshot {
-        if self.settings.as_ref() != Some(&(settings.clone(), check_addresses)) {
+        if self.settings.as_ref().map(|(s, c)| (s, *c)) != Some((settings, check_addresses)) {
             *self = IncrementalBuilder::default();
             self.settings = Some((settings.clone(), check_addresses));
             let listeners = [
@@ -196,11 +196,6 @@ impl IncrementalBuilder {
             }
             Snapshot::new(clusters, endpoints, listeners, routes)
         }
-    }
-
-    /// Objects currently cached (for tests and metrics).
-    pub fn cached_objects(&self) -> usize {
-        self.ingresses.len()
     }
 }
 
