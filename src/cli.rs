@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve Envoy gateways over ADS (SotW and Delta) and the admin endpoints.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the Envoy resources that would be served, as JSON.
     Render(RenderArgs),
     /// List every rejected object and why; exit 1 if there is any.
@@ -96,6 +96,14 @@ pub enum LogFormat {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct TranslateArgs {
+    /// What to serve: Knative's Routes, Services and DomainMappings, or (as Knative's
+    /// networking layer) the KIngresses of `--ingress-class`.
+    #[arg(long, value_enum, default_value_t = Mode::Routes, env = "KNATIVE_XDS_MODE")]
+    pub mode: Mode,
+    /// `--mode ingress`: the `networking.knative.dev/ingress.class` annotation value we own;
+    /// KIngresses of any other class are left untouched.
+    #[arg(long, default_value = crate::translate::kingress::DEFAULT_CLASS, env = "KNATIVE_XDS_INGRESS_CLASS")]
+    pub ingress_class: String,
     /// Gateway port of the external listener (ExternalIP hosts).
     #[arg(long, default_value_t = 8080, env = "KNATIVE_XDS_EXTERNAL_PORT")]
     pub external_port: u16,
@@ -140,6 +148,7 @@ impl TranslateArgs {
             derive_routes_from_services: true,
             check_endpoint_addresses: !self.testing_unchecked_endpoints,
             baseline_full_push: self.baseline_full_push,
+            ingress_class: (self.mode == Mode::Ingress).then(|| self.ingress_class.clone()),
         }
     }
 }
@@ -149,8 +158,6 @@ pub struct ServeArgs {
     /// Folder of Kubernetes YAML to serve (re-read on change). Without it: Kubernetes.
     #[arg(long)]
     pub manifests: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = Mode::Routes)]
-    pub mode: Mode,
     #[arg(long, default_value = "0.0.0.0:18000")]
     pub xds_address: SocketAddr,
     #[arg(long, default_value = "127.0.0.1:9090")]
@@ -161,7 +168,33 @@ pub struct ServeArgs {
     #[arg(long = "namespace")]
     pub namespaces: Vec<String>,
     #[command(flatten)]
+    pub status: StatusWriterArgs,
+    #[command(flatten)]
     pub translate: TranslateArgs,
+}
+
+/// `--mode ingress` with Kubernetes: how KIngress status is reported.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StatusWriterArgs {
+    /// The gateway Service external traffic reaches (`NAMESPACE/NAME`): Knative's
+    /// `status.publicLoadBalancer`.
+    #[arg(long, default_value = "knative-xds/knative-xds-gateway")]
+    pub public_gateway_service: String,
+    /// The gateway Service cluster-local traffic reaches: `status.privateLoadBalancer`.
+    #[arg(long, default_value = "knative-xds/knative-xds-gateway-internal")]
+    pub private_gateway_service: String,
+    /// Lease that elects the one replica writing status (every replica serves xDS).
+    #[arg(long, default_value = "knative-xds-status")]
+    pub lease_name: String,
+    /// Namespace of the Lease.
+    #[arg(long, default_value = "knative-xds", env = "POD_NAMESPACE")]
+    pub lease_namespace: String,
+    /// Seconds a leader's Lease lasts without renewal (hand-over time when it dies).
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration: u64,
+    /// This replica's identity in the Lease (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -171,6 +204,39 @@ pub struct RenderArgs {
     pub manifests: PathBuf,
     #[command(flatten)]
     pub translate: TranslateArgs,
+}
+
+impl StatusWriterArgs {
+    fn settings(
+        &self,
+        translate: &TranslateArgs,
+    ) -> Result<crate::sources::kube_status::StatusSettings, String> {
+        let fqdn = |flag: &str, v: &str| match v.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                Ok(format!("{name}.{ns}.svc.{}", translate.cluster_domain))
+            }
+            _ => Err(format!("--{flag}: expected NAMESPACE/NAME, got {v:?}")),
+        };
+        let identity = self.identity.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| format!("knative-xds-{}", std::process::id()))
+        });
+        if self.lease_duration < 2 {
+            return Err("--lease-duration: at least 2 seconds".to_string());
+        }
+        Ok(crate::sources::kube_status::StatusSettings {
+            ingress_class: translate.ingress_class.clone(),
+            public_domain: fqdn("public-gateway-service", &self.public_gateway_service)?,
+            private_domain: fqdn("private-gateway-service", &self.private_gateway_service)?,
+            lease_name: self.lease_name.clone(),
+            lease_namespace: self.lease_namespace.clone(),
+            lease_seconds: self.lease_duration,
+            identity,
+        })
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -190,7 +256,7 @@ fn init_logging(format: LogFormat) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Render(args) => render(args),
         Command::Validate(args) => validate(args),
         Command::Status(args) => run_client(crate::client::status(args)),
@@ -230,28 +296,44 @@ fn run_client(fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>) 
 
 fn serve(args: ServeArgs) -> ExitCode {
     init_logging(args.log_format);
-    if args.mode == Mode::Ingress {
-        eprintln!("error: --mode ingress is not available yet");
-        return ExitCode::from(2);
-    }
     let mut options = args.translate.options();
+    let ingress_mode = args.translate.mode == Mode::Ingress;
     let source = match args.manifests.clone() {
         Some(dir) => app::SourceConfig::Manifests(dir),
         None => {
             // In a cluster Knative's controller makes Routes from Services.
             options.derive_routes_from_services = false;
+            use crate::model::Kind;
             app::SourceConfig::Kube(crate::sources::kube::KubeOptions {
                 namespaces: args.namespaces.clone(),
                 system_namespace: args.translate.system_namespace.clone(),
-                kinds: crate::model::Kind::ALL.to_vec(),
+                kinds: if ingress_mode {
+                    vec![Kind::KIngress, Kind::Service, Kind::EndpointSlice]
+                } else {
+                    Kind::ALL
+                        .into_iter()
+                        .filter(|k| *k != Kind::KIngress)
+                        .collect()
+                },
             })
         }
+    };
+    let status = match (&source, ingress_mode) {
+        (app::SourceConfig::Kube(_), true) => match args.status.settings(&args.translate) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
     };
     let cfg = app::ServeConfig {
         source,
         xds_address: args.xds_address,
         admin_address: args.admin_address,
         options,
+        status,
     };
     let Some(rt) = runtime(true) else {
         return ExitCode::FAILURE;

@@ -254,6 +254,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
             xds_address,
             admin_address,
             options: options.clone(),
+            status: None,
         },
         async move {
             let _ = stop_rx.await;

@@ -98,6 +98,8 @@ pub struct ServeConfig {
     pub xds_address: SocketAddr,
     pub admin_address: SocketAddr,
     pub options: Options,
+    /// KIngress mode with Kubernetes: write status (leader only).
+    pub status: Option<crate::sources::kube_status::StatusSettings>,
 }
 
 /// Runs the control plane until `shutdown` resolves.
@@ -170,6 +172,14 @@ pub async fn serve(
             );
             for (id, spec) in specs.into_iter().enumerate() {
                 tokio::spawn(kube_source::run_watch(client.clone(), id, spec, tx.clone()));
+            }
+            if let Some(settings) = cfg.status.clone() {
+                tokio::spawn(crate::sources::kube_status::run(
+                    client.clone(),
+                    shared.clone(),
+                    settings,
+                    stop_rx.clone(),
+                ));
             }
             drop(tx);
             let mut stop = stop_rx.clone();

@@ -78,6 +78,8 @@ pub struct Pipeline {
     serial: u64,
     /// Keeps the encoded resources of unchanged objects between rebuilds.
     builder: crate::xds::build::IncrementalBuilder,
+    /// KIngress mode: per KIngress, the generation served and the first snapshot with it.
+    served_since: std::collections::HashMap<crate::model::ObjectKey, (i64, u64)>,
 }
 
 impl Pipeline {
@@ -92,6 +94,7 @@ impl Pipeline {
             seen_at: Instant::now(),
             serial: 0,
             builder: Default::default(),
+            served_since: Default::default(),
         }
     }
 
@@ -213,7 +216,76 @@ impl Pipeline {
                 .set(n);
         }
         self.shared.set_view(view);
+        if let Some(class) = self.translator.options.ingress_class.clone() {
+            self.update_kingress_states(&class, &output);
+        }
         self.report(Some(output));
+    }
+
+    /// KIngress mode: what each KIngress' status should build on — served since which
+    /// snapshot, or why not — for the status writer.
+    fn update_kingress_states(&mut self, class: &str, output: &Output) {
+        use crate::model::Kind;
+        use crate::translate::status::{IngressState, IngressStates, Outcome};
+        let current = self.shared.current().map(|s| s.id()).unwrap_or(0);
+        let served: std::collections::HashMap<&crate::model::ObjectKey, Option<i64>> = output
+            .ingresses
+            .iter()
+            .filter(|i| i.origin.kind == Kind::KIngress)
+            .map(|i| (&i.origin.key, i.generation))
+            .collect();
+        let rejected: std::collections::HashMap<&crate::model::ObjectKey, _> = output
+            .rejections
+            .iter()
+            .filter(|r| r.object.kind == Kind::KIngress)
+            .map(|r| (&r.object.key, r))
+            .collect();
+        let mut states = IngressStates::default();
+        for (key, k) in &self.source.store().kingresses {
+            if crate::translate::kingress::class_of(k) != Some(class) {
+                continue;
+            }
+            let generation = k.metadata.generation.unwrap_or(0);
+            let outcome = if let Some(r) = rejected.get(key) {
+                Outcome::Rejected {
+                    reason: r.reason,
+                    message: r
+                        .problems
+                        .iter()
+                        .map(|p| format!("{}: {}", p.field, p.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                }
+            } else if served
+                .get(key)
+                .is_some_and(|g| g.unwrap_or(0) == generation)
+            {
+                let since = match self.served_since.get(key) {
+                    Some((g, s)) if *g == generation => *s,
+                    _ => {
+                        self.served_since.insert(key.clone(), (generation, current));
+                        current
+                    }
+                };
+                Outcome::Served {
+                    since_snapshot: since,
+                }
+            } else {
+                continue;
+            };
+            states.entries.insert(
+                key.clone(),
+                IngressState {
+                    generation,
+                    outcome,
+                    current: k.status.clone(),
+                    tls_hosts: crate::translate::kingress::tls_hosts(k),
+                },
+            );
+        }
+        self.served_since
+            .retain(|k, _| states.entries.contains_key(k));
+        self.shared.set_kingress_states(states);
     }
 
     /// Publishes the latest translation plus the retained clusters that have not expired;

@@ -13,25 +13,52 @@
 //!
 //! Every listener speaks HTTP/1.1 and HTTP/2 prior knowledge (h2c) on the same port and answers
 //! any request with `200`, a response header `x-revision: NAME` and a one-line JSON echo:
-//! `{"revision", "host", "path", "protocol", "headers"}`. Special paths: `/status/<code>`
-//! answers with that status, `/delay/<ms>` waits that long before answering.
+//! `{"revision", "host", "path", "protocol", "headers"}`. Special paths:
+//!
+//! - `/status/<code>` answers with that status (200..999);
+//! - `/delay/<ms>` waits that long (at most one hour) before answering;
+//! - `/retry-once/<key>` answers `503` to the first request for `<key>` (the rest of the path)
+//!   on this listener and `200` to every later one, so a test can prove nobody retried;
+//! - `/slow-body/<ms>` sends the status, headers and the first half of the echo at once, then
+//!   the rest after `<ms>` (at most one hour), so a test can prove nobody times out mid-body.
+//!
+//! Special requests, on every path:
+//!
+//! - a Knative probe (`K-Network-Probe: probe`, as in Knative's `pkg/http/probe`) answers `200`
+//!   with `K-Network-Hash` copied from the request (and the usual echo); without a non-empty
+//!   `K-Network-Hash` it answers `400`; probes never touch `/retry-once` state;
+//! - an HTTP/1.1 WebSocket upgrade (`Upgrade: websocket` with a `Sec-WebSocket-Key`) answers
+//!   `101 Switching Protocols` with the RFC 6455 `Sec-WebSocket-Accept`, then echoes every byte
+//!   it receives on the upgraded connection until EOF (no WebSocket framing is parsed);
+//! - gRPC (`content-type: application/grpc*`) goes to the standard `grpc.health.v1.Health`
+//!   service, which reports `SERVING` for the empty service name; other gRPC services answer
+//!   `UNIMPLEMENTED`. gRPC responses carry `x-revision: NAME` too (initial metadata).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::convert::Infallible;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::header::{CONTENT_TYPE, HOST};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::header::{
+    CONNECTION, CONTENT_TYPE, HOST, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE,
+};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use base64::Engine as _;
 use clap::Parser;
+use futures::StreamExt as _;
 use serde::Serialize;
 use serde_yaml::Value;
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::codegen::Service;
 
 /// Address every EndpointSlice endpoint must have for us to serve it.
 const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -42,6 +69,10 @@ const MAX_DEPTH: usize = 32;
 /// Request bodies are drained (so HTTP/1.1 connections stay reusable) up to this size.
 const MAX_DRAIN_BYTES: usize = 1 << 20;
 const REVISION_HEADER: HeaderName = HeaderName::from_static("x-revision");
+const PROBE_HEADER: HeaderName = HeaderName::from_static("k-network-probe");
+const HASH_HEADER: HeaderName = HeaderName::from_static("k-network-hash");
+/// The GUID RFC 6455 appends to `Sec-WebSocket-Key` to compute `Sec-WebSocket-Accept`.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -326,17 +357,29 @@ fn header_map_json(headers: &HeaderMap) -> BTreeMap<String, String> {
     out
 }
 
-/// What a special path (`/status/<code>`, `/delay/<ms>`) asks for.
+/// What a special path (`/status/<code>`, `/delay/<ms>`, `/retry-once/<key>`,
+/// `/slow-body/<ms>`) asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Special {
     None,
     Status(StatusCode),
     Delay(Duration),
+    RetryOnce(String),
+    SlowBody(Duration),
     Bad(String),
 }
 
+fn parse_delay(arg: &str) -> Result<Duration, String> {
+    arg.parse::<u64>()
+        .ok()
+        .filter(|ms| *ms <= MAX_DELAY_MS)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("bad delay {arg:?} (want 0..{MAX_DELAY_MS} ms)"))
+}
+
 fn special(path: &str) -> Special {
-    let mut segments = path.trim_start_matches('/').split('/');
+    let trimmed = path.trim_start_matches('/');
+    let mut segments = trimmed.split('/');
     let (Some(kind), Some(arg)) = (segments.next(), segments.next()) else {
         return Special::None;
     };
@@ -348,15 +391,142 @@ fn special(path: &str) -> Special {
             },
             None => Special::Bad(format!("bad status code {arg:?} (want 200..999)")),
         },
-        "delay" => match arg.parse::<u64>().ok().filter(|ms| *ms <= MAX_DELAY_MS) {
-            Some(ms) => Special::Delay(Duration::from_millis(ms)),
-            None => Special::Bad(format!("bad delay {arg:?} (want 0..{MAX_DELAY_MS} ms)")),
-        },
+        "delay" => parse_delay(arg).map_or_else(Special::Bad, Special::Delay),
+        "slow-body" => parse_delay(arg).map_or_else(Special::Bad, Special::SlowBody),
+        "retry-once" => {
+            // The key is the whole rest of the path, so it may contain slashes.
+            let key = &trimmed["retry-once/".len()..];
+            if key.is_empty() {
+                Special::Bad("missing key (want /retry-once/<key>)".to_string())
+            } else {
+                Special::RetryOnce(key.to_string())
+            }
+        }
         _ => Special::None,
     }
 }
 
-async fn handle(State(name): State<Arc<str>>, req: Request) -> Response {
+/// The `/retry-once/<key>` keys one listener has already answered `503` for.
+#[derive(Debug, Default)]
+struct RetryOnce {
+    seen: Mutex<HashSet<String>>,
+}
+
+impl RetryOnce {
+    /// True for the first call with `key`, false for every later one.
+    fn first(&self, key: &str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.contains(key) {
+            false
+        } else {
+            seen.insert(key.to_string());
+            true
+        }
+    }
+}
+
+/// Everything one listener's handler needs.
+struct Listener {
+    name: Arc<str>,
+    retry_once: RetryOnce,
+    /// `grpc.health.v1.Health` (tonic routes as an axum router).
+    grpc: Router,
+}
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 section 4.2.2).
+fn websocket_accept(key: &[u8]) -> String {
+    let mut sha1 = Sha1::new();
+    sha1.update(key);
+    sha1.update(WEBSOCKET_GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(sha1.finalize())
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+fn is_websocket_upgrade(req: &Request) -> bool {
+    req.version() == Version::HTTP_11
+        && req
+            .headers()
+            .get_all(UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// Answers `101` and echoes every byte of the upgraded connection back until EOF.
+fn websocket(name: &str, mut req: Request) -> Response {
+    let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY).cloned() else {
+        return with_revision(
+            name,
+            (
+                StatusCode::BAD_REQUEST,
+                "websocket upgrade without Sec-WebSocket-Key\n",
+            ),
+        );
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                eprintln!("demo-upstream: websocket upgrade failed: {e}");
+                return;
+            }
+        };
+        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if io.write_all(&buf[..n]).await.is_err() || io.flush().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = io.shutdown().await;
+    });
+    let accept = websocket_accept(key.as_bytes());
+    let mut resp = with_revision(name, StatusCode::SWITCHING_PROTOCOLS);
+    let headers = resp.headers_mut();
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        headers.insert(SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
+
+/// Hands a gRPC request to the health service and tags the answer with `x-revision`.
+async fn grpc(listener: &Listener, req: Request) -> Response {
+    let mut svc = listener.grpc.clone();
+    let ready = std::future::poll_fn(|cx| <Router as Service<Request>>::poll_ready(&mut svc, cx));
+    let resp = match ready.await {
+        Ok(()) => svc.call(req).await,
+        Err(e) => Err(e),
+    };
+    match resp {
+        Ok(resp) => with_revision(&listener.name, resp),
+        Err(e) => match e {},
+    }
+}
+
+async fn handle(State(listener): State<Arc<Listener>>, req: Request) -> Response {
+    let name = &*listener.name;
+    if is_grpc(req.headers()) {
+        return grpc(&listener, req).await;
+    }
+    if is_websocket_upgrade(&req) {
+        return websocket(name, req);
+    }
+
     let (parts, body) = req.into_parts();
     // Drain the request body so an HTTP/1.1 connection can be reused; its content is not echoed.
     let _ = axum::body::to_bytes(body, MAX_DRAIN_BYTES).await;
@@ -373,12 +543,32 @@ async fn handle(State(name): State<Arc<str>>, req: Request) -> Response {
         .map(|pq| pq.as_str().to_string())
         .unwrap_or_else(|| parts.uri.path().to_string());
     let echo = Echo {
-        revision: &name,
+        revision: name,
         host,
         path,
         protocol: format!("{:?}", parts.version),
         headers: header_map_json(&parts.headers),
     };
+    let mut line = serde_json::to_string(&echo).unwrap_or_else(|_| "{}".to_string());
+    line.push('\n');
+
+    if parts.headers.get(PROBE_HEADER).map(HeaderValue::as_bytes) == Some(b"probe") {
+        // Knative's probe handler: answers the probe itself, whatever the path.
+        return match parts.headers.get(HASH_HEADER).filter(|h| !h.is_empty()) {
+            Some(hash) => {
+                let mut resp = json_response(name, StatusCode::OK, line);
+                resp.headers_mut().insert(HASH_HEADER, hash.clone());
+                resp
+            }
+            None => with_revision(
+                name,
+                (
+                    StatusCode::BAD_REQUEST,
+                    "a probe request must contain a non-empty \"K-Network-Hash\" header\n",
+                ),
+            ),
+        };
+    }
 
     let status = match special(parts.uri.path()) {
         Special::None => StatusCode::OK,
@@ -387,17 +577,44 @@ async fn handle(State(name): State<Arc<str>>, req: Request) -> Response {
             tokio::time::sleep(d).await;
             StatusCode::OK
         }
+        Special::RetryOnce(key) => {
+            if listener.retry_once.first(&key) {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            }
+        }
+        Special::SlowBody(d) => return slow_body(name, line, d),
         Special::Bad(msg) => {
-            return with_revision(&name, (StatusCode::BAD_REQUEST, format!("{msg}\n")));
+            return with_revision(name, (StatusCode::BAD_REQUEST, format!("{msg}\n")));
         }
     };
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         // These statuses carry no body.
-        return with_revision(&name, status);
+        return with_revision(name, status);
     }
-    let mut line = serde_json::to_string(&echo).unwrap_or_else(|_| "{}".to_string());
-    line.push('\n');
-    let mut resp = with_revision(&name, (status, line));
+    json_response(name, status, line)
+}
+
+/// `200` with the first half of `line` at once and the rest after `delay`.
+fn slow_body(name: &str, line: String, delay: Duration) -> Response {
+    let mut mid = line.len() / 2;
+    while !line.is_char_boundary(mid) {
+        mid += 1;
+    }
+    let mut first = line.into_bytes();
+    let rest = first.split_off(mid);
+    let chunks = futures::stream::iter([Ok::<_, Infallible>(Bytes::from(first))]).chain(
+        futures::stream::once(async move {
+            tokio::time::sleep(delay).await;
+            Ok(Bytes::from(rest))
+        }),
+    );
+    json_response(name, StatusCode::OK, Body::from_stream(chunks))
+}
+
+fn json_response(name: &str, status: StatusCode, body: impl Into<Body>) -> Response {
+    let mut resp = with_revision(name, (status, body.into()));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
@@ -412,9 +629,15 @@ fn with_revision(name: &str, resp: impl IntoResponse) -> Response {
 }
 
 fn router(name: &str) -> Router {
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let listener = Listener {
+        name: Arc::from(name),
+        retry_once: RetryOnce::default(),
+        grpc: tonic::service::Routes::new(health).into_axum_router(),
+    };
     Router::new()
         .fallback(handle)
-        .with_state(Arc::<str>::from(name))
+        .with_state(Arc::new(listener))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,6 +738,12 @@ fn main() {
     }
 }
 
+/// The blocking WebSocket and gRPC clients the end-to-end tests use, checked here against a
+/// listener directly.
+#[cfg(test)]
+#[path = "../../tests/common/upstream_clients.rs"]
+mod upstream_clients;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,5 +828,201 @@ ports: [{name: http, port: 19002}]
         assert!(matches!(special("/status/100"), Special::Bad(_)));
         assert!(matches!(special("/delay/-1"), Special::Bad(_)));
         assert!(matches!(special("/delay/99999999999"), Special::Bad(_)));
+        assert_eq!(special("/retry-once"), Special::None);
+        assert_eq!(special("/retry-once/k1"), Special::RetryOnce("k1".into()));
+        assert_eq!(special("/retry-once/a/b"), Special::RetryOnce("a/b".into()));
+        assert!(matches!(special("/retry-once/"), Special::Bad(_)));
+        assert_eq!(
+            special("/slow-body/1500"),
+            Special::SlowBody(Duration::from_millis(1500))
+        );
+        assert!(matches!(special("/slow-body/x"), Special::Bad(_)));
+        assert!(matches!(special("/slow-body/99999999999"), Special::Bad(_)));
+    }
+
+    #[test]
+    fn retry_once_fails_each_key_once() {
+        let state = RetryOnce::default();
+        assert!(state.first("a"));
+        assert!(!state.first("a"));
+        assert!(!state.first("a"));
+        assert!(state.first("b"));
+        assert!(!state.first("b"));
+        // Listeners do not share keys.
+        assert!(RetryOnce::default().first("a"));
+    }
+
+    #[test]
+    fn websocket_accept_matches_rfc_6455() {
+        assert_eq!(
+            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(
+            upstream_clients::websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    /// Starts listener `name` on a free loopback port in a background runtime.
+    fn start(name: &str) -> SocketAddr {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let app = router(name);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        addr
+    }
+
+    fn client_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn live_listener_special_behaviours() {
+        let addr = start("rev-live");
+        let base = format!("http://{addr}");
+        let rt = client_runtime();
+        rt.block_on(async {
+            for h2 in [false, true] {
+                let builder = reqwest::Client::builder();
+                let client = if h2 {
+                    builder.http2_prior_knowledge()
+                } else {
+                    builder.http1_only()
+                }
+                .build()
+                .unwrap();
+
+                // The plain echo still works.
+                let resp = client.get(format!("{base}/x")).send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+                assert_eq!(resp.headers()["x-revision"], "rev-live");
+                let echo: serde_json::Value =
+                    serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+                assert_eq!(echo["path"], "/x");
+                let want_protocol = if h2 { "HTTP/2.0" } else { "HTTP/1.1" };
+                assert_eq!(echo["protocol"], want_protocol);
+
+                // Probe: answered (200) whatever the path, with the hash echoed.
+                let resp = client
+                    .get(format!("{base}/status/500"))
+                    .header("K-Network-Probe", "probe")
+                    .header("K-Network-Hash", "abc123")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+                assert_eq!(resp.headers()["k-network-hash"], "abc123");
+                assert_eq!(resp.headers()["x-revision"], "rev-live");
+                let echo: serde_json::Value =
+                    serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+                assert_eq!(echo["revision"], "rev-live");
+                let resp = client
+                    .get(format!("{base}/"))
+                    .header("K-Network-Probe", "probe")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 400);
+                assert!(resp.headers().get("k-network-hash").is_none());
+
+                // Retry-once: 503 first (a probe does not count), 200 afterwards, per key.
+                let key = format!("{base}/retry-once/k-{h2}");
+                let probe = client
+                    .get(&key)
+                    .header("K-Network-Probe", "probe")
+                    .header("K-Network-Hash", "h")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(probe.status(), 200);
+                let statuses: Vec<u16> = futures::future::join_all(
+                    (0..3).map(|_| async { client.get(&key).send().await.unwrap().status() }),
+                )
+                .await
+                .into_iter()
+                .map(|s| s.as_u16())
+                .collect();
+                assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 1);
+                assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 2);
+                let other = client.get(format!("{key}-other")).send().await.unwrap();
+                assert_eq!(other.status(), 503);
+
+                // Slow body: headers and the first chunk at once, the rest after the delay.
+                let t0 = std::time::Instant::now();
+                let mut resp = client
+                    .get(format!("{base}/slow-body/800"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+                assert_eq!(resp.headers()["x-revision"], "rev-live");
+                let mut body = resp.chunk().await.unwrap().unwrap().to_vec();
+                assert!(!body.is_empty());
+                assert!(
+                    t0.elapsed() < Duration::from_millis(600),
+                    "first chunk after {:?}",
+                    t0.elapsed()
+                );
+                while let Some(chunk) = resp.chunk().await.unwrap() {
+                    body.extend_from_slice(&chunk);
+                }
+                assert!(t0.elapsed() >= Duration::from_millis(800));
+                let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(echo["path"], "/slow-body/800");
+            }
+
+            // gRPC content-type decides, not the path: an unknown gRPC service answers
+            // UNIMPLEMENTED, the health path without gRPC content-type is echoed.
+            let h2 = reqwest::Client::builder()
+                .http2_prior_knowledge()
+                .build()
+                .unwrap();
+            let resp = h2
+                .post(format!("{base}/no.Such/Method"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(vec![0u8, 0, 0, 0, 0])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.headers()["grpc-status"], "12");
+            assert_eq!(resp.headers()["x-revision"], "rev-live");
+            let resp = h2
+                .post(format!("{base}/grpc.health.v1.Health/Check"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.headers()["content-type"], "application/json");
+        });
+
+        // The clients the end-to-end tests use.
+        assert_eq!(
+            upstream_clients::websocket_roundtrips(addr, "ws.example.com", "/any/path", 5).unwrap(),
+            "rev-live"
+        );
+        assert_eq!(
+            upstream_clients::grpc_health_check(addr, "grpc.example.com").unwrap(),
+            "rev-live"
+        );
+        assert_eq!(
+            upstream_clients::grpc_health_watch_first(addr, "grpc.example.com").unwrap(),
+            "rev-live"
+        );
     }
 }

@@ -269,3 +269,105 @@ pub struct ConfigMap {
     pub metadata: ObjectMeta,
     pub data: BTreeMap<String, String>,
 }
+
+/// `networking.internal.knative.dev/v1alpha1` Ingress (KIngress).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct KIngress {
+    pub metadata: ObjectMeta,
+    pub spec: KIngressSpec,
+    /// As last written (by us or anyone): the status writer compares against it.
+    pub status: Option<serde_json::Value>,
+}
+
+// The spec types below mirror Knative's Go types field for field, in the same order and with
+// the same `omitempty` choices, because Knative hashes `json.Marshal(spec)` (the probe hash).
+// A Go `omitempty` slice/map/string/int is skipped when empty; a Go slice without it is
+// `null` when absent (`Option::None` here) and `[]` when empty.
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct KIngressSpec {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<KIngressTls>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<KIngressRule>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub http_option: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct KIngressTls {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub secret_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub secret_namespace: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct KIngressRule {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub visibility: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<KIngressHttp>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct KIngressHttp {
+    pub paths: Option<Vec<KIngressPath>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct KIngressPath {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub rewrite_host: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, HeaderMatch>,
+    pub splits: Option<Vec<KIngressSplit>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub append_headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HeaderMatch {
+    pub exact: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct KIngressSplit {
+    pub service_namespace: String,
+    pub service_name: String,
+    pub service_port: IntOrString,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub percent: i64,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub append_headers: BTreeMap<String, String>,
+}
+
+impl Default for KIngressSplit {
+    fn default() -> Self {
+        KIngressSplit {
+            service_namespace: String::new(),
+            service_name: String::new(),
+            service_port: IntOrString::Int(0),
+            percent: 0,
+            append_headers: BTreeMap::new(),
+        }
+    }
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}

@@ -20,10 +20,11 @@ pub enum Kind {
     Service,
     EndpointSlice,
     ConfigMap,
+    KIngress,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::KService,
         Kind::Route,
         Kind::Configuration,
@@ -33,6 +34,7 @@ impl Kind {
         Kind::Service,
         Kind::EndpointSlice,
         Kind::ConfigMap,
+        Kind::KIngress,
     ];
 
     /// The kind as users write it, qualified where `kind` alone is ambiguous.
@@ -47,6 +49,7 @@ impl Kind {
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::ConfigMap => "ConfigMap",
+            Kind::KIngress => "Ingress.networking.internal.knative.dev",
         }
     }
 
@@ -65,6 +68,7 @@ impl Kind {
             ("", "Service") => Some(Kind::Service),
             ("discovery.k8s.io", "EndpointSlice") => Some(Kind::EndpointSlice),
             ("", "ConfigMap") => Some(Kind::ConfigMap),
+            ("networking.internal.knative.dev", "Ingress") => Some(Kind::KIngress),
             _ => None,
         }
     }
@@ -128,6 +132,7 @@ pub enum Object {
     Service(Service),
     EndpointSlice(EndpointSlice),
     ConfigMap(ConfigMap),
+    KIngress(KIngress),
 }
 
 /// Why a document could not become an [`Object`].
@@ -173,6 +178,7 @@ impl Object {
             Kind::Service => Object::Service(de(kind, &name, value)?),
             Kind::EndpointSlice => Object::EndpointSlice(de(kind, &name, value)?),
             Kind::ConfigMap => Object::ConfigMap(de(kind, &name, value)?),
+            Kind::KIngress => Object::KIngress(de(kind, &name, value)?),
         };
         obj.normalized()
     }
@@ -188,6 +194,7 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::KIngress(_) => Kind::KIngress,
         }
     }
 
@@ -202,6 +209,7 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
+            Object::KIngress(o) => &o.metadata,
         }
     }
 
@@ -216,6 +224,7 @@ impl Object {
             Object::Service(o) => &mut o.metadata,
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::ConfigMap(o) => &mut o.metadata,
+            Object::KIngress(o) => &mut o.metadata,
         }
     }
 
@@ -248,6 +257,7 @@ pub struct Store {
     pub services: BTreeMap<ObjectKey, Service>,
     pub endpoint_slices: BTreeMap<ObjectKey, EndpointSlice>,
     pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
+    pub kingresses: BTreeMap<ObjectKey, KIngress>,
     /// (namespace, service name) → EndpointSlice keys.
     slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     /// A fresh number each time an object (or a Configuration's set of Revisions) changes:
@@ -319,6 +329,9 @@ impl Store {
             Object::ConfigMap(o) => {
                 self.config_maps.insert(key, o);
             }
+            Object::KIngress(o) => {
+                self.kingresses.insert(key, o);
+            }
         }
     }
 
@@ -360,6 +373,7 @@ impl Store {
                 .cloned()
                 .map(Object::EndpointSlice),
             Kind::ConfigMap => self.config_maps.get(key).cloned().map(Object::ConfigMap),
+            Kind::KIngress => self.kingresses.get(key).cloned().map(Object::KIngress),
         }
     }
 
@@ -378,6 +392,7 @@ impl Store {
             Kind::Service => k(&self.services),
             Kind::EndpointSlice => k(&self.endpoint_slices),
             Kind::ConfigMap => k(&self.config_maps),
+            Kind::KIngress => k(&self.kingresses),
         }
     }
 
@@ -411,6 +426,7 @@ impl Store {
                 true
             }
             Kind::ConfigMap => self.config_maps.remove(key).is_some(),
+            Kind::KIngress => self.kingresses.remove(key).is_some(),
         }
     }
 
@@ -467,6 +483,7 @@ impl Store {
             (Kind::Service, self.services.len()),
             (Kind::EndpointSlice, self.endpoint_slices.len()),
             (Kind::ConfigMap, self.config_maps.len()),
+            (Kind::KIngress, self.kingresses.len()),
         ])
     }
 }
@@ -488,6 +505,7 @@ impl Object {
             Kind::Service => Object::Service(de(text)?),
             Kind::EndpointSlice => Object::EndpointSlice(de(text)?),
             Kind::ConfigMap => Object::ConfigMap(de(text)?),
+            Kind::KIngress => Object::KIngress(de(text)?),
         };
         obj.normalized().map_err(|e| (None, e.to_string()))
     }

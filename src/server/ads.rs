@@ -263,6 +263,14 @@ fn record(shared: &Shared, id: u64, conn: &mut Connection, current: &Arc<Snapsho
     if shared.awaits(id) && !conn.awaiting_answers() && conn.in_sync(current) {
         shared.proxy_synced(id, current);
     }
+    // KIngress readiness: the newest snapshot this Envoy has applied completely.
+    if shared.applied_snapshot(id) < current.id()
+        && !conn.awaiting_answers()
+        && conn.subscribes_all(current)
+        && conn.in_sync(current)
+    {
+        shared.proxy_applied(id, current.id());
+    }
     happened
 }
 

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub watch_events: Counter,
     pub relists: Counter,
     pub file_errors: Gauge,
+    /// KIngress mode: 1 while this replica holds the status Lease.
+    pub leader: Gauge,
+    pub status_writes: Counter,
 }
 
 impl Default for Metrics {
@@ -60,6 +63,8 @@ impl Metrics {
             watch_events: Counter::default(),
             relists: Counter::default(),
             file_errors: Gauge::default(),
+            leader: Gauge::default(),
+            status_writes: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -118,6 +123,16 @@ impl Metrics {
             "file_errors",
             "Manifest files that failed to parse",
             m.file_errors.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease and writes KIngress status",
+            m.leader.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "KIngress status updates written",
+            m.status_writes.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -78,6 +78,12 @@ pub struct Shared {
     pub next_connection: AtomicU64,
     pub metrics: Metrics,
     convergence: Mutex<Convergence>,
+    /// Per connection, the id of the newest snapshot it has applied completely.
+    applied: Mutex<BTreeMap<u64, u64>>,
+    /// KIngress mode: what the status writer reports, from the pipeline.
+    pub kingress: RwLock<Arc<crate::translate::status::IngressStates>>,
+    /// Wakes the status writer: a translation or an Envoy's progress changed readiness.
+    pub status_changed: tokio::sync::Notify,
 }
 
 impl Default for Shared {
@@ -90,6 +96,9 @@ impl Default for Shared {
             next_connection: AtomicU64::new(1),
             metrics: Metrics::new(),
             convergence: Mutex::new(Convergence::default()),
+            applied: Mutex::new(BTreeMap::new()),
+            kingress: RwLock::new(Default::default()),
+            status_changed: tokio::sync::Notify::new(),
         }
     }
 }
@@ -168,8 +177,53 @@ impl Shared {
         }
     }
 
+    /// The newest snapshot id the connection has applied completely (0: none yet).
+    pub fn applied_snapshot(&self, connection: u64) -> u64 {
+        self.applied
+            .lock()
+            .map(|a| a.get(&connection).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    pub fn proxy_applied(&self, connection: u64, snapshot: u64) {
+        if let Ok(mut a) = self.applied.lock() {
+            a.insert(connection, snapshot);
+        }
+        self.status_changed.notify_one();
+    }
+
+    /// The oldest snapshot every connected Envoy has applied; `None` with no Envoy
+    /// connected (nothing can be called ready then).
+    pub fn applied_by_all(&self) -> Option<u64> {
+        let proxies: Vec<u64> = self
+            .proxies
+            .lock()
+            .map(|p| p.keys().copied().collect())
+            .unwrap_or_default();
+        let applied = self.applied.lock().ok()?;
+        proxies
+            .iter()
+            .map(|id| applied.get(id).copied().unwrap_or(0))
+            .min()
+    }
+
+    pub fn kingress_states(&self) -> Arc<crate::translate::status::IngressStates> {
+        self.kingress.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    pub fn set_kingress_states(&self, states: crate::translate::status::IngressStates) {
+        if let Ok(mut r) = self.kingress.write() {
+            *r = Arc::new(states);
+        }
+        self.status_changed.notify_one();
+    }
+
     /// A connection went away: nobody waits for it any more.
     pub fn proxy_gone(&self, connection: u64) {
+        if let Ok(mut a) = self.applied.lock() {
+            a.remove(&connection);
+        }
+        self.status_changed.notify_one();
         if let Ok(mut p) = self.proxies.lock() {
             p.remove(&connection);
             self.metrics.connected_proxies.set(p.len() as i64);

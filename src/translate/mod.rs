@@ -12,7 +12,9 @@ pub mod domain_mapping;
 pub mod envoy;
 pub mod explain;
 pub mod ir;
+pub mod kingress;
 pub mod route;
+pub mod status;
 #[cfg(test)]
 mod tests;
 
@@ -46,10 +48,20 @@ impl Problem {
     }
 }
 
+/// Why an object is not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RejectReason {
+    /// The object itself is invalid.
+    Invalid,
+    /// Another (older) object serves one of its hosts.
+    HostConflict,
+}
+
 /// An object that could not be translated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
     pub object: ObjectRef,
+    pub reason: RejectReason,
     pub problems: Vec<Problem>,
     /// The object's previous translation is still served.
     pub serving_last_good: bool,
@@ -84,6 +96,9 @@ pub struct Options {
     /// Benchmark baseline (kourier's behaviour): every change re-translates everything and
     /// gives every resource a fresh version, so every type is resent.
     pub baseline_full_push: bool,
+    /// KIngress mode: serve the KIngresses of this ingress class (and nothing else);
+    /// `None` serves Routes, Services and DomainMappings.
+    pub ingress_class: Option<String>,
 }
 
 impl Default for Options {
@@ -95,6 +110,7 @@ impl Default for Options {
             derive_routes_from_services: true,
             check_endpoint_addresses: true,
             baseline_full_push: false,
+            ingress_class: None,
         }
     }
 }
@@ -259,7 +275,18 @@ impl Translator {
             Option<&crate::model::objects::KService>,
             Option<&crate::model::objects::Route>,
         )> = Vec::new();
-        if self.options.derive_routes_from_services {
+        let ingress_mode = self.options.ingress_class.is_some();
+        if let Some(class) = self.options.ingress_class.clone() {
+            self.translate_kingresses(
+                store,
+                &class,
+                &mut cache,
+                &mut accepted,
+                &mut rejections,
+                &mut seen,
+            );
+        }
+        if self.options.derive_routes_from_services && !ingress_mode {
             for (key, svc) in &store.kservices {
                 candidates.push((
                     ObjectRef {
@@ -271,13 +298,14 @@ impl Translator {
                 ));
             }
         }
-        for (key, route) in &store.routes {
+        for (key, route) in store.routes.iter().filter(|_| !ingress_mode) {
             if self.options.derive_routes_from_services && store.kservices.contains_key(key) {
                 rejections.push(Rejection {
                     object: ObjectRef {
                         kind: Kind::Route,
                         key: key.clone(),
                     },
+                    reason: RejectReason::Invalid,
                     problems: vec![Problem::new(
                         "metadata.name",
                         format!("the Knative Service {key} owns the Route of this name; this Route is ignored"),
@@ -334,7 +362,7 @@ impl Translator {
             self.settle(origin, result, &mut accepted, &mut rejections);
         }
         // DomainMappings point at Routes translated above.
-        for dm in store.domain_mappings.values() {
+        for dm in store.domain_mappings.values().filter(|_| !ingress_mode) {
             let origin = ObjectRef {
                 kind: Kind::DomainMapping,
                 key: ObjectKey::new(dm.metadata.namespace.clone(), dm.metadata.name.clone()),
@@ -362,6 +390,7 @@ impl Translator {
                 let problems = envoy::endpoint_slice_problems(slice);
                 if !problems.is_empty() {
                     rejections.push(Rejection {
+                        reason: RejectReason::Invalid,
                         object: ObjectRef {
                             kind: Kind::EndpointSlice,
                             key: key.clone(),
@@ -378,6 +407,60 @@ impl Translator {
             envoy: EnvoyConfig::default(),
             rejections,
             config_errors,
+        }
+    }
+
+    /// KIngress mode: every KIngress of our class, each re-translated only when it or a
+    /// Service it names changed.
+    fn translate_kingresses(
+        &mut self,
+        store: &Store,
+        class: &str,
+        cache: &mut std::collections::HashMap<ObjectRef, CacheEntry>,
+        accepted: &mut BTreeMap<ObjectRef, Arc<Ingress>>,
+        rejections: &mut Vec<Rejection>,
+        seen: &mut BTreeSet<ObjectRef>,
+    ) {
+        use crate::model::store::Dep;
+        for (key, k) in &store.kingresses {
+            if kingress::class_of(k) != Some(class) {
+                continue;
+            }
+            let origin = ObjectRef {
+                kind: Kind::KIngress,
+                key: key.clone(),
+            };
+            let result = match cache.remove(&origin) {
+                Some(entry) if entry.deps.iter().all(|(d, stamp)| store.stamp(d) == *stamp) => {
+                    let r = entry.result.clone();
+                    self.route_cache.insert(origin.clone(), entry);
+                    r
+                }
+                _ => {
+                    let result = kingress::translate_kingress(k, store).map(Arc::new);
+                    let deps = std::iter::once(Dep::Object(Kind::KIngress, key.clone()))
+                        .chain(
+                            kingress::split_services(k)
+                                .into_iter()
+                                .map(|s| Dep::Object(Kind::Service, s)),
+                        )
+                        .map(|d| {
+                            let stamp = store.stamp(&d);
+                            (d, stamp)
+                        })
+                        .collect();
+                    self.route_cache.insert(
+                        origin.clone(),
+                        CacheEntry {
+                            deps,
+                            result: result.clone(),
+                        },
+                    );
+                    result
+                }
+            };
+            seen.insert(origin.clone());
+            self.settle(origin, result, accepted, rejections);
         }
     }
 
@@ -398,6 +481,7 @@ impl Translator {
                 let last = self.last_good.get(&origin).cloned();
                 rejections.push(Rejection {
                     object: origin.clone(),
+                    reason: RejectReason::Invalid,
                     problems,
                     serving_last_good: last.is_some(),
                 });
@@ -435,6 +519,7 @@ fn resolve_host_conflicts(
             rejections.retain(|r| r.object != ing.origin);
             rejections.push(Rejection {
                 object: ing.origin.clone(),
+                reason: RejectReason::HostConflict,
                 problems: taken,
                 serving_last_good: false,
             });

@@ -697,6 +697,17 @@ impl Connection {
             || self.delta.values().any(|st| !st.outstanding.is_empty())
     }
 
+    /// Whether the client has subscribed to every type `snap` holds resources of (a new
+    /// Envoy asks for clusters first and for routes only later).
+    pub fn subscribes_all(&self, snap: &Snapshot) -> bool {
+        ResourceType::ORDERED.iter().all(|ty| {
+            snap.resources(*ty).is_empty() || {
+                let key = TypeKey::Served(*ty);
+                self.sotw.contains_key(&key) || self.delta.contains_key(&key)
+            }
+        })
+    }
+
     /// Whether the client has ACKed exactly its view of `snap` for every type it
     /// subscribed to: nothing pending, nothing rejected, nothing missing.
     pub fn in_sync(&self, snap: &Snapshot) -> bool {

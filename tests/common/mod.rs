@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kube;
+pub mod upstream_clients;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -263,6 +264,18 @@ impl Stack {
             Duration::from_secs(20),
         )
         .await;
+    }
+
+    /// Stops Envoy (it stops ACKing anything).
+    pub fn stop_envoy(&mut self) {
+        self.procs.retain(|p| p.name != "envoy");
+    }
+
+    /// Starts Envoy (again) and waits until it has listeners.
+    pub async fn restart_envoy(&mut self, delta: bool) {
+        self.stop_envoy();
+        self.start_envoy(delta);
+        self.wait_envoy_ready().await;
     }
 
     fn start_envoy(&mut self, delta: bool) {
