@@ -584,6 +584,9 @@ pub fn cluster_for(
         c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::LogicalDns as i32,
         ));
+        // IPv4 first, IPv6 when that is all there is: works in single- and dual-stack
+        // clusters (`localhost` resolves to ::1 first, where nothing may listen).
+        c.dns_lookup_family = cluster::DnsLookupFamily::V4Preferred as i32;
         c.load_assignment = Some(load_assignment(&name, [(host, b.port as u32)].into()));
         return (c, None);
     }
