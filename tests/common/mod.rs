@@ -353,8 +353,9 @@ impl Stack {
             }
             assert!(
                 start.elapsed() < Duration::from_secs(20),
-                "Envoy not ready\nEnvoy log:\n{}",
-                self.read_log("envoy")
+                "Envoy not ready\ncontrol plane log:\n{}\nEnvoy log (tail):\n{}",
+                self.read_log("control-plane"),
+                tail_lines(&self.read_log("envoy"), 40)
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -617,6 +618,12 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Share of `key` in `counts`, in percent.
