@@ -1,10 +1,9 @@
 //! Self-test of the real-apiserver harness (tests/common/kube.rs): needs the binaries from
 //! `scripts/kube-env.sh` (or `$KUBEBUILDER_ASSETS`).
 
-#[path = "common/kube.rs"]
-mod kube;
+mod common;
 
-use kube::{KubeEnv, KubeOptions};
+use common::kube::{KubeEnv, KubeOptions};
 use std::time::Instant;
 
 const ROUTE: &str = r#"
@@ -89,7 +88,7 @@ fn apiserver_with_knative_crds_survives_a_restart_and_compaction() {
         let out = env.kubectl_with(&limited, &["get", "routes.serving.knative.dev", "-A"], None);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains("forbidden") && err.contains(kube::LIMITED_USER),
+            err.contains("forbidden") && err.contains(common::kube::LIMITED_USER),
             "{err}"
         );
     }

@@ -358,6 +358,11 @@ pub struct Connection {
     /// a cluster warming until it gets a ClusterLoadAssignment, and SotW Envoy does not ask
     /// again in a way we could answer (xds-protocol.md §3.5).
     eds_resend: BTreeSet<String>,
+    /// New EDS clusters whose ClusterLoadAssignment the client has not yet ACKed: Envoy
+    /// keeps them warming (unusable), and routes are not warmed, so route types are held
+    /// back until these are ready — a route never points at a cluster Envoy cannot use yet
+    /// (xds-protocol.md §3.5, make-before-break).
+    warming: BTreeSet<String>,
     events: VecDeque<ConnectionEvent>,
     events_dropped: u64,
     /// The snapshot (by id) every type was last synced against: a request that changes no
@@ -378,6 +383,7 @@ impl Connection {
             events: VecDeque::new(),
             events_dropped: 0,
             synced: None,
+            warming: BTreeSet::new(),
         }
     }
 
@@ -436,10 +442,16 @@ impl Connection {
         }
         let answers_latest = !response_nonce.is_empty() && latest_nonce.is_some();
         let mut event = None;
+        let mut released: Vec<String> = Vec::new();
         if answers_latest {
             if !st.answered {
                 st.answered = true;
                 let sent = st.latest.clone();
+                if key.is(ResourceType::Endpoint)
+                    || (key.is(ResourceType::Cluster) && error_detail.is_some())
+                {
+                    released.extend(sent.iter().flat_map(|s| s.resources.keys().cloned()));
+                }
                 event = Some(match error_detail {
                     Some(err) => record_nack(
                         &mut st.last_nack,
@@ -497,7 +509,9 @@ impl Connection {
             // Newly requested names must be (re)sent even if unchanged.
             st.respond = true;
         }
-        let nothing_new = !first && !st.respond && self.synced == Some(snap.id());
+        let respond = st.respond;
+        let unblocked = self.release_warming(&released);
+        let nothing_new = !first && !respond && !unblocked && self.synced == Some(snap.id());
         if let Some(ev) = event {
             push_event(&mut self.events, &mut self.events_dropped, ev);
         }
@@ -533,6 +547,7 @@ impl Connection {
         let st = self.delta.entry(key.clone()).or_default();
 
         let mut event = None;
+        let mut released: Vec<String> = Vec::new();
         if !response_nonce.is_empty() {
             match st
                 .outstanding
@@ -541,6 +556,11 @@ impl Connection {
             {
                 Some(i) => {
                     let sent = st.outstanding.remove(i);
+                    if key.is(ResourceType::Endpoint)
+                        || (key.is(ResourceType::Cluster) && error_detail.is_some())
+                    {
+                        released.extend(sent.iter().flat_map(|s| s.resources.keys().cloned()));
+                    }
                     event = Some(match error_detail {
                         Some(err) => record_nack(
                             &mut st.last_nack,
@@ -656,11 +676,9 @@ impl Connection {
         if first && st.sub.wildcard {
             st.reply_pending = true;
         }
-        let nothing_new = !first
-            && !subscription_changed
-            && !st.reply_pending
-            && st.resend.is_empty()
-            && self.synced == Some(snap.id());
+        let quiet = !first && !subscription_changed && !st.reply_pending && st.resend.is_empty();
+        let unblocked = self.release_warming(&released);
+        let nothing_new = quiet && !unblocked && self.synced == Some(snap.id());
         if let Some(ev) = event {
             push_event(&mut self.events, &mut self.events_dropped, ev);
         }
@@ -668,6 +686,26 @@ impl Connection {
             return Ok(Vec::new());
         }
         Ok(self.delta_sync(snap))
+    }
+
+    /// The client answered for these clusters' CLAs (or rejected them or their clusters):
+    /// they no longer hold routes back. Returns whether that released the held route types.
+    fn release_warming(&mut self, names: &[String]) -> bool {
+        if self.warming.is_empty() || names.is_empty() {
+            return false;
+        }
+        for n in names {
+            self.warming.remove(n);
+        }
+        self.warming.is_empty()
+    }
+
+    /// Route types wait while a new cluster warms.
+    fn held(warming: &BTreeSet<String>, key: &TypeKey) -> bool {
+        !warming.is_empty()
+            && (key.is(ResourceType::Listener)
+                || key.is(ResourceType::ScopedRoute)
+                || key.is(ResourceType::Route))
     }
 
     /// A new snapshot was published: what must be pushed to this client, in CDS→EDS→LDS→RDS
@@ -819,13 +857,18 @@ impl Connection {
         let Connection {
             sotw,
             eds_resend,
+            warming,
             nonce_counter,
             events,
             events_dropped,
             ..
         } = self;
+        retain_warming(warming, snap);
         let mut out = Vec::new();
         for (key, st) in sotw.iter_mut() {
+            if Self::held(warming, key) {
+                continue;
+            }
             let view = st.sub.view(key.resources(snap));
             let version = aggregate_version(view.iter().copied());
             let changed = st.view_version.as_deref() != Some(version.as_str());
@@ -879,6 +922,11 @@ impl Connection {
                     if st.view.get(&r.name) != Some(&r.version) {
                         eds_resend.insert(r.name.clone());
                     }
+                    if !st.view.contains_key(&r.name)
+                        && snap.resources(ResourceType::Endpoint).contains_key(&r.name)
+                    {
+                        warming.insert(r.name.clone());
+                    }
                 }
                 eds_resend.retain(|n| sent.contains_key(n));
             } else if key.is(ResourceType::Endpoint) {
@@ -926,13 +974,18 @@ impl Connection {
         let Connection {
             delta,
             eds_resend,
+            warming,
             nonce_counter,
             events,
             events_dropped,
             ..
         } = self;
+        retain_warming(warming, snap);
         let mut out = Vec::new();
         for (key, st) in delta.iter_mut() {
+            if Self::held(warming, key) {
+                continue;
+            }
             let all = key.resources(snap);
             let is_eds = key.is(ResourceType::Endpoint);
             let send: Vec<&Arc<Resource>> = st
@@ -972,6 +1025,13 @@ impl Connection {
             st.reply_pending = false;
 
             if key.is(ResourceType::Cluster) {
+                for r in &send {
+                    if !st.known.contains_key(&r.name)
+                        && snap.resources(ResourceType::Endpoint).contains_key(&r.name)
+                    {
+                        warming.insert(r.name.clone());
+                    }
+                }
                 eds_resend.extend(send.iter().map(|r| r.name.clone()));
                 for n in &removed {
                     eds_resend.remove(n);
@@ -1082,6 +1142,18 @@ fn record_nack(
         version,
         message,
     }
+}
+
+/// Forgets warming clusters the snapshot no longer has (nothing to wait for).
+fn retain_warming(warming: &mut BTreeSet<String>, snap: &Snapshot) {
+    if warming.is_empty() {
+        return;
+    }
+    let (clusters, endpoints) = (
+        snap.resources(ResourceType::Cluster),
+        snap.resources(ResourceType::Endpoint),
+    );
+    warming.retain(|n| clusters.contains_key(n) && endpoints.contains_key(n));
 }
 
 fn view_map(resources: &[&Arc<Resource>]) -> BTreeMap<String, String> {
@@ -1703,12 +1775,15 @@ mod tests {
         let s = base();
         let mut c = Connection::new(Protocol::Sotw);
         let mut seen = BTreeSet::new();
-        for (ty, n) in [
-            (Cds, vec![]),
-            (Eds, vec!["a"]),
-            (Lds, vec![]),
-            (Rds, vec!["r1"]),
-        ] {
+        for (ty, n) in [(Cds, vec![]), (Eds, vec!["a", "b"])] {
+            let r = one(c.handle_sotw_request(req(ty, &n, "", ""), &s).unwrap());
+            assert!(seen.insert(r.nonce.clone()));
+            if ty == Eds {
+                // The new clusters' CLAs are ACKed: routes may follow.
+                assert!(c.handle_sotw_request(ack(&r, &n), &s).unwrap().is_empty());
+            }
+        }
+        for (ty, n) in [(Lds, vec![]), (Rds, vec!["r1"])] {
             let r = one(c.handle_sotw_request(req(ty, &n, "", ""), &s).unwrap());
             assert!(seen.insert(r.nonce.clone()));
         }
@@ -1718,6 +1793,81 @@ mod tests {
             .unwrap()
             .is_empty());
         assert_eq!(c.status().nonces_issued, 4);
+    }
+
+    #[test]
+    fn sotw_routes_wait_until_new_clusters_have_their_endpoints() {
+        // Routes are not warmed by Envoy: a route to a cluster still waiting for its CLA
+        // answers 503 (no_cluster). So a route change that needs a new cluster waits for
+        // that cluster's CLA to be ACKed.
+        let s1 = base();
+        let mut c = sotw_synced(&s1);
+        let s2 = snap(
+            &[cluster("a", "1"), cluster("b", "1"), cluster("c", "1")],
+            &[cla("a", 1), cla("b", 1), cla("c", 1)],
+            &[listener("http", "1")],
+            &[route("r1", "2"), route("r2", "1")],
+        );
+        let out = c.sotw_snapshot_changed(&s2);
+        assert_eq!(types(&out), vec![Some(Cds)], "routes held: {out:?}");
+        let cds = &out[0];
+        assert!(c
+            .handle_sotw_request(ack(cds, &[]), &s2)
+            .unwrap()
+            .is_empty());
+        // Envoy asks for the new cluster's CLA; the routes still wait.
+        let eds = one(c
+            .handle_sotw_request(req(Eds, &["a", "b", "c"], "", ""), &s2)
+            .unwrap());
+        assert_eq!(names(&eds), vec!["a", "b", "c"]);
+        // Its ACK releases the route change.
+        let rds = one(c
+            .handle_sotw_request(ack(&eds, &["a", "b", "c"]), &s2)
+            .unwrap());
+        assert_eq!(ResourceType::from_type_url(&rds.type_url), Some(Rds));
+        assert_eq!(names(&rds), vec!["r1"]);
+    }
+
+    #[test]
+    fn delta_routes_wait_for_new_cluster_endpoints_and_a_nack_releases_them() {
+        let s1 = base();
+        let mut c = Connection::new(Protocol::Delta);
+        let cds = done(
+            c.handle_delta_request(dreq(Cds, &["*"], &[], ""), &s1)
+                .unwrap(),
+        );
+        // LDS asked before the CLAs arrive: held.
+        assert!(c.handle_delta_request(dack(&cds), &s1).unwrap().is_empty());
+        assert!(c
+            .handle_delta_request(dreq(Lds, &["*"], &[], ""), &s1)
+            .unwrap()
+            .is_empty());
+        let eds = done(
+            c.handle_delta_request(dreq(Eds, &["a", "b"], &[], ""), &s1)
+                .unwrap(),
+        );
+        // The CLAs' ACK releases the listener.
+        let lds = done(c.handle_delta_request(dack(&eds), &s1).unwrap());
+        assert_eq!(ResourceType::from_type_url(&lds.type_url), Some(Lds));
+        // A new cluster whose CLA is rejected does not hold routes forever.
+        let s2 = snap(
+            &[cluster("a", "1"), cluster("b", "1"), cluster("c", "1")],
+            &[cla("a", 1), cla("b", 1), cla("c", 1)],
+            &[listener("http", "2")],
+            &[route("r1", "1"), route("r2", "1")],
+        );
+        assert!(c.handle_delta_request(dack(&lds), &s1).unwrap().is_empty());
+        let out = c.delta_snapshot_changed(&s2);
+        assert_eq!(out.len(), 1, "only CDS: {out:?}");
+        c.handle_delta_request(dack(&out[0]), &s2).unwrap();
+        let eds = done(
+            c.handle_delta_request(dreq(Eds, &["c"], &[], ""), &s2)
+                .unwrap(),
+        );
+        let mut nack = dack(&eds);
+        nack.error_detail = Some(status("bad endpoints"));
+        let lds = done(c.handle_delta_request(nack, &s2).unwrap());
+        assert_eq!(ResourceType::from_type_url(&lds.type_url), Some(Lds));
     }
 
     #[test]

@@ -14,10 +14,11 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 const KUBE_VERSION: &str = "1.20.2";
 const POLL: Duration = Duration::from_millis(50);
@@ -67,14 +68,6 @@ pub struct KubeEnv {
     apiserver_args: Vec<String>,
     etcd: Option<Child>,
     apiserver: Option<Child>,
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// The folder holding `etcd` and `kube-apiserver`.

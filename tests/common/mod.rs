@@ -13,12 +13,27 @@ use std::time::{Duration, Instant};
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, below Linux's ephemeral range (32768+): a port the
+/// kernel picked for us could be handed out again as the source port of some outgoing
+/// connection before our process binds it. Each test process walks its own stretch.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20000;
+    const SPAN: u32 = 12000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(7919)) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 /// The Envoy binary: `$ENVOY_BIN`, or the one `scripts/install-envoy.sh` put in `.venv`.
