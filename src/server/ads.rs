@@ -260,16 +260,17 @@ fn record(shared: &Shared, id: u64, conn: &mut Connection, current: &Arc<Snapsho
     }
     // Checking the whole view is linear in the resources: only when convergence waits for
     // this connection and it has answered everything it was sent.
-    if shared.awaits(id) && !conn.awaiting_answers() && conn.in_sync(current) {
-        shared.proxy_synced(id, current);
-    }
-    // KIngress readiness: the newest snapshot this Envoy has applied completely.
-    if shared.applied_snapshot(id) < current.id()
-        && !conn.awaiting_answers()
-        && conn.subscribes_all(current)
-        && conn.in_sync(current)
-    {
-        shared.proxy_applied(id, current.id());
+    // Convergence (the histogram) and KIngress readiness (the newest snapshot this Envoy
+    // has applied completely) both need "in sync": checked once, only when either waits.
+    let converging = shared.awaits(id);
+    let applying = shared.applied_snapshot(id) < current.id();
+    if (converging || applying) && !conn.awaiting_answers() && conn.in_sync(current) {
+        if converging {
+            shared.proxy_synced(id, current);
+        }
+        if applying && conn.subscribes_all(current) {
+            shared.proxy_applied(id, current.id());
+        }
     }
     happened
 }

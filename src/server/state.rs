@@ -121,7 +121,7 @@ impl Shared {
     /// Publishes a snapshot; `seen_at` is when the change behind it was noticed, for the
     /// convergence histogram.
     pub fn publish(&self, snapshot: Snapshot, seen_at: Instant) {
-        let snap = Arc::new(snapshot);
+        let snap = Arc::new(snapshot.published_after(self.current().as_deref()));
         if let Ok(mut c) = self.convergence.lock() {
             c.snapshot = Arc::as_ptr(&snap) as usize;
             c.seen_at = Some(seen_at);

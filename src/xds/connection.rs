@@ -339,6 +339,8 @@ struct DeltaState {
     /// First wildcard request: answer even if empty so Envoy finishes initialising.
     reply_pending: bool,
     outstanding: VecDeque<ResponseStatus>,
+    /// Names of NACKed responses not since ACKed in a later one: the client lacks them.
+    rejected: BTreeSet<String>,
     acked: BTreeMap<String, String>,
     last_nack: Option<NackStatus>,
     acks: u64,
@@ -556,6 +558,16 @@ impl Connection {
             {
                 Some(i) => {
                     let sent = st.outstanding.remove(i);
+                    if let Some(sent) = &sent {
+                        let names = sent.resources.keys().chain(sent.removed.iter());
+                        if error_detail.is_some() {
+                            st.rejected.extend(names.cloned());
+                        } else if !st.rejected.is_empty() {
+                            for n in names {
+                                st.rejected.remove(n);
+                            }
+                        }
+                    }
                     if key.is(ResourceType::Endpoint)
                         || (key.is(ResourceType::Cluster) && error_detail.is_some())
                     {
@@ -722,7 +734,9 @@ impl Connection {
         if self.protocol != Protocol::Delta {
             return Vec::new();
         }
-        self.delta_sync(snap)
+        // Synced against its parent: only the names that changed need a look.
+        let changes = self.synced.and_then(|id| snap.changes_since(id));
+        self.delta_sync_with(snap, changes)
     }
 
     /// Per type: subscription, ACKed state, the response awaiting an answer, the last NACK and
@@ -749,6 +763,23 @@ impl Connection {
     /// Whether the client has ACKed exactly its view of `snap` for every type it
     /// subscribed to: nothing pending, nothing rejected, nothing missing.
     pub fn in_sync(&self, snap: &Snapshot) -> bool {
+        // Delta, synced against `snap` with every response answered and none rejected:
+        // what the client has is what we sent, which is its view (no look at resources).
+        if self.protocol == Protocol::Delta && self.synced == Some(snap.id()) {
+            return self.warming.is_empty()
+                && self.delta.values().all(|st| {
+                    st.outstanding.is_empty()
+                        && st.rejected.is_empty()
+                        && st.resend.is_empty()
+                        && !st.reply_pending
+                });
+        }
+        self.in_sync_by_content(snap)
+    }
+
+    /// [`Connection::in_sync`] by comparing what the client ACKed with its view of `snap`
+    /// (linear in the resources).
+    pub fn in_sync_by_content(&self, snap: &Snapshot) -> bool {
         let view = |sub: &Subscription, key: &TypeKey| -> BTreeMap<String, String> {
             view_map(&sub.view(key.resources(snap)))
         };
@@ -970,6 +1001,17 @@ impl Connection {
     }
 
     fn delta_sync(&mut self, snap: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        self.delta_sync_with(snap, None)
+    }
+
+    /// Sends each type what the client lacks. With `changes` (the snapshot's difference
+    /// from the one this connection last synced against), only those names are examined:
+    /// the work per change is proportional to the change, not to the config.
+    fn delta_sync_with(
+        &mut self,
+        snap: &Snapshot,
+        changes: Option<&super::snapshot::Changes>,
+    ) -> Vec<DeltaDiscoveryResponse> {
         self.synced = Some(snap.id());
         let Connection {
             delta,
@@ -988,36 +1030,12 @@ impl Connection {
             }
             let all = key.resources(snap);
             let is_eds = key.is(ResourceType::Endpoint);
-            let send: Vec<&Arc<Resource>> = st
-                .sub
-                .view(all)
-                .into_iter()
-                .filter(|r| {
-                    st.known.get(&r.name) != Some(&r.version)
-                        || st.resend.contains(&r.name)
-                        || (is_eds && eds_resend.contains(&r.name))
-                })
-                .collect();
-            // Resources the client has that are gone, then subscribed names that do not exist
-            // (once, or again when explicitly re-subscribed).
-            let mut removed: BTreeSet<String> = st
-                .known
-                .keys()
-                .filter(|n| !all.contains_key(*n))
-                .cloned()
-                .collect();
-            for n in st.sub.names.iter().chain(st.resend.iter()) {
-                if glob_prefix(n).is_some() {
-                    continue;
+            let (send, removed) = match (changes, key) {
+                (Some(ch), TypeKey::Served(ty)) => {
+                    changed_delta(st, all, ch.names(*ty), is_eds, eds_resend)
                 }
-                if !all.contains_key(n)
-                    && !st.known.contains_key(n)
-                    && st.sub.covers(n)
-                    && (st.resend.contains(n) || !st.told_absent.contains(n))
-                {
-                    removed.insert(n.clone());
-                }
-            }
+                _ => full_delta(st, all, is_eds, eds_resend),
+            };
             st.resend.clear();
             if send.is_empty() && removed.is_empty() && !st.reply_pending {
                 continue;
@@ -1053,7 +1071,12 @@ impl Connection {
             st.told_absent.retain(|n| names.contains(n));
 
             let removed: Vec<String> = removed.into_iter().collect();
-            let version = aggregate_version(st.sub.view(all));
+            // Informational in delta (Envoy only logs it): the whole type's digest, computed
+            // once per snapshot rather than per stream.
+            let version = match key {
+                TypeKey::Served(ty) => snap.type_version(*ty).to_string(),
+                TypeKey::Unserved(_) => aggregate_version(std::iter::empty()),
+            };
             let nonce = next_nonce(nonce_counter);
             st.outstanding.push_back(ResponseStatus {
                 nonce: nonce.clone(),
@@ -1142,6 +1165,88 @@ fn record_nack(
         version,
         message,
     }
+}
+
+/// Delta, full look: every subscribed resource the client lacks, every resource it has
+/// that is gone, and subscribed names that do not exist (once, or again when explicitly
+/// re-subscribed).
+fn full_delta<'a>(
+    st: &DeltaState,
+    all: &'a ResourceMap,
+    is_eds: bool,
+    eds_resend: &BTreeSet<String>,
+) -> (Vec<&'a Arc<Resource>>, BTreeSet<String>) {
+    let send: Vec<&Arc<Resource>> = st
+        .sub
+        .view(all)
+        .into_iter()
+        .filter(|r| {
+            st.known.get(&r.name) != Some(&r.version)
+                || st.resend.contains(&r.name)
+                || (is_eds && eds_resend.contains(&r.name))
+        })
+        .collect();
+    let mut removed: BTreeSet<String> = st
+        .known
+        .keys()
+        .filter(|n| !all.contains_key(*n))
+        .cloned()
+        .collect();
+    for n in st.sub.names.iter().chain(st.resend.iter()) {
+        if glob_prefix(n).is_some() {
+            continue;
+        }
+        if !all.contains_key(n)
+            && !st.known.contains_key(n)
+            && st.sub.covers(n)
+            && (st.resend.contains(n) || !st.told_absent.contains(n))
+        {
+            removed.insert(n.clone());
+        }
+    }
+    (send, removed)
+}
+
+/// Delta, after a snapshot change the connection was synced for up to its parent: the same
+/// decisions as [`full_delta`], made only for the changed names (plus pending re-sends).
+fn changed_delta<'a>(
+    st: &DeltaState,
+    all: &'a ResourceMap,
+    changed: &[String],
+    is_eds: bool,
+    eds_resend: &BTreeSet<String>,
+) -> (Vec<&'a Arc<Resource>>, BTreeSet<String>) {
+    let mut names: BTreeSet<&str> = changed.iter().map(String::as_str).collect();
+    names.extend(st.resend.iter().map(String::as_str));
+    if is_eds {
+        names.extend(eds_resend.iter().map(String::as_str));
+    }
+    let mut send = Vec::new();
+    let mut removed = BTreeSet::new();
+    for n in names {
+        let resend = st.resend.contains(n);
+        match all.get(n) {
+            Some(r) => {
+                if st.sub.covers(n)
+                    && (st.known.get(n) != Some(&r.version)
+                        || resend
+                        || (is_eds && eds_resend.contains(n)))
+                {
+                    send.push(r);
+                }
+            }
+            None => {
+                let subscribed_absent = glob_prefix(n).is_none()
+                    && (st.sub.names.contains(n) || resend)
+                    && st.sub.covers(n)
+                    && (resend || !st.told_absent.contains(n));
+                if st.known.contains_key(n) || subscribed_absent {
+                    removed.insert(n.to_string());
+                }
+            }
+        }
+    }
+    (send, removed)
 }
 
 /// Forgets warming clusters the snapshot no longer has (nothing to wait for).
@@ -1796,6 +1901,91 @@ mod tests {
     }
 
     #[test]
+    fn delta_changed_names_path_sends_what_a_full_look_sends() {
+        // Two delta clients through the same sequence of snapshots: one gets snapshots that
+        // carry their changed names (the incremental path), the other plain ones (a full
+        // look each time). They must be sent the same resources and removals.
+        let mut seed = 7u64;
+        let mut rand = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let build = |cl: &BTreeMap<String, u32>, rt: &BTreeMap<String, u32>| {
+            let clusters: Vec<_> = cl.iter().map(|(n, v)| cluster(n, &v.to_string())).collect();
+            let clas: Vec<_> = cl.iter().map(|(n, v)| cla(n, *v)).collect();
+            let routes: Vec<_> = rt.iter().map(|(n, v)| route(n, &v.to_string())).collect();
+            snap(&clusters, &clas, &[listener("http", "1")], &routes)
+        };
+        let mut cl: BTreeMap<String, u32> = (0..6).map(|i| (format!("c{i}"), 1)).collect();
+        let mut rt: BTreeMap<String, u32> = (0..6).map(|i| (format!("r{i}"), 1)).collect();
+        let first = build(&cl, &rt);
+        let mut published = first.clone().published_after(None);
+        let (mut inc, mut full) = (
+            Connection::new(Protocol::Delta),
+            Connection::new(Protocol::Delta),
+        );
+        let eds_names: Vec<String> = (0..12).map(|i| format!("c{i}")).collect();
+        let eds_refs: Vec<&str> = eds_names.iter().map(String::as_str).collect();
+        let rds_names: Vec<String> = (0..12).map(|i| format!("r{i}")).collect();
+        let rds_refs: Vec<&str> = rds_names.iter().map(String::as_str).collect();
+        let answer = |c: &mut Connection, out: Vec<DeltaDiscoveryResponse>, s: &Snapshot| {
+            let mut seen = Vec::new();
+            let mut queue: VecDeque<_> = out.into();
+            while let Some(r) = queue.pop_front() {
+                let mut names = dnames(&r);
+                names.sort();
+                let mut removed = r.removed_resources.clone();
+                removed.sort();
+                seen.push((r.type_url.clone(), names, removed));
+                queue.extend(c.handle_delta_request(dack(&r), s).unwrap());
+            }
+            seen
+        };
+        for (c, s) in [(&mut inc, &published), (&mut full, &first)] {
+            for (ty, names) in [
+                (Cds, vec!["*"]),
+                (Eds, eds_refs.clone()),
+                (Lds, vec!["*"]),
+                (Rds, rds_refs.clone()),
+            ] {
+                let out = c
+                    .handle_delta_request(dreq(ty, &names, &[], ""), s)
+                    .unwrap();
+                answer(c, out, s);
+            }
+        }
+        for step in 0..60 {
+            for _ in 0..1 + rand(3) {
+                let (map, prefix) = if rand(2) == 0 {
+                    (&mut cl, "c")
+                } else {
+                    (&mut rt, "r")
+                };
+                let name = format!("{prefix}{}", rand(12));
+                match rand(3) {
+                    0 => {
+                        map.remove(&name);
+                    }
+                    _ => *map.entry(name).or_insert(0) += 1,
+                }
+            }
+            let plain = build(&cl, &rt);
+            let next = plain.clone().published_after(Some(&published));
+            assert!(next.changes_since(published.id()).is_some());
+            let a = inc.delta_snapshot_changed(&next);
+            let b = full.delta_snapshot_changed(&plain);
+            let (a, b) = (answer(&mut inc, a, &next), answer(&mut full, b, &plain));
+            assert_eq!(a, b, "step {step}");
+            assert!(inc.in_sync(&next), "step {step}");
+            assert!(inc.in_sync_by_content(&next), "step {step}");
+            assert!(full.in_sync_by_content(&plain), "step {step}");
+            published = next;
+        }
+    }
+
+    #[test]
     fn sotw_routes_wait_until_new_clusters_have_their_endpoints() {
         // Routes are not warmed by Envoy: a route to a cluster still waiting for its CLA
         // answers 503 (no_cluster). So a route change that needs a new cluster waits for
@@ -2233,6 +2423,9 @@ mod tests {
         n.error_detail = Some(status("Invalid duration"));
         assert!(c.handle_delta_request(n, &s2).unwrap().is_empty());
         assert!(c.delta_snapshot_changed(&s2).is_empty());
+        // The client does not run s2: not in sync, by either check.
+        assert!(!c.in_sync(&s2));
+        assert!(!c.in_sync_by_content(&s2));
 
         let st = type_status(&c, Cds);
         assert_eq!(st.nacks, 1);

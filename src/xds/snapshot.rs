@@ -22,6 +22,43 @@ pub struct Snapshot {
     listeners: ResourceMap,
     scoped_routes: ResourceMap,
     routes: ResourceMap,
+    /// Set at publication: what changed since the snapshot published before, so each
+    /// stream examines only those names (not compared).
+    lineage: Lineage,
+    /// Per type, the digest of every resource's name and version, computed once (not
+    /// compared).
+    versions: TypeVersions,
+}
+
+/// Names (per type, sorted) that differ from the parent snapshot: added, changed or removed.
+#[derive(Debug)]
+pub struct Changes {
+    pub parent: u64,
+    names: [Vec<String>; 5],
+}
+
+impl Changes {
+    pub fn names(&self, ty: ResourceType) -> &[String] {
+        &self.names[ty as usize]
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Lineage(Option<Arc<Changes>>);
+
+impl PartialEq for Lineage {
+    fn eq(&self, _: &Lineage) -> bool {
+        true
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct TypeVersions([std::sync::OnceLock<String>; 5]);
+
+impl PartialEq for TypeVersions {
+    fn eq(&self, _: &TypeVersions) -> bool {
+        true
+    }
 }
 
 /// A process-unique number per snapshot content; equal for clones, never compared.
@@ -66,7 +103,33 @@ impl Snapshot {
             listeners,
             scoped_routes: ResourceMap::new(),
             routes,
+            lineage: Lineage::default(),
+            versions: TypeVersions::default(),
         }
+    }
+
+    /// Marks this snapshot as published after `previous`: a fresh id (ids grow in
+    /// publication order) and the names that changed since.
+    pub fn published_after(mut self, previous: Option<&Snapshot>) -> Snapshot {
+        self.id = SnapshotId::fresh();
+        self.lineage = Lineage(previous.map(|p| {
+            Arc::new(Changes {
+                parent: p.id(),
+                names: ResourceType::ORDERED
+                    .map(|ty| changed_names(p.resources(ty), self.resources(ty))),
+            })
+        }));
+        self
+    }
+
+    /// What changed since snapshot `id`, if this snapshot was published right after it.
+    pub fn changes_since(&self, id: u64) -> Option<&Changes> {
+        self.lineage.0.as_deref().filter(|c| c.parent == id)
+    }
+
+    /// [`aggregate_version`] of every resource of a type, computed once per snapshot.
+    pub fn type_version(&self, ty: ResourceType) -> &str {
+        self.versions.0[ty as usize].get_or_init(|| aggregate_version(self.resources(ty).values()))
     }
 
     pub fn resources(&self, ty: ResourceType) -> &ResourceMap {
@@ -81,6 +144,8 @@ impl Snapshot {
 
     pub fn resources_mut(&mut self, ty: ResourceType) -> &mut ResourceMap {
         self.id = SnapshotId::fresh();
+        self.lineage = Lineage::default();
+        self.versions = TypeVersions::default();
         match ty {
             ResourceType::Cluster => &mut self.clusters,
             ResourceType::Endpoint => &mut self.endpoints,
@@ -105,6 +170,44 @@ impl Snapshot {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Names added, removed or with another version between two maps (one merge pass).
+fn changed_names(old: &ResourceMap, new: &ResourceMap) -> Vec<String> {
+    use std::cmp::Ordering;
+    let mut out = Vec::new();
+    let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some((n, _)), None) => {
+                out.push((*n).clone());
+                a.next();
+            }
+            (None, Some((n, _))) => {
+                out.push((*n).clone());
+                b.next();
+            }
+            (Some((na, ra)), Some((nb, rb))) => match na.cmp(nb) {
+                Ordering::Less => {
+                    out.push((*na).clone());
+                    a.next();
+                }
+                Ordering::Greater => {
+                    out.push((*nb).clone());
+                    b.next();
+                }
+                Ordering::Equal => {
+                    if !Arc::ptr_eq(ra, rb) && ra.version != rb.version {
+                        out.push((*na).clone());
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
+    }
+    out
 }
 
 /// The SotW `version_info` for a set of resources: a digest of their names and versions,
@@ -169,6 +272,8 @@ impl Snapshot {
                 previous,
             ),
             routes: encode(ResourceType::Route, &cfg.routes, |r| &r.name, previous),
+            lineage: Lineage::default(),
+            versions: TypeVersions::default(),
         }
     }
 }
