@@ -58,7 +58,7 @@ async fn snapshot(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn proxies(State(s): State<Arc<Shared>>) -> Json<serde_json::Value> {
-    Json(json!(s.proxies()))
+    Json(json!(s.proxies_with_status().await))
 }
 
 async fn rejections(State(s): State<Arc<Shared>>) -> Json<serde_json::Value> {

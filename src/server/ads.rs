@@ -149,8 +149,10 @@ async fn run_stream<F: Flavor>(
     };
     let mut conn = Connection::new(F::PROTOCOL);
     let connected_since = SystemTime::now();
-    // /debug/proxies, CSDS and `status` read a copy of the connection's state; copying it is
-    // linear in the resources, so it is refreshed at most every STATUS_REFRESH, not per message.
+    // Status copies are made when someone asks (CSDS, `status`, /debug/proxies).
+    let (status_tx, mut status_rx) = mpsc::channel(8);
+    // The registry's summary of this stream (in sync or not) is refreshed at most every
+    // STATUS_REFRESH, not per message.
     let mut status_due: Option<tokio::time::Instant> = None;
     debug!(
         connection = id,
@@ -182,7 +184,11 @@ async fn run_stream<F: Flavor>(
             }
             _ = sleep_until(status_due) => {
                 status_due = None;
-                publish_status(&shared, id, addr, &conn, connected_since);
+                publish_status(&shared, id, addr, &conn, connected_since, &status_tx);
+                continue;
+            }
+            Some(reply) = status_rx.recv() => {
+                let _ = reply.send(conn.status());
                 continue;
             }
         };
@@ -191,7 +197,7 @@ async fn run_stream<F: Flavor>(
                 status_due = Some(tokio::time::Instant::now() + STATUS_REFRESH);
             }
             if !shared.has_proxy(id) {
-                publish_status(&shared, id, addr, &conn, connected_since);
+                publish_status(&shared, id, addr, &conn, connected_since, &status_tx);
             }
         }
         for resp in out {
@@ -282,9 +288,11 @@ fn publish_status(
     addr: Option<SocketAddr>,
     conn: &Connection,
     connected_since: SystemTime,
+    status_request: &mpsc::Sender<
+        tokio::sync::oneshot::Sender<crate::xds::connection::ConnectionStatus>,
+    >,
 ) {
     let node = conn.node().cloned().unwrap_or_default();
-    let status = conn.status();
     let info = ProxyInfo {
         node_id: node.id.clone(),
         node_cluster: node.cluster.clone(),
@@ -294,8 +302,9 @@ fn publish_status(
             Protocol::Delta => "delta",
         },
         connected_since_ms: unix_ms(connected_since),
-        in_sync: status.types.iter().all(|t| t.pending.is_none()),
-        status,
+        in_sync: !conn.awaiting_answers(),
+        status: conn.summary(),
+        status_request: Some(status_request.clone()),
         node,
     };
     if let Ok(mut p) = shared.proxies.lock() {

@@ -30,11 +30,12 @@ impl Csds {
         Csds { shared }
     }
 
-    fn status(&self, req: &ClientStatusRequest) -> ClientStatusResponse {
+    async fn status(&self, req: &ClientStatusRequest) -> ClientStatusResponse {
         let snap = self.shared.current().unwrap_or_default();
         let config = self
             .shared
-            .proxies()
+            .proxies_with_status()
+            .await
             .iter()
             .filter(|p| {
                 req.node_matchers.iter().all(|m| {
@@ -169,9 +170,15 @@ impl ClientStatusDiscoveryService for Csds {
         request: Request<Streaming<ClientStatusRequest>>,
     ) -> Result<Response<CsdsStream>, Status> {
         let this = self.clone();
-        let stream = request
-            .into_inner()
-            .map(move |req| req.map(|r| this.status(&r)));
+        let stream = request.into_inner().then(move |req| {
+            let this = this.clone();
+            async move {
+                match req {
+                    Ok(r) => Ok(this.status(&r).await),
+                    Err(e) => Err(e),
+                }
+            }
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -179,7 +186,7 @@ impl ClientStatusDiscoveryService for Csds {
         &self,
         request: Request<ClientStatusRequest>,
     ) -> Result<Response<ClientStatusResponse>, Status> {
-        Ok(Response::new(self.status(request.get_ref())))
+        Ok(Response::new(self.status(request.get_ref()).await))
     }
 }
 
@@ -305,7 +312,8 @@ impl api::inspect_server::Inspect for Inspect {
         let snap = self.shared.current().unwrap_or_default();
         let proxies = self
             .shared
-            .proxies()
+            .proxies_with_status()
+            .await
             .into_iter()
             .map(|p| proxy_to_api(&p, &snap))
             .collect();

@@ -54,7 +54,13 @@ pub struct ProxyInfo {
     pub connected_since_ms: i64,
     /// Has ACKed everything of the current snapshot.
     pub in_sync: bool,
+    /// Filled on demand by [`Shared::proxies_with_status`] (copying it is linear in the
+    /// resources, so streams do not keep a copy current).
     pub status: ConnectionStatus,
+    /// Asks the stream for its current status.
+    #[serde(skip)]
+    pub status_request:
+        Option<tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<ConnectionStatus>>>,
     #[serde(skip)]
     pub node: envoy_types::pb::envoy::config::core::v3::Node,
 }
@@ -257,6 +263,29 @@ impl Shared {
         if let Ok(mut r) = self.view.write() {
             *r = Arc::new(view);
         }
+    }
+
+    /// Every connected Envoy with its full status, asked of each stream (at most 2 s
+    /// for one that does not answer; it is then listed without).
+    pub async fn proxies_with_status(&self) -> Vec<ProxyInfo> {
+        let mut proxies = self.proxies();
+        let requests: Vec<_> = proxies.iter().map(|p| p.status_request.clone()).collect();
+        let asks = requests.into_iter().map(|tx| async move {
+            let tx = tx?;
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            tx.send(reply).await.ok()?;
+            tokio::time::timeout(std::time::Duration::from_secs(2), rx)
+                .await
+                .ok()?
+                .ok()
+        });
+        let statuses = futures::future::join_all(asks.collect::<Vec<_>>()).await;
+        for (p, status) in proxies.iter_mut().zip(statuses) {
+            if let Some(s) = status {
+                p.status = s;
+            }
+        }
+        proxies
     }
 
     pub fn proxies(&self) -> Vec<ProxyInfo> {

@@ -830,6 +830,18 @@ impl Connection {
         }
     }
 
+    /// [`Connection::status`] without the per-type detail (cheap).
+    pub fn summary(&self) -> ConnectionStatus {
+        ConnectionStatus {
+            protocol: self.protocol,
+            node_id: self.node.as_ref().map(|n| n.id.clone()),
+            node_cluster: self.node.as_ref().map(|n| n.cluster.clone()),
+            nonces_issued: self.nonce_counter,
+            events_dropped: self.events_dropped,
+            types: Vec::new(),
+        }
+    }
+
     /// Events since the last call, oldest first.
     pub fn take_events(&mut self) -> Vec<ConnectionEvent> {
         self.events.drain(..).collect()
