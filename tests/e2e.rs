@@ -612,3 +612,85 @@ async fn control_plane_restart_resends_nothing_unchanged_delta() {
 async fn control_plane_restart_resends_only_scopes_scoped_delta() {
     control_plane_restart(true).await;
 }
+
+/// The control plane's convergence histogram: (count, sum in seconds).
+async fn convergence(s: &Stack) -> (u64, f64) {
+    let m = s.metrics().await;
+    let get = |name: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        get("knative_xds_convergence_seconds_count ") as u64,
+        get("knative_xds_convergence_seconds_sum "),
+    )
+}
+
+/// Benchmark (prints figures, asserts only that changes arrive): a real Envoy (delta) with
+/// `BENCH_ROUTES` (default 10,000) generated Routes from the manifests source. Per change (one
+/// Service's split, written as an editor does): file write → the control plane saw every
+/// Envoy ACK it, and the bytes the Envoy itself received for it
+/// (`cluster.xds_cluster.upstream_cx_rx_bytes_total`).
+/// `cargo test --release --test e2e -- --ignored --nocapture bench_routes_file_write_to_envoy_ack`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_routes_file_write_to_envoy_ack() {
+    let routes: usize = std::env::var("BENCH_ROUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let changes = 30;
+    let w = knative_xds::workload::generate(routes, 1);
+    let src = tempfile::tempdir().unwrap();
+    w.write_to(src.path()).unwrap();
+    let t = Instant::now();
+    let s = Stack::start_dir(src.path(), true).await;
+    eprintln!(
+        "{routes} Routes: control plane + Envoy ready in {:?}",
+        t.elapsed()
+    );
+    let rx = || async {
+        s.stat("cluster.xds_cluster.upstream_cx_rx_bytes_total")
+            .await
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut took = Vec::new();
+    let mut bytes = Vec::new();
+    for i in 0..changes {
+        let (count, _) = convergence(&s).await;
+        let before = rx().await;
+        let (path, text) = w.change(i);
+        let start = Instant::now();
+        s.write_manifest(&path, &text);
+        loop {
+            if convergence(&s).await.0 > count {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "change {i} never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        took.push(start.elapsed());
+        // Let the ACKs' own traffic settle; then count what Envoy received.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        bytes.push(rx().await - before);
+    }
+    took.sort();
+    bytes.sort();
+    let pct = |p: usize| took[(took.len() * p / 100).min(took.len() - 1)];
+    eprintln!(
+        "{routes} Routes, {changes} changes: file write → Envoy ACKed p50 {:?}, p99 {:?}, max {:?}; \
+         bytes Envoy received per change: median {}, max {}",
+        pct(50),
+        pct(99),
+        took[took.len() - 1],
+        bytes[bytes.len() / 2],
+        bytes[bytes.len() - 1]
+    );
+    s.assert_no_rejections().await;
+}
