@@ -325,39 +325,19 @@ impl Translator {
         }
         for (origin, svc, route) in candidates {
             // Unchanged inputs: the previous result stands.
-            let result = match cache.remove(&origin) {
-                Some(entry) if entry.deps.iter().all(|(d, stamp)| store.stamp(d) == *stamp) => {
-                    let r = entry.result.clone();
-                    self.route_cache.insert(origin.clone(), entry);
-                    r
-                }
-                _ => {
-                    let input = match (svc, route) {
-                        (Some(svc), _) => RouteInput::from_kservice(svc),
-                        (None, Some(route)) => Ok(RouteInput::from_route(route)),
-                        (None, None) => continue,
-                    };
-                    let result = match &input {
-                        Ok(i) => route::translate_route(i, store, &cfg).map(Arc::new),
-                        Err(p) => Err(p.clone()),
-                    };
-                    let deps = route_deps(&origin, input.as_ref().ok(), &result, &cfg)
-                        .into_iter()
-                        .map(|d| {
-                            let stamp = store.stamp(&d);
-                            (d, stamp)
-                        })
-                        .collect();
-                    self.route_cache.insert(
-                        origin.clone(),
-                        CacheEntry {
-                            deps,
-                            result: result.clone(),
-                        },
-                    );
-                    result
-                }
-            };
+            let result = self.cached(&mut cache, &origin, store, || {
+                let input = match (svc, route) {
+                    (Some(svc), _) => RouteInput::from_kservice(svc),
+                    (None, Some(route)) => Ok(RouteInput::from_route(route)),
+                    (None, None) => Err(Vec::new()),
+                };
+                let result = match &input {
+                    Ok(i) => route::translate_route(i, store, &cfg).map(Arc::new),
+                    Err(p) => Err(p.clone()),
+                };
+                let deps = route_deps(&origin, input.as_ref().ok(), &result, &cfg);
+                (result, deps)
+            });
             seen.insert(origin.clone());
             self.settle(origin, result, &mut accepted, &mut rejections);
         }
@@ -430,38 +410,57 @@ impl Translator {
                 kind: Kind::KIngress,
                 key: key.clone(),
             };
-            let result = match cache.remove(&origin) {
-                Some(entry) if entry.deps.iter().all(|(d, stamp)| store.stamp(d) == *stamp) => {
-                    let r = entry.result.clone();
-                    self.route_cache.insert(origin.clone(), entry);
-                    r
-                }
-                _ => {
-                    let result = kingress::translate_kingress(k, store).map(Arc::new);
-                    let deps = std::iter::once(Dep::Object(Kind::KIngress, key.clone()))
-                        .chain(
-                            kingress::split_services(k)
-                                .into_iter()
-                                .map(|s| Dep::Object(Kind::Service, s)),
-                        )
-                        .map(|d| {
-                            let stamp = store.stamp(&d);
-                            (d, stamp)
-                        })
-                        .collect();
-                    self.route_cache.insert(
-                        origin.clone(),
-                        CacheEntry {
-                            deps,
-                            result: result.clone(),
-                        },
-                    );
-                    result
-                }
-            };
+            let result = self.cached(cache, &origin, store, || {
+                let result = kingress::translate_kingress(k, store).map(Arc::new);
+                let deps = std::iter::once(Dep::Object(Kind::KIngress, key.clone()))
+                    .chain(
+                        kingress::split_services(k)
+                            .into_iter()
+                            .map(|s| Dep::Object(Kind::Service, s)),
+                    )
+                    .collect();
+                (result, deps)
+            });
             seen.insert(origin.clone());
             self.settle(origin, result, accepted, rejections);
         }
+    }
+
+    /// An object's cached result while nothing it read changed; otherwise `compute`'s
+    /// (result, what it read), remembered with the current stamps.
+    fn cached(
+        &mut self,
+        cache: &mut std::collections::HashMap<ObjectRef, CacheEntry>,
+        origin: &ObjectRef,
+        store: &Store,
+        compute: impl FnOnce() -> (
+            Result<Arc<Ingress>, Vec<Problem>>,
+            Vec<crate::model::store::Dep>,
+        ),
+    ) -> Result<Arc<Ingress>, Vec<Problem>> {
+        if let Some(entry) = cache.remove(origin) {
+            if entry.deps.iter().all(|(d, stamp)| store.stamp(d) == *stamp) {
+                let r = entry.result.clone();
+                self.route_cache.insert(origin.clone(), entry);
+                return r;
+            }
+        }
+        let (result, deps) = compute();
+        let deps = deps
+            .into_iter()
+            .map(|d| {
+                let stamp = store.stamp(&d);
+                (d, stamp)
+            })
+            .collect();
+        self.route_cache.insert(
+            origin.clone(),
+            CacheEntry {
+                deps,
+                result: result.clone(),
+            },
+        );
+        result
     }
 
     /// Records a translation result, falling back to the last good one on failure.
