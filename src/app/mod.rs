@@ -139,9 +139,9 @@ pub async fn serve(
                 loop {
                     let expiry = pipeline.next_expiry();
                     tokio::select! {
-                        _ = watch.changed() => {
+                        changed = watch.changed() => {
                             pipeline.shared.metrics.watch_events.inc();
-                            if let Err(e) = pipeline.reload() {
+                            if let Err(e) = pipeline.reload_changed(&changed) {
                                 error!(error = %e, "reading manifests folder failed; keeping the current config");
                             }
                         }

@@ -100,12 +100,29 @@ impl Pipeline {
 
     /// Manifests: reads changed files; translates if any object changed.
     pub fn reload(&mut self) -> std::io::Result<()> {
+        self.reload_changed(&crate::sources::watch::Changed::Everything)
+    }
+
+    /// [`Pipeline::reload`] looking only at the files the watcher reported, when it could.
+    pub fn reload_changed(
+        &mut self,
+        changed: &crate::sources::watch::Changed,
+    ) -> std::io::Result<()> {
         let started = Instant::now();
         let Source::Manifests(m) = &mut self.source else {
             return Ok(());
         };
-        let reload = m.reload()?;
-        self.shared.metrics.relists.inc();
+        let partial = match changed {
+            crate::sources::watch::Changed::Paths(paths) => m.reload_paths(paths),
+            crate::sources::watch::Changed::Everything => None,
+        };
+        let reload = match partial {
+            Some(r) => r,
+            None => {
+                self.shared.metrics.relists.inc();
+                m.reload()?
+            }
+        };
         let first = !self.shared.is_ready();
         if reload.changed.is_empty() && !first {
             // A file changed without changing any object, or a file broke: report only.

@@ -99,55 +99,94 @@ impl Manifests {
             .cloned()
             .collect();
         for p in gone {
-            if let Some(old) = self.files.remove(&p) {
-                self.replace(&p, old.objects, Vec::new(), &mut reload.changed);
-            }
+            self.forget_file(&p, &mut reload);
         }
         for p in paths {
-            let stamp = match std::fs::metadata(&p) {
-                Ok(m) => (m.len(), m.modified().ok()),
-                Err(_) => continue,
-            };
-            if self.files.get(&p).is_some_and(|f| f.stamp == stamp) {
-                continue;
-            }
-            reload.files_read += 1;
-            let parsed = std::fs::read_to_string(&p)
-                .map_err(|e| FileError {
-                    path: p.clone(),
-                    line: None,
-                    message: e.to_string(),
-                })
-                .and_then(|text| parse_file(&p, &text));
-            let old = self.files.remove(&p);
-            match parsed {
-                Ok(objects) => {
-                    let old_objects = old.map(|o| o.objects).unwrap_or_default();
-                    self.replace(&p, old_objects, objects.clone(), &mut reload.changed);
-                    self.files.insert(
-                        p,
-                        FileState {
-                            stamp,
-                            objects,
-                            error: None,
-                        },
-                    );
-                }
-                Err(error) => {
-                    // Keep what the file held before; report the error.
-                    let objects = old.map(|o| o.objects).unwrap_or_default();
-                    self.files.insert(
-                        p,
-                        FileState {
-                            stamp,
-                            objects,
-                            error: Some(error),
-                        },
-                    );
-                }
-            }
+            self.refresh_file(p, &mut reload);
         }
         Ok(reload)
+    }
+
+    /// Like [`Manifests::reload`], looking only at `paths` (what the watcher reported):
+    /// a change costs its files, not a walk of the whole folder. `None` when a path is not
+    /// a plain YAML file below the root (a folder, say): then only a full reload will do.
+    pub fn reload_paths(&mut self, paths: &BTreeSet<PathBuf>) -> Option<Reload> {
+        let mut files = Vec::new();
+        for p in paths {
+            let rel = p.strip_prefix(&self.root).ok()?;
+            let hidden = rel
+                .components()
+                .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+            let yaml = p.extension().is_some_and(|e| e == "yaml" || e == "yml");
+            match std::fs::symlink_metadata(p) {
+                Ok(m) if m.is_dir() => return None,
+                _ if hidden || !yaml => continue, // editor temp files, .git, other files
+                Ok(m) if !m.is_file() => return None,
+                _ => files.push(p.clone()),
+            }
+        }
+        let mut reload = Reload::default();
+        for p in files {
+            if p.exists() {
+                self.refresh_file(p, &mut reload);
+            } else {
+                self.forget_file(&p, &mut reload);
+            }
+        }
+        Some(reload)
+    }
+
+    /// A file that is gone: its objects leave the store.
+    fn forget_file(&mut self, p: &Path, reload: &mut Reload) {
+        if let Some(old) = self.files.remove(p) {
+            self.replace(p, old.objects, Vec::new(), &mut reload.changed);
+        }
+    }
+
+    /// Re-reads one file if its size or modification time changed.
+    fn refresh_file(&mut self, p: PathBuf, reload: &mut Reload) {
+        let stamp = match std::fs::metadata(&p) {
+            Ok(m) => (m.len(), m.modified().ok()),
+            Err(_) => return,
+        };
+        if self.files.get(&p).is_some_and(|f| f.stamp == stamp) {
+            return;
+        }
+        reload.files_read += 1;
+        let parsed = std::fs::read_to_string(&p)
+            .map_err(|e| FileError {
+                path: p.clone(),
+                line: None,
+                message: e.to_string(),
+            })
+            .and_then(|text| parse_file(&p, &text));
+        let old = self.files.remove(&p);
+        match parsed {
+            Ok(objects) => {
+                let old_objects = old.map(|o| o.objects).unwrap_or_default();
+                self.replace(&p, old_objects, objects.clone(), &mut reload.changed);
+                self.files.insert(
+                    p,
+                    FileState {
+                        stamp,
+                        objects,
+                        error: None,
+                    },
+                );
+            }
+            Err(error) => {
+                // Keep what the file held before; report the error.
+                let objects = old.map(|o| o.objects).unwrap_or_default();
+                self.files.insert(
+                    p,
+                    FileState {
+                        stamp,
+                        objects,
+                        error: Some(error),
+                    },
+                );
+            }
+        }
     }
 
     /// Swaps one file's objects in the store, honouring which file owns each object.
@@ -354,6 +393,40 @@ mod tests {
             "deleted file removes its objects"
         );
         assert!(m.errors().is_empty());
+    }
+
+    #[test]
+    fn reload_of_reported_paths_reads_only_those() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.yaml"), dir.path().join("sub/b.yaml"));
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(&a, ROUTE).unwrap();
+        std::fs::write(&b, ROUTE.replace("name: r", "name: s")).unwrap();
+        let mut m = Manifests::new(dir.path());
+        m.reload().unwrap();
+        assert_eq!(m.store.routes.len(), 2);
+        // An editor's write + rename: the temp file is ignored, the target re-read.
+        let tmp = dir.path().join("sub/.b.yaml.tmp");
+        std::fs::write(
+            &tmp,
+            ROUTE.replace("name: r", "name: s").replace("100", "50"),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &b).unwrap();
+        let r = m.reload_paths(&[tmp, b.clone()].into()).unwrap();
+        assert_eq!(r.files_read, 1);
+        assert_eq!(r.changed.len(), 1);
+        // A deleted file's objects go.
+        std::fs::remove_file(&a).unwrap();
+        let r = m.reload_paths(&[a].into()).unwrap();
+        assert_eq!(r.changed.len(), 1);
+        assert_eq!(m.store.routes.len(), 1);
+        // A folder (created or moved in) needs a full look.
+        assert!(m.reload_paths(&[dir.path().join("sub")].into()).is_none());
+        // So does a path outside the folder.
+        assert!(m
+            .reload_paths(&["/elsewhere/x.yaml".into()].into())
+            .is_none());
     }
 
     #[test]

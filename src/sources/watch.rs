@@ -1,6 +1,7 @@
-//! Watches the manifests folder and signals (debounced) that something changed.
+//! Watches the manifests folder and reports (debounced) which paths changed.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -12,10 +13,22 @@ pub const DEBOUNCE: Duration = Duration::from_millis(30);
 /// A reload at least this often, in case an event was missed.
 pub const POLL: Duration = Duration::from_secs(5);
 
+/// What changed since the last call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// These paths (files written, renamed or removed).
+    Paths(BTreeSet<PathBuf>),
+    /// Unknown (the poll interval, or the watcher lost events): look at everything.
+    Everything,
+}
+
+/// One watcher event: the paths, or `None` for "rescan".
+type Event = Option<Vec<PathBuf>>;
+
 /// A running watcher; dropping it stops watching.
 pub struct FolderWatch {
     _watcher: notify::RecommendedWatcher,
-    rx: mpsc::UnboundedReceiver<()>,
+    rx: mpsc::UnboundedReceiver<Event>,
 }
 
 impl FolderWatch {
@@ -23,11 +36,12 @@ impl FolderWatch {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                if let Ok(ev) = res {
-                    if !ev.kind.is_access() {
-                        let _ = tx.send(());
-                    }
-                }
+                let ev = match res {
+                    Ok(ev) if ev.kind.is_access() => return,
+                    Ok(ev) if !ev.need_rescan() && !ev.paths.is_empty() => Some(ev.paths),
+                    _ => None,
+                };
+                let _ = tx.send(ev);
             })?;
         watcher.watch(dir, RecursiveMode::Recursive)?;
         Ok(FolderWatch {
@@ -36,9 +50,26 @@ impl FolderWatch {
         })
     }
 
-    /// Waits for a change (or the poll interval), then for `DEBOUNCE` of quiet.
-    pub async fn changed(&mut self) {
-        let _ = tokio::time::timeout(POLL, self.rx.recv()).await;
-        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, self.rx.recv()).await {}
+    /// Waits for a change (or the poll interval), then for `DEBOUNCE` of quiet; returns the
+    /// paths that changed meanwhile.
+    pub async fn changed(&mut self) -> Changed {
+        let mut paths = BTreeSet::new();
+        let mut everything = false;
+        let mut add = |ev: Event| match ev {
+            Some(p) => paths.extend(p),
+            None => everything = true,
+        };
+        match tokio::time::timeout(POLL, self.rx.recv()).await {
+            Ok(Some(ev)) => add(ev),
+            _ => return Changed::Everything,
+        }
+        while let Ok(Some(ev)) = tokio::time::timeout(DEBOUNCE, self.rx.recv()).await {
+            add(ev);
+        }
+        if everything {
+            Changed::Everything
+        } else {
+            Changed::Paths(paths)
+        }
     }
 }
