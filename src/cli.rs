@@ -228,7 +228,6 @@ impl StatusWriterArgs {
             return Err("--lease-duration: at least 2 seconds".to_string());
         }
         Ok(crate::sources::kube_status::StatusSettings {
-            ingress_class: translate.ingress_class.clone(),
             public_domain: fqdn("public-gateway-service", &self.public_gateway_service)?,
             private_domain: fqdn("private-gateway-service", &self.private_gateway_service)?,
             lease_name: self.lease_name.clone(),

@@ -264,10 +264,9 @@ fn record(shared: &Shared, id: u64, conn: &mut Connection, current: &Arc<Snapsho
             _ => {}
         }
     }
-    // Checking the whole view is linear in the resources: only when convergence waits for
-    // this connection and it has answered everything it was sent.
     // Convergence (the histogram) and KIngress readiness (the newest snapshot this Envoy
-    // has applied completely) both need "in sync": checked once, only when either waits.
+    // has applied completely) both need "in sync" (linear in the resources for SotW):
+    // checked once, only when either waits and everything sent has been answered.
     let converging = shared.awaits(id);
     let applying = shared.applied_snapshot(id) < current.id();
     if (converging || applying) && !conn.awaiting_answers() && conn.in_sync(current) {

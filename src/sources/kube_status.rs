@@ -19,7 +19,6 @@ use crate::translate::status::{desired_status, needs_write, LoadBalancers};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusSettings {
-    pub ingress_class: String,
     /// `domainInternal` of the public and private load balancers.
     pub public_domain: String,
     pub private_domain: String,

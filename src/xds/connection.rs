@@ -449,11 +449,7 @@ impl Connection {
             if !st.answered {
                 st.answered = true;
                 let sent = st.latest.clone();
-                if key.is(ResourceType::Endpoint)
-                    || (key.is(ResourceType::Cluster) && error_detail.is_some())
-                {
-                    released.extend(sent.iter().flat_map(|s| s.resources.keys().cloned()));
-                }
+                released = warming_answered(&key, sent.as_ref(), error_detail.is_some());
                 event = Some(match error_detail {
                     Some(err) => record_nack(
                         &mut st.last_nack,
@@ -568,11 +564,7 @@ impl Connection {
                             }
                         }
                     }
-                    if key.is(ResourceType::Endpoint)
-                        || (key.is(ResourceType::Cluster) && error_detail.is_some())
-                    {
-                        released.extend(sent.iter().flat_map(|s| s.resources.keys().cloned()));
-                    }
+                    released = warming_answered(&key, sent.as_ref(), error_detail.is_some());
                     event = Some(match error_detail {
                         Some(err) => record_nack(
                             &mut st.last_nack,
@@ -1259,6 +1251,16 @@ fn changed_delta<'a>(
         }
     }
     (send, removed)
+}
+
+/// The clusters an answered response stops holding routes for: every CLA it carried
+/// (ACKed or NACKed), and on a CDS NACK its clusters (they will not warm).
+fn warming_answered(key: &TypeKey, sent: Option<&ResponseStatus>, nack: bool) -> Vec<String> {
+    let releases = key.is(ResourceType::Endpoint) || (key.is(ResourceType::Cluster) && nack);
+    match sent {
+        Some(s) if releases => s.resources.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Forgets warming clusters the snapshot no longer has (nothing to wait for).
