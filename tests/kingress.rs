@@ -631,21 +631,12 @@ async fn update_twenty_times_under_traffic_ready_means_live() {
     let (sent, failures) = traffic.await.unwrap();
     assert!(sent > 50, "only {sent} requests");
     if !failures.is_empty() {
-        let url = format!(
-            "http://127.0.0.1:{}/stats?filter=(503|no_cluster|no_healthy|cx_connect_fail|remote_with_active|_reset|no_route|warming)",
-            lab.stack.envoy_admin_port
-        );
         let stats = lab
             .stack
-            .client
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let stats: Vec<&str> = stats.lines().filter(|l| !l.ends_with(": 0")).collect();
+            .nonzero_stats(
+                "(503|no_cluster|no_healthy|cx_connect_fail|remote_with_active|_reset|no_route|warming)",
+            )
+            .await;
         panic!(
             "{} of {sent} failed: {failures:?}\nEnvoy stats:\n{}",
             failures.len(),

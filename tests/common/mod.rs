@@ -413,10 +413,10 @@ impl Stack {
         lines.join("\n")
     }
 
-    /// Every `*update_rejected` counter of Envoy that is not zero.
-    pub async fn rejections(&self) -> Vec<String> {
+    /// Envoy's stats matching `filter` (a regex) that are not zero.
+    pub async fn nonzero_stats(&self, filter: &str) -> Vec<String> {
         let url = format!(
-            "http://127.0.0.1:{}/stats?filter=update_rejected",
+            "http://127.0.0.1:{}/stats?filter={filter}",
             self.envoy_admin_port
         );
         let text = self
@@ -432,6 +432,11 @@ impl Stack {
             .filter(|l| !l.trim_end().ends_with(": 0"))
             .map(str::to_string)
             .collect()
+    }
+
+    /// Every `*update_rejected` counter of Envoy that is not zero.
+    pub async fn rejections(&self) -> Vec<String> {
+        self.nonzero_stats("update_rejected").await
     }
 
     /// Asserts Envoy never rejected our config.
