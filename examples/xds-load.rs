@@ -51,6 +51,10 @@ struct Args {
     /// Seconds every client may take to receive one change.
     #[arg(long, default_value_t = 120)]
     change_timeout: u64,
+    /// Only write the generated workload's manifests to this folder and exit (to run
+    /// `knative-xds serve --manifests` on it as its own process).
+    #[arg(long)]
+    write_workload: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -68,6 +72,10 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(dir) = &args.write_workload {
+        knative_xds::workload::generate(args.routes, args.seed).write_to(dir)?;
+        return Ok(());
+    }
     let cfg = LoadConfig {
         routes: args.routes,
         clients: args.clients,

@@ -271,6 +271,8 @@ pub enum Dep {
     Object(Kind, ObjectKey),
     /// The Revisions labelled with a Configuration (namespace, configuration name).
     ConfigurationRevisions(ObjectKey),
+    /// The EndpointSlices labelled with a Service (namespace, service name).
+    ServiceSlices(ObjectKey),
 }
 
 const CONFIGURATION_LABEL: &str = "serving.knative.dev/configuration";
@@ -318,9 +320,12 @@ impl Store {
             }
             Object::EndpointSlice(o) => {
                 self.delete(Kind::EndpointSlice, &key);
+                self.bump(Dep::Object(kind, key.clone()));
                 if let Some(svc) = o.metadata.labels.get(SERVICE_NAME_LABEL) {
+                    let idx = ObjectKey::new(key.namespace.clone(), svc.clone());
+                    self.bump(Dep::ServiceSlices(idx.clone()));
                     self.slices_by_service
-                        .entry(ObjectKey::new(key.namespace.clone(), svc.clone()))
+                        .entry(idx)
                         .or_default()
                         .insert(key.clone());
                 }
@@ -416,6 +421,7 @@ impl Store {
                 };
                 if let Some(svc) = old.metadata.labels.get(SERVICE_NAME_LABEL) {
                     let idx = ObjectKey::new(key.namespace.clone(), svc.clone());
+                    self.bump(Dep::ServiceSlices(idx.clone()));
                     if let Some(set) = self.slices_by_service.get_mut(&idx) {
                         set.remove(key);
                         if set.is_empty() {

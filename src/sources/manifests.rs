@@ -33,7 +33,10 @@ impl fmt::Display for FileError {
 #[derive(Debug, Clone)]
 struct FileState {
     stamp: (u64, Option<SystemTime>),
-    objects: Vec<Object>,
+    /// The objects the file defines. The store holds the copy of each object's first
+    /// file; only the other files' copies (duplicates) are kept here, in `shadowed`.
+    objects: Vec<ObjectRef>,
+    shadowed: Vec<Object>,
     error: Option<FileError>,
 }
 
@@ -164,24 +167,27 @@ impl Manifests {
         match parsed {
             Ok(objects) => {
                 let old_objects = old.map(|o| o.objects).unwrap_or_default();
-                self.replace(&p, old_objects, objects.clone(), &mut reload.changed);
+                let refs = objects.iter().map(Object::object_ref).collect();
+                let shadowed = self.replace(&p, old_objects, objects, &mut reload.changed);
                 self.files.insert(
                     p,
                     FileState {
                         stamp,
-                        objects,
+                        objects: refs,
+                        shadowed,
                         error: None,
                     },
                 );
             }
             Err(error) => {
                 // Keep what the file held before; report the error.
-                let objects = old.map(|o| o.objects).unwrap_or_default();
+                let (objects, shadowed) = old.map(|o| (o.objects, o.shadowed)).unwrap_or_default();
                 self.files.insert(
                     p,
                     FileState {
                         stamp,
                         objects,
+                        shadowed,
                         error: Some(error),
                     },
                 );
@@ -189,17 +195,18 @@ impl Manifests {
         }
     }
 
-    /// Swaps one file's objects in the store, honouring which file owns each object.
+    /// Swaps one file's objects in the store, honouring which file owns each object (its
+    /// file is not in `self.files` meanwhile). Returns the file's copies that another file
+    /// owns.
     fn replace(
         &mut self,
         path: &Path,
-        old: Vec<Object>,
+        old: Vec<ObjectRef>,
         new: Vec<Object>,
         changed: &mut BTreeSet<ObjectRef>,
-    ) {
+    ) -> Vec<Object> {
         let new_refs: BTreeSet<ObjectRef> = new.iter().map(Object::object_ref).collect();
-        for o in old {
-            let r = o.object_ref();
+        for r in old {
             if new_refs.contains(&r) {
                 continue;
             }
@@ -213,31 +220,42 @@ impl Manifests {
                 self.store.delete(r.kind, &r.key);
                 changed.insert(r);
             } else if was_first {
+                // The next file's copy takes over.
                 let next = files.first().cloned();
-                if let Some(obj) = next.and_then(|f| self.object_in(&f, &r)) {
+                if let Some(obj) = next.and_then(|f| self.take_shadowed(&f, &r)) {
                     self.store.apply(obj);
                     changed.insert(r);
                 }
             }
         }
+        let mut shadowed = Vec::new();
         for o in new {
             let r = o.object_ref();
             let files = self.owners.entry(r.clone()).or_default();
+            let before = files.first().cloned();
             files.insert(path.to_path_buf());
-            if files.first().map(|f| f.as_path()) == Some(path) {
-                self.store.apply(o);
-                changed.insert(r);
+            if files.first().map(|f| f.as_path()) != Some(path) {
+                shadowed.push(o);
+                continue;
             }
+            // This file comes first now: the previous owner's copy steps back.
+            if let Some(prev) = before.filter(|f| f != path) {
+                if let (Some(obj), Some(state)) =
+                    (self.store.get(r.kind, &r.key), self.files.get_mut(&prev))
+                {
+                    state.shadowed.push(obj);
+                }
+            }
+            self.store.apply(o);
+            changed.insert(r);
         }
+        shadowed
     }
 
-    fn object_in(&self, file: &Path, r: &ObjectRef) -> Option<Object> {
-        self.files
-            .get(file)?
-            .objects
-            .iter()
-            .find(|o| o.object_ref() == *r)
-            .cloned()
+    fn take_shadowed(&mut self, file: &Path, r: &ObjectRef) -> Option<Object> {
+        let shadowed = &mut self.files.get_mut(file)?.shadowed;
+        let i = shadowed.iter().position(|o| o.object_ref() == *r)?;
+        Some(shadowed.swap_remove(i))
     }
 }
 
@@ -447,5 +465,21 @@ mod tests {
         m.reload().unwrap();
         let r = m.store.routes.values().next().unwrap();
         assert_eq!(r.spec.traffic[0].percent, Some(50), "b.yaml takes over");
+        // A file that sorts first takes over; when it goes, b.yaml's copy is back.
+        std::fs::write(
+            dir.path().join("0.yaml"),
+            ROUTE.replace("percent: 100", "percent: 70"),
+        )
+        .unwrap();
+        m.reload().unwrap();
+        let percent =
+            |m: &Manifests| m.store.routes.values().next().unwrap().spec.traffic[0].percent;
+        assert_eq!(percent(&m), Some(70), "0.yaml comes first");
+        std::fs::remove_file(dir.path().join("0.yaml")).unwrap();
+        m.reload().unwrap();
+        assert_eq!(percent(&m), Some(50), "b.yaml's copy was kept");
+        std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+        m.reload().unwrap();
+        assert!(m.store.routes.is_empty());
     }
 }

@@ -8,25 +8,30 @@ use std::sync::Arc;
 
 use super::resource::{Resource, ResourceType};
 use super::snapshot::{ResourceMap, Snapshot};
-use crate::model::objects::{EndpointSlice, Service};
-use crate::model::{ObjectKey, ObjectRef, Store};
+use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+use prost::{Message, Name};
+
+use crate::model::store::Dep;
+use crate::model::{Kind, ObjectKey, ObjectRef, Store};
 use crate::translate::envoy::{
-    self, cluster_for, scoped_placeholders, scoped_resources, virtual_hosts, IngressHosts,
-    ListenerSettings, RouteLayout, EXTERNAL, INTERNAL,
+    self, cluster_for, scoped_placeholders, scoped_resources, virtual_hosts, ListenerSettings,
+    RouteLayout, EXTERNAL, INTERNAL,
 };
 use crate::translate::ir::{Backend, Ingress};
 
+/// Only encoded bytes are kept: decoded protos are many times larger.
 struct CachedIngress {
     ingress: Arc<Ingress>,
-    hosts: IngressHosts,
+    /// Per-listener layout: (external, internal) virtual hosts as (name, encoded bytes).
+    hosts: (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>),
     /// Scoped layout: this object's RouteConfigurations and scopes, encoded.
     routes: Vec<Arc<Resource>>,
     scopes: Vec<Arc<Resource>>,
 }
 
 struct CachedBackend {
-    service: Option<Service>,
-    slices: Vec<EndpointSlice>,
+    /// The store's stamps of the Service and of its set of EndpointSlices when built.
+    stamps: (Option<u64>, Option<u64>),
     cluster: Arc<Resource>,
     endpoints: Option<Arc<Resource>>,
 }
@@ -39,6 +44,24 @@ pub struct IncrementalBuilder {
     placeholders: Vec<(ResourceType, Arc<Resource>)>,
     ingresses: HashMap<ObjectRef, CachedIngress>,
     backends: HashMap<Backend, CachedBackend>,
+}
+
+/// A `RouteConfiguration` with only `name` (field 1) and `virtual_hosts` (field 2), encoded
+/// from already encoded virtual hosts: the bytes prost gives for the same message.
+fn route_configuration_bytes<'a>(name: &str, vhosts: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    let mut out = Vec::new();
+    if !name.is_empty() {
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        encode_varint(name.len() as u64, &mut out);
+        out.extend_from_slice(name.as_bytes());
+    }
+    for v in vhosts {
+        encode_key(2, WireType::LengthDelimited, &mut out);
+        encode_varint(v.len() as u64, &mut out);
+        out.extend_from_slice(v);
+    }
+    out
 }
 
 fn encode_all<M: prost::Message + prost::Name>(
@@ -99,12 +122,22 @@ impl IncrementalBuilder {
                 // The translator hands back the same Arc for an unchanged object.
                 Some(c) if Arc::ptr_eq(&c.ingress, ing) || c.ingress == *ing => c,
                 _ => {
-                    let hosts = virtual_hosts(ing);
-                    let (routes, scopes) = if scoped {
-                        let (r, s) = scoped_resources(ing, &hosts);
-                        (encode_all(&r, |r| &r.name), encode_all(&s, |s| &s.name))
+                    let vhosts = virtual_hosts(ing);
+                    let (routes, scopes, hosts) = if scoped {
+                        let (r, s) = scoped_resources(ing, &vhosts);
+                        let (r, s) = (encode_all(&r, |r| &r.name), encode_all(&s, |s| &s.name));
+                        (r, s, Default::default())
                     } else {
-                        (Vec::new(), Vec::new())
+                        let encode = |v: &[VirtualHost]| {
+                            v.iter()
+                                .map(|h| (h.name.clone(), h.encode_to_vec()))
+                                .collect()
+                        };
+                        (
+                            Vec::new(),
+                            Vec::new(),
+                            (encode(&vhosts.0), encode(&vhosts.1)),
+                        )
                     };
                     CachedIngress {
                         ingress: Arc::clone(ing),
@@ -122,25 +155,18 @@ impl IncrementalBuilder {
         let mut clusters = ResourceMap::new();
         let mut endpoints = ResourceMap::new();
         for b in backends {
-            let service = store
-                .services
-                .get(&ObjectKey::new(b.namespace.clone(), b.service.clone()));
-            let unchanged = |c: &CachedBackend| {
-                c.service.as_ref() == service
-                    && c.slices
-                        .iter()
-                        .eq(store.slices_for_service(&b.namespace, &b.service))
-            };
+            let key = ObjectKey::new(b.namespace.clone(), b.service.clone());
+            let stamps = (
+                store.stamp(&Dep::Object(Kind::Service, key.clone())),
+                store.stamp(&Dep::ServiceSlices(key.clone())),
+            );
             let cached = match previous.remove(b) {
-                Some(c) if unchanged(&c) => c,
+                Some(c) if c.stamps == stamps => c,
                 _ => {
+                    let service = store.services.get(&key);
                     let (cluster, cla) = cluster_for(b, service, store, check_addresses);
                     CachedBackend {
-                        service: service.cloned(),
-                        slices: store
-                            .slices_for_service(&b.namespace, &b.service)
-                            .cloned()
-                            .collect(),
+                        stamps,
                         cluster: Resource::new(cluster.name.clone(), &cluster),
                         endpoints: cla.map(|c| Resource::new(c.cluster_name.clone(), &c)),
                     }
@@ -180,19 +206,18 @@ impl IncrementalBuilder {
             let mut internal = Vec::new();
             for ing in ingresses {
                 if let Some(c) = self.ingresses.get(&ing.origin) {
-                    external.extend(c.hosts.0.iter().cloned());
-                    internal.extend(c.hosts.1.iter().cloned());
+                    external.extend(c.hosts.0.iter());
+                    internal.extend(c.hosts.1.iter());
                 }
             }
-            external.sort_by(|a, b| a.name.cmp(&b.name));
-            internal.sort_by(|a, b| a.name.cmp(&b.name));
+            external.sort_by(|a, b| a.0.cmp(&b.0));
+            internal.sort_by(|a, b| a.0.cmp(&b.0));
             for (name, vhosts) in [(EXTERNAL, external), (INTERNAL, internal)] {
-                let rc = envoy_types::pb::envoy::config::route::v3::RouteConfiguration {
-                    name: name.to_string(),
-                    virtual_hosts: vhosts,
-                    ..Default::default()
-                };
-                routes.insert(name.to_string(), Resource::new(name, &rc));
+                let rc = route_configuration_bytes(name, vhosts.iter().map(|(_, b)| b.as_slice()));
+                routes.insert(
+                    name.to_string(),
+                    Resource::from_encoded(name, RouteConfiguration::type_url(), rc),
+                );
             }
             Snapshot::new(clusters, endpoints, listeners, routes)
         }

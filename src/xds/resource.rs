@@ -82,15 +82,20 @@ impl Resource {
     /// more than one entry (prost encodes `HashMap`s in random order), so the encoding —
     /// and therefore the version — is deterministic.
     pub fn new<M: Message + prost::Name>(name: impl Into<String>, msg: &M) -> Arc<Resource> {
-        let value = msg.encode_to_vec();
+        Resource::from_encoded(name, M::type_url(), msg.encode_to_vec())
+    }
+
+    /// A resource from its already encoded message.
+    pub fn from_encoded(
+        name: impl Into<String>,
+        type_url: String,
+        value: Vec<u8>,
+    ) -> Arc<Resource> {
         let version = content_version(&value);
         Arc::new(Resource {
             name: name.into(),
             version,
-            any: Any {
-                type_url: M::type_url(),
-                value,
-            },
+            any: Any { type_url, value },
         })
     }
 }
