@@ -263,6 +263,19 @@ pub struct Store {
     /// A fresh number each time an object (or a Configuration's set of Revisions) changes:
     /// lets translation tell, without comparing objects, whether its inputs changed.
     stamps: std::collections::HashMap<Dep, u64>,
+    /// What changed since the last [`Store::take_dirty`]: lets the serve loop translate
+    /// only what a change touches.
+    dirty: Dirty,
+}
+
+/// Not part of the store's value (two stores with the same objects are equal).
+#[derive(Debug, Clone, Default)]
+struct Dirty(std::collections::HashSet<Dep>);
+
+impl PartialEq for Dirty {
+    fn eq(&self, _: &Dirty) -> bool {
+        true
+    }
 }
 
 /// Something a translation reads, for change detection ([`Store::stamp`]).
@@ -407,6 +420,7 @@ impl Store {
             self.touch_configuration_revisions(key);
         }
         self.stamps.remove(&Dep::Object(kind, key.clone()));
+        self.dirty.0.insert(Dep::Object(kind, key.clone()));
         match kind {
             Kind::KService => self.kservices.remove(key).is_some(),
             Kind::Route => self.routes.remove(key).is_some(),
@@ -441,7 +455,14 @@ impl Store {
         // must not mistake another store's objects for the ones it saw).
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let stamp = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.dirty.0.insert(dep.clone());
         self.stamps.insert(dep, stamp);
+    }
+
+    /// Everything that changed (objects applied or deleted, Revision and EndpointSlice
+    /// sets) since the previous call.
+    pub fn take_dirty(&mut self) -> std::collections::HashSet<Dep> {
+        std::mem::take(&mut self.dirty.0)
     }
 
     /// Marks the Revision set of the Configuration an existing Revision belongs to.

@@ -246,8 +246,9 @@ impl Manifests {
                     state.shadowed.push(obj);
                 }
             }
-            self.store.apply(o);
-            changed.insert(r);
+            if self.store.apply_if_changed(o) {
+                changed.insert(r);
+            }
         }
         shadowed
     }

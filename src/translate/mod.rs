@@ -11,6 +11,7 @@
 pub mod domain_mapping;
 pub mod envoy;
 pub mod explain;
+pub mod hosts;
 pub mod ir;
 pub mod kingress;
 pub mod route;
@@ -125,22 +126,53 @@ pub struct Output {
     pub config_errors: Vec<ConfigError>,
 }
 
-/// Holds what must survive between translations: each object's last good Ingress and the
-/// last good Knative config. Everything else is recomputed from the store.
+/// What [`Translator::update`] changed.
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    /// Every served Ingress by origin (persistent: cheap to keep and to clone).
+    pub served: imbl::OrdMap<ObjectRef, Arc<Ingress>>,
+    /// Origins whose served Ingress was added, replaced or removed.
+    pub changed: BTreeSet<ObjectRef>,
+    /// Objects whose translation state may have changed (re-translated, or their
+    /// rejection changed), plus every object the store reported changed.
+    pub touched: BTreeSet<ObjectRef>,
+    /// Every rejection, ordered by object.
+    pub rejections: Vec<Rejection>,
+    pub config_errors: Vec<ConfigError>,
+    /// Everything was re-examined (first run, or the Knative config changed).
+    pub full: bool,
+}
+
+/// Holds what must survive between translations: each object's last good Ingress, the
+/// last good Knative config, and (for incremental updates) each object's result, what it
+/// read, and who owns each host.
 #[derive(Debug, Clone, Default)]
 pub struct Translator {
     pub options: Options,
     last_good: BTreeMap<ObjectRef, Arc<Ingress>>,
     last_config: Option<KnativeConfig>,
-    /// Each Route's last result and the stamps of what it read: reused while none changed.
+    /// Each object's last result and the stamps of what it read: reused while none changed.
     route_cache: std::collections::HashMap<ObjectRef, CacheEntry>,
+    /// Reverse of the cache's deps: who read what.
+    readers: std::collections::HashMap<Dep, BTreeSet<ObjectRef>>,
     /// The config the cache was built with.
     cache_config: Option<KnativeConfig>,
+    /// Per object, its own result: the Ingress it offers (possibly its last good one) and
+    /// its rejection, before host conflicts.
+    own: BTreeMap<ObjectRef, (Option<Arc<Ingress>>, Option<Rejection>)>,
+    /// DomainMappings by the key of the Route or Knative Service they point at.
+    dm_targets: std::collections::HashMap<ObjectKey, BTreeSet<ObjectRef>>,
+    dm_target_of: std::collections::HashMap<ObjectRef, ObjectKey>,
+    hosts: hosts::HostOwners,
+    /// EndpointSlices with invalid addresses.
+    slice_problems: BTreeMap<ObjectKey, Rejection>,
 }
+
+use crate::model::store::Dep;
 
 #[derive(Debug, Clone)]
 struct CacheEntry {
-    deps: Vec<(crate::model::store::Dep, Option<u64>)>,
+    deps: Vec<(Dep, Option<u64>)>,
     result: Result<Arc<Ingress>, Vec<Problem>>,
 }
 
@@ -150,8 +182,7 @@ fn route_deps(
     input: Option<&RouteInput>,
     result: &Result<Arc<Ingress>, Vec<Problem>>,
     cfg: &KnativeConfig,
-) -> Vec<crate::model::store::Dep> {
-    use crate::model::store::Dep;
+) -> Vec<Dep> {
     let ns = &origin.key.namespace;
     let key = |name: &str| ObjectKey::new(ns.clone(), name);
     let mut deps = vec![
@@ -207,10 +238,7 @@ impl Translator {
     pub fn new(options: Options) -> Translator {
         Translator {
             options,
-            last_good: BTreeMap::new(),
-            last_config: None,
-            route_cache: Default::default(),
-            cache_config: None,
+            ..Default::default()
         }
     }
 
@@ -239,9 +267,14 @@ impl Translator {
         }
     }
 
-    /// Forgets cached per-Route results (the last good translations stay).
+    /// Forgets cached per-object results (the last good translations stay), so the next
+    /// translation recomputes every object.
     pub fn clear_cache(&mut self) {
-        self.route_cache.clear();
+        for (origin, entry) in std::mem::take(&mut self.route_cache) {
+            for (d, _) in entry.deps {
+                unlink(&mut self.readers, &d, &origin);
+            }
+        }
     }
 
     /// Translates the whole store.
@@ -259,276 +292,408 @@ impl Translator {
     /// [`Translator::translate`] without the Envoy resources (`envoy` is left empty): for
     /// callers that build them incrementally (`xds::build::IncrementalBuilder`).
     pub fn translate_ingresses(&mut self, store: &Store) -> Output {
-        let (cfg, config_errors) = self.knative_config(store);
-        let mut rejections = Vec::new();
-        let mut accepted: BTreeMap<ObjectRef, Arc<Ingress>> = BTreeMap::new();
-        let mut seen: BTreeSet<ObjectRef> = BTreeSet::new();
-
-        // A config change can change any translation.
-        if self.cache_config.as_ref() != Some(&cfg) {
-            self.route_cache.clear();
-            self.cache_config = Some(cfg.clone());
-        }
-        let mut cache = std::mem::take(&mut self.route_cache);
-        let mut candidates: Vec<(
-            ObjectRef,
-            Option<&crate::model::objects::KService>,
-            Option<&crate::model::objects::Route>,
-        )> = Vec::new();
-        let ingress_mode = self.options.ingress_class.is_some();
-        if let Some(class) = self.options.ingress_class.clone() {
-            self.translate_kingresses(
-                store,
-                &class,
-                &mut cache,
-                &mut accepted,
-                &mut rejections,
-                &mut seen,
-            );
-        }
-        if self.options.derive_routes_from_services && !ingress_mode {
-            for (key, svc) in &store.kservices {
-                candidates.push((
-                    ObjectRef {
-                        kind: Kind::KService,
-                        key: key.clone(),
-                    },
-                    Some(svc),
-                    None,
-                ));
-            }
-        }
-        for (key, route) in store.routes.iter().filter(|_| !ingress_mode) {
-            if self.options.derive_routes_from_services && store.kservices.contains_key(key) {
-                rejections.push(Rejection {
-                    object: ObjectRef {
-                        kind: Kind::Route,
-                        key: key.clone(),
-                    },
-                    reason: RejectReason::Invalid,
-                    problems: vec![Problem::new(
-                        "metadata.name",
-                        format!("the Knative Service {key} owns the Route of this name; this Route is ignored"),
-                    )],
-                    serving_last_good: false,
-                });
-                continue;
-            }
-            candidates.push((
-                ObjectRef {
-                    kind: Kind::Route,
-                    key: key.clone(),
-                },
-                None,
-                Some(route),
-            ));
-        }
-        for (origin, svc, route) in candidates {
-            // Unchanged inputs: the previous result stands.
-            let result = self.cached(&mut cache, &origin, store, || {
-                let input = match (svc, route) {
-                    (Some(svc), _) => RouteInput::from_kservice(svc),
-                    (None, Some(route)) => Ok(RouteInput::from_route(route)),
-                    (None, None) => Err(Vec::new()),
-                };
-                let result = match &input {
-                    Ok(i) => route::translate_route(i, store, &cfg).map(Arc::new),
-                    Err(p) => Err(p.clone()),
-                };
-                let deps = route_deps(&origin, input.as_ref().ok(), &result, &cfg);
-                (result, deps)
-            });
-            seen.insert(origin.clone());
-            self.settle(origin, result, &mut accepted, &mut rejections);
-        }
-        // DomainMappings point at Routes translated above.
-        for dm in store.domain_mappings.values().filter(|_| !ingress_mode) {
-            let origin = ObjectRef {
-                kind: Kind::DomainMapping,
-                key: ObjectKey::new(dm.metadata.namespace.clone(), dm.metadata.name.clone()),
-            };
-            let lookup = |key: &ObjectKey| {
-                [Kind::KService, Kind::Route].into_iter().find_map(|kind| {
-                    accepted
-                        .get(&ObjectRef {
-                            kind,
-                            key: key.clone(),
-                        })
-                        .map(|i| (**i).clone())
-                })
-            };
-            let result =
-                domain_mapping::translate_domain_mapping(dm, store, &cfg, lookup).map(Arc::new);
-            seen.insert(origin.clone());
-            self.settle(origin, result, &mut accepted, &mut rejections);
-        }
-        self.last_good.retain(|k, _| seen.contains(k));
-
-        let ingresses = resolve_host_conflicts(accepted, &mut rejections);
-        if self.options.check_endpoint_addresses {
-            for (key, slice) in &store.endpoint_slices {
-                let problems = envoy::endpoint_slice_problems(slice);
-                if !problems.is_empty() {
-                    rejections.push(Rejection {
-                        reason: RejectReason::Invalid,
-                        object: ObjectRef {
-                            kind: Kind::EndpointSlice,
-                            key: key.clone(),
-                        },
-                        problems,
-                        serving_last_good: false,
-                    });
-                }
-            }
-        }
-        rejections.sort_by(|a, b| a.object.cmp(&b.object));
+        let u = self.update(store, None);
         Output {
-            ingresses,
+            ingresses: u.served.values().cloned().collect(),
             envoy: EnvoyConfig::default(),
-            rejections,
-            config_errors,
+            rejections: u.rejections,
+            config_errors: u.config_errors,
         }
     }
 
-    /// KIngress mode: every KIngress of our class, each re-translated only when it or a
-    /// Service it names changed.
-    fn translate_kingresses(
+    /// Brings the translation up to date with the store. With `dirty` (what changed since
+    /// the previous update, from [`Store::take_dirty`]), only the objects that read
+    /// something in it are re-translated; with `None`, every object is looked at (unchanged
+    /// ones still come from the cache).
+    pub fn update(
         &mut self,
         store: &Store,
-        class: &str,
-        cache: &mut std::collections::HashMap<ObjectRef, CacheEntry>,
-        accepted: &mut BTreeMap<ObjectRef, Arc<Ingress>>,
-        rejections: &mut Vec<Rejection>,
-        seen: &mut BTreeSet<ObjectRef>,
-    ) {
-        use crate::model::store::Dep;
-        for (key, k) in &store.kingresses {
-            if kingress::class_of(k) != Some(class) {
+        dirty: Option<&std::collections::HashSet<Dep>>,
+    ) -> Update {
+        let (cfg, config_errors) = self.knative_config(store);
+        // A config change can change any translation.
+        let mut dirty = dirty;
+        if self.cache_config.as_ref() != Some(&cfg) {
+            self.clear_cache();
+            self.cache_config = Some(cfg.clone());
+            dirty = None;
+        }
+        let ingress_mode = self.options.ingress_class.is_some();
+
+        // Which objects to look at.
+        let mut examine: BTreeSet<ObjectRef> = BTreeSet::new();
+        let mut slices: BTreeSet<ObjectKey> = BTreeSet::new();
+        let mut touched = BTreeSet::new();
+        let oref = |kind, key: &ObjectKey| ObjectRef {
+            kind,
+            key: key.clone(),
+        };
+        match dirty {
+            None => {
+                examine.extend(self.own.keys().cloned());
+                examine.extend(store.kservices.keys().map(|k| oref(Kind::KService, k)));
+                examine.extend(store.routes.keys().map(|k| oref(Kind::Route, k)));
+                examine.extend(store.kingresses.keys().map(|k| oref(Kind::KIngress, k)));
+                examine.extend(
+                    store
+                        .domain_mappings
+                        .keys()
+                        .map(|k| oref(Kind::DomainMapping, k)),
+                );
+                slices.extend(self.slice_problems.keys().cloned());
+                slices.extend(store.endpoint_slices.keys().cloned());
+            }
+            Some(dirty) => {
+                for d in dirty {
+                    if let Some(readers) = self.readers.get(d) {
+                        examine.extend(readers.iter().cloned());
+                    }
+                    if let Dep::Object(kind, key) = d {
+                        touched.insert(oref(*kind, key));
+                        match kind {
+                            Kind::KService => {
+                                examine.insert(oref(Kind::KService, key));
+                                examine.insert(oref(Kind::Route, key));
+                            }
+                            Kind::Route | Kind::DomainMapping | Kind::KIngress => {
+                                examine.insert(oref(*kind, key));
+                            }
+                            Kind::EndpointSlice => {
+                                slices.insert(key.clone());
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+
+            eprintln!("dirty {:?}\nexamine {:?}", dirty, examine);
+        }
+        // Routes, Knative Services and KIngresses; then DomainMappings, which read the
+        // Routes' results.
+        let mut candidates = Vec::new();
+        let mut dms: BTreeSet<ObjectRef> = BTreeSet::new();
+        for origin in examine {
+            if origin.kind == Kind::DomainMapping {
+                dms.insert(origin);
                 continue;
             }
-            let origin = ObjectRef {
-                kind: Kind::KIngress,
-                key: key.clone(),
-            };
-            let result = self.cached(cache, &origin, store, || {
-                let result = kingress::translate_kingress(k, store).map(Arc::new);
-                let deps = std::iter::once(Dep::Object(Kind::KIngress, key.clone()))
-                    .chain(
-                        kingress::split_services(k)
-                            .into_iter()
-                            .map(|s| Dep::Object(Kind::Service, s)),
-                    )
-                    .collect();
-                (result, deps)
-            });
-            seen.insert(origin.clone());
-            self.settle(origin, result, accepted, rejections);
+            let own = self.examine(store, &cfg, &origin, ingress_mode);
+            if let Some(c) = self.record(&origin, own, &mut touched) {
+                if matches!(origin.kind, Kind::KService | Kind::Route) {
+                    if let Some(targets) = self.dm_targets.get(&origin.key) {
+                        dms.extend(targets.iter().cloned());
+                    }
+                }
+                candidates.push((origin, c));
+            }
         }
+        for origin in dms {
+            let own = self.examine_domain_mapping(store, &cfg, &origin, ingress_mode);
+            if let Some(c) = self.record(&origin, own, &mut touched) {
+                candidates.push((origin, c));
+            }
+        }
+        let changed = self.hosts.update(candidates);
+        touched.extend(changed.iter().cloned());
+
+        if self.options.check_endpoint_addresses {
+            for key in slices {
+                let problems = store
+                    .endpoint_slices
+                    .get(&key)
+                    .map(envoy::endpoint_slice_problems)
+                    .unwrap_or_default();
+                if problems.is_empty() {
+                    self.slice_problems.remove(&key);
+                } else {
+                    self.slice_problems.insert(
+                        key.clone(),
+                        Rejection {
+                            reason: RejectReason::Invalid,
+                            object: oref(Kind::EndpointSlice, &key),
+                            problems,
+                            serving_last_good: false,
+                        },
+                    );
+                }
+            }
+        }
+
+        Update {
+            served: self.hosts.served().clone(),
+            changed,
+            touched,
+            rejections: self.rejections(),
+            config_errors,
+            full: dirty.is_none(),
+        }
+    }
+
+    /// Every rejection, ordered by object: a host conflict replaces the object's own.
+    fn rejections(&self) -> Vec<Rejection> {
+        let conflicts = self.hosts.rejected();
+        let mut out: Vec<Rejection> = self
+            .own
+            .iter()
+            .filter_map(|(o, (_, r))| r.as_ref().filter(|_| !conflicts.contains_key(o)))
+            .chain(conflicts.values())
+            .chain(self.slice_problems.values())
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.object.cmp(&b.object));
+        out
+    }
+
+    /// Stores an object's own result; returns its candidate when that changed (the outer
+    /// `Some`), for host ownership.
+    fn record(
+        &mut self,
+        origin: &ObjectRef,
+        own: Option<(Option<Arc<Ingress>>, Option<Rejection>)>,
+        touched: &mut BTreeSet<ObjectRef>,
+    ) -> Option<Option<Arc<Ingress>>> {
+        let old = match own {
+            Some(new) => {
+                let candidate = new.0.clone();
+                let old = self.own.insert(origin.clone(), new.clone());
+                if old.as_ref() != Some(&new) {
+                    touched.insert(origin.clone());
+                }
+                let same = match (old.and_then(|o| o.0), &candidate) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(&a, b),
+                    (None, None) => true,
+                    _ => false,
+                };
+                return (!same).then_some(candidate);
+            }
+            None => self.own.remove(origin),
+        };
+        // No longer an object we translate.
+        self.forget(origin);
+        touched.insert(origin.clone());
+        old.and_then(|o| o.0).map(|_| None)
+    }
+
+    fn forget(&mut self, origin: &ObjectRef) {
+        self.last_good.remove(origin);
+        if let Some(entry) = self.route_cache.remove(origin) {
+            for (d, _) in entry.deps {
+                unlink(&mut self.readers, &d, origin);
+            }
+        }
+        self.untarget(origin);
+    }
+
+    fn untarget(&mut self, dm: &ObjectRef) {
+        if let Some(target) = self.dm_target_of.remove(dm) {
+            if let Some(set) = self.dm_targets.get_mut(&target) {
+                set.remove(dm);
+                if set.is_empty() {
+                    self.dm_targets.remove(&target);
+                }
+            }
+        }
+    }
+
+    /// One Route, Knative Service or KIngress: `None` when it is not ours to translate.
+    #[allow(clippy::type_complexity)]
+    fn examine(
+        &mut self,
+        store: &Store,
+        cfg: &KnativeConfig,
+        origin: &ObjectRef,
+        ingress_mode: bool,
+    ) -> Option<(Option<Arc<Ingress>>, Option<Rejection>)> {
+        let key = &origin.key;
+        let derive = self.options.derive_routes_from_services && !ingress_mode;
+        let result = match origin.kind {
+            Kind::KService if derive => {
+                let svc = store.kservices.get(key)?;
+                self.cached(origin, store, || {
+                    let input = RouteInput::from_kservice(svc);
+                    let result = match &input {
+                        Ok(i) => route::translate_route(i, store, cfg).map(Arc::new),
+                        Err(p) => Err(p.clone()),
+                    };
+                    let deps = route_deps(origin, input.as_ref().ok(), &result, cfg);
+                    (result, deps)
+                })
+            }
+            Kind::Route if !ingress_mode => {
+                let route = store.routes.get(key)?;
+                if self.options.derive_routes_from_services && store.kservices.contains_key(key) {
+                    self.forget(origin);
+                    return Some((
+                        None,
+                        Some(Rejection {
+                            object: origin.clone(),
+                            reason: RejectReason::Invalid,
+                            problems: vec![Problem::new(
+                                "metadata.name",
+                                format!("the Knative Service {key} owns the Route of this name; this Route is ignored"),
+                            )],
+                            serving_last_good: false,
+                        }),
+                    ));
+                }
+                self.cached(origin, store, || {
+                    let input = RouteInput::from_route(route);
+                    let result = route::translate_route(&input, store, cfg).map(Arc::new);
+                    let deps = route_deps(origin, Some(&input), &result, cfg);
+                    (result, deps)
+                })
+            }
+            Kind::KIngress => {
+                let class = self.options.ingress_class.as_deref()?;
+                let k = store.kingresses.get(key)?;
+                if kingress::class_of(k) != Some(class) {
+                    return None;
+                }
+                self.cached(origin, store, || {
+                    let result = kingress::translate_kingress(k, store).map(Arc::new);
+                    let deps = std::iter::once(Dep::Object(Kind::KIngress, key.clone()))
+                        .chain(
+                            kingress::split_services(k)
+                                .into_iter()
+                                .map(|s| Dep::Object(Kind::Service, s)),
+                        )
+                        .collect();
+                    (result, deps)
+                })
+            }
+            _ => return None,
+        };
+        Some(self.settle(origin, result))
+    }
+
+    /// One DomainMapping: re-translated whenever looked at (it reads the result of the
+    /// Route it points at, which the cache's stamps do not cover).
+    #[allow(clippy::type_complexity)]
+    fn examine_domain_mapping(
+        &mut self,
+        store: &Store,
+        cfg: &KnativeConfig,
+        origin: &ObjectRef,
+        ingress_mode: bool,
+    ) -> Option<(Option<Arc<Ingress>>, Option<Rejection>)> {
+        if ingress_mode {
+            return None;
+        }
+        let dm = store.domain_mappings.get(&origin.key)?;
+        let lookup = |key: &ObjectKey| {
+            [Kind::KService, Kind::Route].into_iter().find_map(|kind| {
+                self.own
+                    .get(&ObjectRef {
+                        kind,
+                        key: key.clone(),
+                    })
+                    .and_then(|(c, _)| c.as_ref())
+                    .map(|i| (**i).clone())
+            })
+        };
+        let result = domain_mapping::translate_domain_mapping(dm, store, cfg, lookup).map(Arc::new);
+        let target = ObjectKey::new(origin.key.namespace.clone(), dm.spec.ref_.name.clone());
+        // What it read besides its target's result.
+        let deps = vec![
+            Dep::Object(Kind::DomainMapping, origin.key.clone()),
+            Dep::Object(
+                Kind::ClusterDomainClaim,
+                ObjectKey::new("", origin.key.name.clone()),
+            ),
+            Dep::Object(Kind::Service, target.clone()),
+        ];
+        self.link(origin, deps, store, Err(Vec::new()));
+        self.untarget(origin);
+        self.dm_targets
+            .entry(target.clone())
+            .or_default()
+            .insert(origin.clone());
+        self.dm_target_of.insert(origin.clone(), target);
+        Some(self.settle(origin, result))
+    }
+
+    fn link(
+        &mut self,
+        origin: &ObjectRef,
+        deps: Vec<Dep>,
+        store: &Store,
+        result: Result<Arc<Ingress>, Vec<Problem>>,
+    ) {
+        if let Some(old) = self.route_cache.remove(origin) {
+            for (d, _) in old.deps {
+                unlink(&mut self.readers, &d, origin);
+            }
+        }
+        let deps = deps
+            .into_iter()
+            .map(|d| {
+                self.readers
+                    .entry(d.clone())
+                    .or_default()
+                    .insert(origin.clone());
+                let stamp = store.stamp(&d);
+                (d, stamp)
+            })
+            .collect();
+        self.route_cache
+            .insert(origin.clone(), CacheEntry { deps, result });
     }
 
     /// An object's cached result while nothing it read changed; otherwise `compute`'s
     /// (result, what it read), remembered with the current stamps.
     fn cached(
         &mut self,
-        cache: &mut std::collections::HashMap<ObjectRef, CacheEntry>,
         origin: &ObjectRef,
         store: &Store,
-        compute: impl FnOnce() -> (
-            Result<Arc<Ingress>, Vec<Problem>>,
-            Vec<crate::model::store::Dep>,
-        ),
+        compute: impl FnOnce() -> (Result<Arc<Ingress>, Vec<Problem>>, Vec<Dep>),
     ) -> Result<Arc<Ingress>, Vec<Problem>> {
-        if let Some(entry) = cache.remove(origin) {
+        if let Some(entry) = self.route_cache.get(origin) {
             if entry.deps.iter().all(|(d, stamp)| store.stamp(d) == *stamp) {
-                let r = entry.result.clone();
-                self.route_cache.insert(origin.clone(), entry);
-                return r;
+                return entry.result.clone();
             }
         }
         let (result, deps) = compute();
-        let deps = deps
-            .into_iter()
-            .map(|d| {
-                let stamp = store.stamp(&d);
-                (d, stamp)
-            })
-            .collect();
-        self.route_cache.insert(
-            origin.clone(),
-            CacheEntry {
-                deps,
-                result: result.clone(),
-            },
-        );
+        self.link(origin, deps, store, result.clone());
         result
     }
 
-    /// Records a translation result, falling back to the last good one on failure.
+    /// A translation result, falling back to the last good one on failure: (the Ingress
+    /// offered, the rejection).
     fn settle(
         &mut self,
-        origin: ObjectRef,
+        origin: &ObjectRef,
         result: Result<Arc<Ingress>, Vec<Problem>>,
-        accepted: &mut BTreeMap<ObjectRef, Arc<Ingress>>,
-        rejections: &mut Vec<Rejection>,
-    ) {
+    ) -> (Option<Arc<Ingress>>, Option<Rejection>) {
         match result {
             Ok(ing) => {
                 self.last_good.insert(origin.clone(), ing.clone());
-                accepted.insert(origin, ing);
+                (Some(ing), None)
             }
             Err(problems) => {
-                let last = self.last_good.get(&origin).cloned();
-                rejections.push(Rejection {
+                let last = self.last_good.get(origin).cloned();
+                let rejection = Rejection {
                     object: origin.clone(),
                     reason: RejectReason::Invalid,
                     problems,
                     serving_last_good: last.is_some(),
-                });
-                if let Some(ing) = last {
-                    accepted.insert(origin, ing);
-                }
+                };
+                (last, Some(rejection))
             }
         }
     }
 }
 
-/// Gives every host to one owner: the oldest object (creation timestamp, then kind,
-/// namespace and name) keeps it; a later object claiming a taken host is rejected whole,
-/// so Envoy never sees a duplicate domain.
-fn resolve_host_conflicts(
-    accepted: BTreeMap<ObjectRef, Arc<Ingress>>,
-    rejections: &mut Vec<Rejection>,
-) -> Vec<Arc<Ingress>> {
-    let mut order: Vec<Arc<Ingress>> = accepted.into_values().collect();
-    order.sort_by(|a, b| {
-        (a.creation_timestamp.as_str(), &a.origin).cmp(&(b.creation_timestamp.as_str(), &b.origin))
-    });
-    let mut owners: BTreeMap<String, ObjectRef> = BTreeMap::new();
-    let mut out = Vec::with_capacity(order.len());
-    for ing in order {
-        let taken: Vec<Problem> =
-            ing.hosts()
-                .filter_map(|h| {
-                    owners.get(h).filter(|o| **o != ing.origin).map(|o| {
-                        Problem::new("hosts", format!("host {h:?} is already served by {o}"))
-                    })
-                })
-                .collect();
-        if !taken.is_empty() {
-            rejections.retain(|r| r.object != ing.origin);
-            rejections.push(Rejection {
-                object: ing.origin.clone(),
-                reason: RejectReason::HostConflict,
-                problems: taken,
-                serving_last_good: false,
-            });
-            continue;
+fn unlink(
+    readers: &mut std::collections::HashMap<Dep, BTreeSet<ObjectRef>>,
+    dep: &Dep,
+    origin: &ObjectRef,
+) {
+    if let Some(set) = readers.get_mut(dep) {
+        set.remove(origin);
+        if set.is_empty() {
+            readers.remove(dep);
         }
-        for h in ing.hosts() {
-            owners.insert(h.to_string(), ing.origin.clone());
-        }
-        out.push(ing);
     }
-    out.sort_by(|a, b| a.origin.cmp(&b.origin));
-    out
 }

@@ -7,6 +7,7 @@ mod config;
 mod domain_mapping;
 mod envoy;
 mod hosts;
+mod incremental;
 mod kingress;
 mod layout;
 mod resolution;

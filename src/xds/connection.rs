@@ -35,7 +35,7 @@ const MAX_OUTSTANDING: usize = 16;
 const MAX_TEXT: usize = 4096;
 
 /// The resources of a type we serve nothing of.
-static EMPTY: ResourceMap = ResourceMap::new();
+static EMPTY: std::sync::LazyLock<ResourceMap> = std::sync::LazyLock::new(ResourceMap::new);
 
 /// Which ADS variant a stream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -211,7 +211,7 @@ impl TypeKey {
     fn resources<'a>(&self, snap: &'a Snapshot) -> &'a ResourceMap {
         match self {
             TypeKey::Served(t) => snap.resources(*t),
-            TypeKey::Unserved(_) => &EMPTY,
+            TypeKey::Unserved(_) => &*EMPTY,
         }
     }
 
@@ -263,8 +263,8 @@ impl Subscription {
             match glob_prefix(n) {
                 Some(prefix) => {
                     for (name, r) in all
-                        .range::<str, _>((
-                            std::ops::Bound::Included(prefix),
+                        .range::<_, String>((
+                            std::ops::Bound::Included(prefix.to_string()),
                             std::ops::Bound::Unbounded,
                         ))
                         .take_while(|(name, _)| name.starts_with(prefix))
