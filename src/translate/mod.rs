@@ -368,8 +368,6 @@ impl Translator {
             }
         }
 
-            eprintln!("dirty {:?}\nexamine {:?}", dirty, examine);
-        }
         // Routes, Knative Services and KIngresses; then DomainMappings, which read the
         // Routes' results.
         let mut candidates = Vec::new();
