@@ -8,12 +8,16 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::model::Store;
+use std::collections::HashSet;
+
+use crate::model::config::ConfigError;
+use crate::model::store::Dep;
+use crate::model::{Kind, ObjectRef, Store};
 use crate::server::state::{ObjectState, View};
 use crate::server::Shared;
 use crate::sources::kube::Change;
 use crate::sources::manifests::{FileError, Manifests};
-use crate::translate::{Output, Translator};
+use crate::translate::{Rejection, Translator, Update};
 use crate::xds::{Resource, ResourceType, Snapshot};
 
 pub async fn sleep_until(deadline: Option<Instant>) {
@@ -43,6 +47,13 @@ impl Source {
     pub fn store(&self) -> &Store {
         match self {
             Source::Manifests(m) => &m.store,
+            Source::Kube { store, .. } => store,
+        }
+    }
+
+    fn store_mut(&mut self) -> &mut Store {
+        match self {
+            Source::Manifests(m) => &mut m.store,
             Source::Kube { store, .. } => store,
         }
     }
@@ -80,6 +91,10 @@ pub struct Pipeline {
     builder: crate::xds::build::IncrementalBuilder,
     /// KIngress mode: per KIngress, the generation served and the first snapshot with it.
     served_since: std::collections::HashMap<crate::model::ObjectKey, (i64, u64)>,
+    /// Every Knative object's translation state (kept up to date per change).
+    objects: imbl::OrdMap<ObjectRef, ObjectState>,
+    /// How many objects of each kind are in each state (for `/metrics`).
+    counts: BTreeMap<(Kind, &'static str), i64>,
 }
 
 impl Pipeline {
@@ -95,6 +110,8 @@ impl Pipeline {
             serial: 0,
             builder: Default::default(),
             served_since: Default::default(),
+            objects: Default::default(),
+            counts: Default::default(),
         }
     }
 
@@ -164,11 +181,12 @@ impl Pipeline {
 
     fn rebuild(&mut self, started: Instant, objects_changed: usize) {
         let baseline = self.translator.options.baseline_full_push;
-        let output = if baseline {
-            self.translator.translate(self.source.store())
-        } else {
-            self.translator.translate_ingresses(self.source.store())
-        };
+        let dirty = self.source.store_mut().take_dirty();
+        let store = self.source.store();
+        let o = &self.translator.options;
+        let (listeners, check) = (o.listeners.clone(), o.check_endpoint_addresses);
+        // The baseline (kourier's behaviour) looks at everything on every change.
+        let update = self.translator.update(store, (!baseline).then_some(&dirty));
         let metrics = &self.shared.metrics;
         metrics
             .translation_seconds
@@ -176,14 +194,18 @@ impl Pipeline {
         let encoding = Instant::now();
         let snapshot = if baseline {
             self.serial += 1;
-            Snapshot::from_envoy(&output.envoy, None).salted(self.serial)
+            let served: Vec<Arc<crate::translate::Ingress>> =
+                update.served.values().cloned().collect();
+            let envoy = crate::translate::envoy::build_with(&served, store, &listeners, check);
+            Snapshot::from_envoy(&envoy, None).salted(self.serial)
         } else {
-            let o = &self.translator.options;
-            self.builder.build(
-                &output.ingresses,
-                self.source.store(),
-                &o.listeners,
-                o.check_endpoint_addresses,
+            self.builder.update(
+                &update.served,
+                &update.changed,
+                &dirty,
+                store,
+                &listeners,
+                check,
             )
         };
         metrics
@@ -193,8 +215,8 @@ impl Pipeline {
         let now = Instant::now();
         if let Some(prev) = &self.translated {
             for ty in [ResourceType::Cluster, ResourceType::Endpoint] {
-                for (name, res) in prev.resources(ty) {
-                    if !snapshot.resources(ty).contains_key(name) {
+                for d in prev.resources(ty).diff(snapshot.resources(ty)) {
+                    if let imbl::ordmap::DiffItem::Remove(name, res) = d {
                         self.retained
                             .entry((ty, name.clone()))
                             .or_insert((res.clone(), now + CLUSTER_RETENTION));
@@ -206,52 +228,87 @@ impl Pipeline {
         if self.publish() {
             info!(
                 objects_changed,
-                routes = output.ingresses.len(),
+                routes = update.served.len(),
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "published snapshot"
             );
         }
-        let view = object_view(
-            self.source.store(),
-            &output,
-            self.translator.options.derive_routes_from_services,
-        );
-        let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-        for o in &view.objects {
-            *counts
-                .entry((o.object.kind.display_name(), o.state))
-                .or_default() += 1;
+        self.update_view(&update, &dirty);
+        if let Some(class) = self.translator.options.ingress_class.clone() {
+            self.update_kingress_states(&class, &update);
+        }
+        self.report(Some((update.rejections, update.config_errors)));
+    }
+
+    /// Brings every object's translation state up to date: all of them after a full
+    /// translation, otherwise only those the update touched.
+    fn update_view(&mut self, update: &Update, dirty: &HashSet<Dep>) {
+        let store = self.source.store();
+        let derive = self.translator.options.derive_routes_from_services;
+        let keys: Vec<ObjectRef> = if update.full {
+            let mut all: Vec<ObjectRef> = self.objects.keys().cloned().collect();
+            all.extend(VIEW_KINDS.iter().flat_map(|k| {
+                store
+                    .keys(*k)
+                    .into_iter()
+                    .map(|key| ObjectRef { kind: *k, key })
+            }));
+            all
+        } else {
+            let mut some: Vec<ObjectRef> = update.touched.iter().cloned().collect();
+            some.extend(dirty.iter().filter_map(|d| match d {
+                Dep::Object(kind, key) => Some(ObjectRef {
+                    kind: *kind,
+                    key: key.clone(),
+                }),
+                _ => None,
+            }));
+            some
+        };
+        for r in keys {
+            let new = object_state(store, &update.served, &update.rejections, &r, derive);
+            let old = match new {
+                Some(new) => {
+                    *self.counts.entry((r.kind, new.state)).or_default() += 1;
+                    self.objects.insert(r, new)
+                }
+                None => self.objects.remove(&r),
+            };
+            if let Some(old) = old {
+                *self.counts.entry((old.object.kind, old.state)).or_default() -= 1;
+            }
         }
         let objects = &self.shared.metrics.objects;
         objects.clear();
-        for ((kind, state), n) in counts {
-            objects
-                .get_or_create(&crate::server::metrics::ObjectLabels {
-                    kind: kind.to_string(),
-                    state: state.to_string(),
-                })
-                .set(n);
+        for ((kind, state), n) in &self.counts {
+            if *n != 0 {
+                objects
+                    .get_or_create(&crate::server::metrics::ObjectLabels {
+                        kind: kind.display_name().to_string(),
+                        state: state.to_string(),
+                    })
+                    .set(*n);
+            }
         }
-        self.shared.set_view(view);
-        if let Some(class) = self.translator.options.ingress_class.clone() {
-            self.update_kingress_states(&class, &output);
-        }
-        self.report(Some(output));
+        self.shared.set_view(View {
+            ingresses: update.served.clone(),
+            objects: self.objects.clone(),
+        });
     }
 
     /// KIngress mode: what each KIngress' status should build on — served since which
     /// snapshot, or why not — for the status writer.
-    fn update_kingress_states(&mut self, class: &str, output: &Output) {
+    fn update_kingress_states(&mut self, class: &str, update: &Update) {
         use crate::model::Kind;
         use crate::translate::status::{IngressState, IngressStates, Outcome};
         let current = self.shared.current().map(|s| s.id()).unwrap_or(0);
-        let served: std::collections::HashMap<&crate::model::ObjectKey, Option<i64>> = output
-            .ingresses
-            .iter()
+        let served: std::collections::HashMap<&crate::model::ObjectKey, Option<i64>> = update
+            .served
+            .values()
             .filter(|i| i.origin.kind == Kind::KIngress)
             .map(|i| (&i.origin.key, i.generation))
             .collect();
-        let rejected: std::collections::HashMap<&crate::model::ObjectKey, _> = output
+        let rejected: std::collections::HashMap<&crate::model::ObjectKey, _> = update
             .rejections
             .iter()
             .filter(|r| r.object.kind == Kind::KIngress)
@@ -338,12 +395,12 @@ impl Pipeline {
     }
 
     /// Logs each problem once (when it appears) and publishes the report.
-    fn report(&mut self, output: Option<Output>) {
+    fn report(&mut self, translation: Option<(Vec<Rejection>, Vec<ConfigError>)>) {
         let mut report = (*self.shared.report()).clone();
         report.file_errors = self.source.file_errors();
-        if let Some(output) = output {
-            report.config_errors = output.config_errors.iter().map(|e| e.to_string()).collect();
-            report.rejections = output.rejections;
+        if let Some((rejections, config_errors)) = translation {
+            report.config_errors = config_errors.iter().map(|e| e.to_string()).collect();
+            report.rejections = rejections;
         }
         // Each problem is logged once, when it appears, with structured fields.
         let mut now = BTreeSet::new();
@@ -386,78 +443,73 @@ impl Pipeline {
     }
 }
 
-/// Every Knative object's translation state, for the inspection API and `/metrics`.
-pub fn object_view(store: &Store, output: &Output, services_make_routes: bool) -> View {
-    use crate::model::{Kind, ObjectKey, ObjectRef};
-    let rejected: BTreeMap<&ObjectRef, &crate::translate::Rejection> =
-        output.rejections.iter().map(|r| (&r.object, r)).collect();
-    let served: BTreeMap<&ObjectRef, &crate::translate::Ingress> =
-        output.ingresses.iter().map(|i| (&i.origin, &**i)).collect();
-    let mut objects = Vec::new();
-    let mut add = |kind: Kind, key: &ObjectKey, generation: Option<i64>, produces: bool| {
-        let object = ObjectRef {
-            kind,
-            key: key.clone(),
-        };
-        let ing = served.get(&object);
-        let rej = rejected.get(&object);
-        let state = match (ing, rej) {
-            (Some(_), Some(_)) => "stale",
-            (None, Some(_)) => "rejected",
-            (Some(_), None) => "served",
-            (None, None) if produces => "rejected",
-            (None, None) => "input",
-        };
-        let mut clusters: Vec<String> = ing
-            .map(|i| i.backends().map(|b| b.cluster_name()).collect())
-            .unwrap_or_default();
-        clusters.sort();
-        clusters.dedup();
-        objects.push(ObjectState {
-            problems: rej
-                .map(|r| {
-                    r.problems
-                        .iter()
-                        .map(|p| format!("{}: {}", p.field, p.message))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            virtual_hosts: ing
-                .map(|i| {
-                    i.rules
-                        .iter()
-                        .filter_map(|r| r.hosts.first().cloned())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            clusters,
-            object,
-            generation,
-            state,
-        });
-    };
-    for (k, o) in &store.kservices {
-        add(
-            Kind::KService,
-            k,
-            o.metadata.generation,
+/// The kinds listed in the inspection view.
+const VIEW_KINDS: [Kind; 5] = [
+    Kind::KService,
+    Kind::Route,
+    Kind::DomainMapping,
+    Kind::Configuration,
+    Kind::Revision,
+];
+
+/// One Knative object's translation state, for the inspection API and `/metrics`; `None`
+/// when the store does not hold it (or it is not a kind the view lists).
+pub fn object_state(
+    store: &Store,
+    served: &imbl::OrdMap<ObjectRef, Arc<crate::translate::Ingress>>,
+    rejections: &[Rejection],
+    object: &ObjectRef,
+    services_make_routes: bool,
+) -> Option<ObjectState> {
+    let key = &object.key;
+    let (generation, produces) = match object.kind {
+        Kind::KService => (
+            store.kservices.get(key)?.metadata.generation,
             services_make_routes,
-        );
-    }
-    for (k, o) in &store.routes {
-        add(Kind::Route, k, o.metadata.generation, true);
-    }
-    for (k, o) in &store.domain_mappings {
-        add(Kind::DomainMapping, k, o.metadata.generation, true);
-    }
-    for (k, o) in &store.configurations {
-        add(Kind::Configuration, k, o.metadata.generation, false);
-    }
-    for (k, o) in &store.revisions {
-        add(Kind::Revision, k, o.metadata.generation, false);
-    }
-    View {
-        ingresses: output.ingresses.clone(),
-        objects,
-    }
+        ),
+        Kind::Route => (store.routes.get(key)?.metadata.generation, true),
+        Kind::DomainMapping => (store.domain_mappings.get(key)?.metadata.generation, true),
+        Kind::Configuration => (store.configurations.get(key)?.metadata.generation, false),
+        Kind::Revision => (store.revisions.get(key)?.metadata.generation, false),
+        _ => return None,
+    };
+    let ing = served.get(object);
+    let rej = rejections
+        .binary_search_by(|r| r.object.cmp(object))
+        .ok()
+        .map(|i| &rejections[i]);
+    let state = match (ing, rej) {
+        (Some(_), Some(_)) => "stale",
+        (None, Some(_)) => "rejected",
+        (Some(_), None) => "served",
+        (None, None) if produces => "rejected",
+        (None, None) => "input",
+    };
+    let mut clusters: Vec<String> = ing
+        .map(|i| i.backends().map(|b| b.cluster_name()).collect())
+        .unwrap_or_default();
+    clusters.sort();
+    clusters.dedup();
+    Some(ObjectState {
+        problems: rej
+            .map(|r| {
+                r.problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.field, p.message))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        virtual_hosts: ing
+            .map(|i| {
+                i.rules
+                    .iter()
+                    .filter_map(|r| r.hosts.first().cloned())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        clusters,
+        object: object.clone(),
+        generation,
+        state,
+    })
 }

@@ -259,8 +259,10 @@ impl api::inspect_server::Inspect for Inspect {
             return Err(Status::invalid_argument("host is required"));
         }
         let view = self.shared.view();
+        let ingresses: Vec<&crate::translate::Ingress> =
+            view.ingresses.values().map(|i| &**i).collect();
         let e = explain::explain(
-            &view.ingresses,
+            &ingresses,
             &explain::Request {
                 host: r.host,
                 path: r.path,
@@ -279,7 +281,7 @@ impl api::inspect_server::Inspect for Inspect {
         let view = self.shared.view();
         let objects = view
             .objects
-            .iter()
+            .values()
             .filter(|o| {
                 (r.kind.is_empty() || o.object.kind.display_name().eq_ignore_ascii_case(&r.kind))
                     && (r.namespace.is_empty() || o.object.key.namespace == r.namespace)

@@ -39,8 +39,8 @@ pub struct ObjectState {
 /// What the inspection API reads: the served Ingresses and every object's state.
 #[derive(Debug, Clone, Default)]
 pub struct View {
-    pub ingresses: Vec<Arc<Ingress>>,
-    pub objects: Vec<ObjectState>,
+    pub ingresses: imbl::OrdMap<ObjectRef, Arc<Ingress>>,
+    pub objects: imbl::OrdMap<ObjectRef, ObjectState>,
 }
 
 /// One connected Envoy.

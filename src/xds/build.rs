@@ -4,6 +4,8 @@
 //! previous build: nothing unchanged is rebuilt, re-encoded or re-hashed.
 
 use std::collections::{BTreeSet, HashMap};
+
+use crate::translate::ir::Backend;
 use std::sync::Arc;
 
 use super::resource::{Resource, ResourceType};
@@ -17,16 +19,21 @@ use crate::translate::envoy::{
     self, cluster_for, scoped_placeholders, scoped_resources, virtual_hosts, ListenerSettings,
     RouteLayout, EXTERNAL, INTERNAL,
 };
-use crate::translate::ir::{Backend, Ingress};
+use crate::translate::ir::Ingress;
+
+/// Virtual hosts as (name, encoded bytes).
+type EncodedHosts = Vec<(String, Vec<u8>)>;
 
 /// Only encoded bytes are kept: decoded protos are many times larger.
 struct CachedIngress {
     ingress: Arc<Ingress>,
-    /// Per-listener layout: (external, internal) virtual hosts as (name, encoded bytes).
-    hosts: (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>),
+    /// Per-listener layout: (external, internal) virtual hosts.
+    hosts: (EncodedHosts, EncodedHosts),
     /// Scoped layout: this object's RouteConfigurations and scopes, encoded.
     routes: Vec<Arc<Resource>>,
     scopes: Vec<Arc<Resource>>,
+    /// The backends its splits use, each once.
+    backends: Vec<Backend>,
 }
 
 struct CachedBackend {
@@ -34,16 +41,21 @@ struct CachedBackend {
     stamps: (Option<u64>, Option<u64>),
     cluster: Arc<Resource>,
     endpoints: Option<Arc<Resource>>,
+    /// How many served objects use it.
+    users: usize,
 }
 
-/// Remembers what it built last time; see the module docs.
+/// Remembers what it built last time and the resulting resource maps; see the module docs.
 #[derive(Default)]
 pub struct IncrementalBuilder {
     settings: Option<(ListenerSettings, bool)>,
-    listeners: Vec<Arc<Resource>>,
-    placeholders: Vec<(ResourceType, Arc<Resource>)>,
     ingresses: HashMap<ObjectRef, CachedIngress>,
     backends: HashMap<Backend, CachedBackend>,
+    /// Backends by their Service (namespace, name): what a Service or EndpointSlice change
+    /// rebuilds.
+    by_service: HashMap<ObjectKey, BTreeSet<Backend>>,
+    /// The current resources of each type (persistent maps: a snapshot is an O(1) copy).
+    maps: [ResourceMap; 5],
 }
 
 /// A `RouteConfiguration` with only `name` (field 1) and `virtual_hosts` (field 2), encoded
@@ -76,6 +88,9 @@ impl IncrementalBuilder {
         IncrementalBuilder::default()
     }
 
+    /// Builds the snapshot of `ingresses`, reusing whatever did not change since the
+    /// previous call (it compares every object and backend: O(all), but nothing unchanged
+    /// is re-encoded).
     pub fn build(
         &mut self,
         ingresses: &[Arc<Ingress>],
@@ -83,144 +98,279 @@ impl IncrementalBuilder {
         settings: &ListenerSettings,
         check_addresses: bool,
     ) -> Snapshot {
-        if self.settings.as_ref().map(|(s, c)| (s, *c)) != Some((settings, check_addresses)) {
-            *self = IncrementalBuilder::default();
-            self.settings = Some((settings.clone(), check_addresses));
-            let listeners = [
-                envoy::listener(
-                    EXTERNAL,
-                    &settings.bind_address,
-                    settings.external_port,
-                    settings.layout,
-                ),
-                envoy::listener(
-                    INTERNAL,
-                    &settings.bind_address,
-                    settings.internal_port,
-                    settings.layout,
-                ),
-            ];
-            self.listeners = encode_all(&listeners, |l| &l.name);
-            if settings.layout == RouteLayout::Scoped {
-                let (routes, scopes) = scoped_placeholders();
-                for r in encode_all(&routes, |r| &r.name) {
-                    self.placeholders.push((ResourceType::Route, r));
-                }
-                for s in encode_all(&scopes, |s| &s.name) {
-                    self.placeholders.push((ResourceType::ScopedRoute, s));
-                }
-            }
-        }
-        let scoped = settings.layout == RouteLayout::Scoped;
-
-        // Objects: reuse what an unchanged Ingress produced.
-        let mut previous = std::mem::take(&mut self.ingresses);
-        let mut backends: BTreeSet<&Backend> = BTreeSet::new();
+        self.configure(settings, check_addresses);
+        let mut changes: Vec<(ObjectRef, Option<Arc<Ingress>>)> = Vec::new();
+        let mut present = std::collections::HashSet::new();
         for ing in ingresses {
-            backends.extend(ing.backends());
-            let cached = match previous.remove(&ing.origin) {
-                // The translator hands back the same Arc for an unchanged object.
-                Some(c) if Arc::ptr_eq(&c.ingress, ing) || c.ingress == *ing => c,
-                _ => {
-                    let vhosts = virtual_hosts(ing);
-                    let (routes, scopes, hosts) = if scoped {
-                        let (r, s) = scoped_resources(ing, &vhosts);
-                        let (r, s) = (encode_all(&r, |r| &r.name), encode_all(&s, |s| &s.name));
-                        (r, s, Default::default())
-                    } else {
-                        let encode = |v: &[VirtualHost]| {
-                            v.iter()
-                                .map(|h| (h.name.clone(), h.encode_to_vec()))
-                                .collect()
-                        };
-                        (
-                            Vec::new(),
-                            Vec::new(),
-                            (encode(&vhosts.0), encode(&vhosts.1)),
-                        )
-                    };
-                    CachedIngress {
-                        ingress: Arc::clone(ing),
-                        hosts,
-                        routes,
-                        scopes,
-                    }
-                }
-            };
-            self.ingresses.insert(ing.origin.clone(), cached);
-        }
-
-        // Backends: reuse while their Service and EndpointSlices are unchanged.
-        let mut previous = std::mem::take(&mut self.backends);
-        let mut clusters = ResourceMap::new();
-        let mut endpoints = ResourceMap::new();
-        for b in backends {
-            let key = ObjectKey::new(b.namespace.clone(), b.service.clone());
-            let stamps = (
-                store.stamp(&Dep::Object(Kind::Service, key.clone())),
-                store.stamp(&Dep::ServiceSlices(key.clone())),
-            );
-            let cached = match previous.remove(b) {
-                Some(c) if c.stamps == stamps => c,
-                _ => {
-                    let service = store.services.get(&key);
-                    let (cluster, cla) = cluster_for(b, service, store, check_addresses);
-                    CachedBackend {
-                        stamps,
-                        cluster: Resource::new(cluster.name.clone(), &cluster),
-                        endpoints: cla.map(|c| Resource::new(c.cluster_name.clone(), &c)),
-                    }
-                }
-            };
-            clusters.insert(cached.cluster.name.clone(), cached.cluster.clone());
-            if let Some(e) = &cached.endpoints {
-                endpoints.insert(e.name.clone(), e.clone());
+            present.insert(&ing.origin);
+            let same = self
+                .ingresses
+                .get(&ing.origin)
+                .is_some_and(|c| Arc::ptr_eq(&c.ingress, ing) || c.ingress == *ing);
+            if !same {
+                changes.push((ing.origin.clone(), Some(ing.clone())));
             }
-            self.backends.insert(b.clone(), cached);
         }
+        for origin in self.ingresses.keys() {
+            if !present.contains(origin) {
+                changes.push((origin.clone(), None));
+            }
+        }
+        let services: Vec<ObjectKey> = self.by_service.keys().cloned().collect();
+        self.apply(changes, services, store)
+    }
 
-        let listeners: ResourceMap = self
-            .listeners
+    /// Brings the snapshot up to date with the translator's [`crate::translate::Update`]:
+    /// only the objects in `changed` and the backends of the Services in `dirty` (the
+    /// store's changes) are looked at.
+    pub fn update(
+        &mut self,
+        served: &imbl::OrdMap<ObjectRef, Arc<Ingress>>,
+        changed: &BTreeSet<ObjectRef>,
+        dirty: &std::collections::HashSet<Dep>,
+        store: &Store,
+        settings: &ListenerSettings,
+        check_addresses: bool,
+    ) -> Snapshot {
+        if self.configure(settings, check_addresses) {
+            let all: Vec<Arc<Ingress>> = served.values().cloned().collect();
+            return self.build(&all, store, settings, check_addresses);
+        }
+        let changes = changed
             .iter()
-            .map(|l| (l.name.clone(), l.clone()))
+            .map(|o| (o.clone(), served.get(o).cloned()))
             .collect();
-        let mut routes = ResourceMap::new();
-        if scoped {
-            let mut scopes = ResourceMap::new();
-            for (ty, r) in &self.placeholders {
-                match ty {
-                    ResourceType::ScopedRoute => scopes.insert(r.name.clone(), r.clone()),
-                    _ => routes.insert(r.name.clone(), r.clone()),
+        let services = dirty
+            .iter()
+            .filter_map(|d| match d {
+                Dep::Object(Kind::Service, k) | Dep::ServiceSlices(k) => Some(k.clone()),
+                _ => None,
+            })
+            .collect();
+        self.apply(changes, services, store)
+    }
+
+    /// Starts over when the settings change; returns whether it did.
+    fn configure(&mut self, settings: &ListenerSettings, check_addresses: bool) -> bool {
+        if self.settings.as_ref().map(|(s, c)| (s, *c)) == Some((settings, check_addresses)) {
+            return false;
+        }
+        *self = IncrementalBuilder::default();
+        self.settings = Some((settings.clone(), check_addresses));
+        let listeners = [
+            envoy::listener(
+                EXTERNAL,
+                &settings.bind_address,
+                settings.external_port,
+                settings.layout,
+            ),
+            envoy::listener(
+                INTERNAL,
+                &settings.bind_address,
+                settings.internal_port,
+                settings.layout,
+            ),
+        ];
+        for l in encode_all(&listeners, |l| &l.name) {
+            self.insert(ResourceType::Listener, l);
+        }
+        if settings.layout == RouteLayout::Scoped {
+            let (routes, scopes) = scoped_placeholders();
+            for r in encode_all(&routes, |r| &r.name) {
+                self.insert(ResourceType::Route, r);
+            }
+            for s in encode_all(&scopes, |s| &s.name) {
+                self.insert(ResourceType::ScopedRoute, s);
+            }
+        }
+        true
+    }
+
+    fn insert(&mut self, ty: ResourceType, r: Arc<Resource>) {
+        self.maps[ty as usize].insert(r.name.clone(), r);
+    }
+
+    fn remove(&mut self, ty: ResourceType, name: &str) {
+        self.maps[ty as usize].remove(name);
+    }
+
+    fn apply(
+        &mut self,
+        changes: Vec<(ObjectRef, Option<Arc<Ingress>>)>,
+        services: Vec<ObjectKey>,
+        store: &Store,
+    ) -> Snapshot {
+        let Some((settings, check_addresses)) = self.settings.clone() else {
+            return Snapshot::default();
+        };
+        let scoped = settings.layout == RouteLayout::Scoped;
+        // Removals first: a host can move from one object to another in one change.
+        let mut added = Vec::new();
+        let mut objects_changed = false;
+        for (origin, new) in changes {
+            if let Some(old) = self.ingresses.remove(&origin) {
+                if new.as_ref().is_some_and(|n| Arc::ptr_eq(n, &old.ingress)) {
+                    self.ingresses.insert(origin, old);
+                    continue;
+                }
+                objects_changed = true;
+                for r in &old.routes {
+                    self.remove(ResourceType::Route, &r.name);
+                }
+                for s in &old.scopes {
+                    self.remove(ResourceType::ScopedRoute, &s.name);
+                }
+                for b in &old.backends {
+                    self.release(b);
+                }
+            }
+            added.extend(new);
+        }
+        objects_changed |= !added.is_empty();
+        for ing in added {
+            let vhosts = virtual_hosts(&ing);
+            let (routes, scopes, hosts) = if scoped {
+                let (r, s) = scoped_resources(&ing, &vhosts);
+                let (r, s) = (encode_all(&r, |r| &r.name), encode_all(&s, |s| &s.name));
+                (r, s, Default::default())
+            } else {
+                let encode = |v: &[VirtualHost]| {
+                    v.iter()
+                        .map(|h| (h.name.clone(), h.encode_to_vec()))
+                        .collect()
                 };
+                (
+                    Vec::new(),
+                    Vec::new(),
+                    (encode(&vhosts.0), encode(&vhosts.1)),
+                )
+            };
+            for r in &routes {
+                self.insert(ResourceType::Route, r.clone());
             }
-            for c in self.ingresses.values() {
-                routes.extend(c.routes.iter().map(|r| (r.name.clone(), r.clone())));
-                scopes.extend(c.scopes.iter().map(|s| (s.name.clone(), s.clone())));
+            for s in &scopes {
+                self.insert(ResourceType::ScopedRoute, s.clone());
             }
-            let mut s = Snapshot::new(clusters, endpoints, listeners, routes);
-            *s.resources_mut(ResourceType::ScopedRoute) = scopes;
-            s
-        } else {
+            let backends: BTreeSet<&Backend> = ing.backends().collect();
+            let backends: Vec<Backend> = backends.into_iter().cloned().collect();
+            for b in &backends {
+                self.acquire(b, store, check_addresses);
+            }
+            self.ingresses.insert(
+                ing.origin.clone(),
+                CachedIngress {
+                    ingress: ing,
+                    hosts,
+                    routes,
+                    scopes,
+                    backends,
+                },
+            );
+        }
+
+        // Backends whose Service or EndpointSlices changed.
+        for key in services {
+            let Some(backends) = self.by_service.get(&key) else {
+                continue;
+            };
+            let stamps = service_stamps(store, &key);
+            let stale: Vec<Backend> = backends
+                .iter()
+                .filter(|b| self.backends.get(*b).is_some_and(|c| c.stamps != stamps))
+                .cloned()
+                .collect();
+            for b in stale {
+                let users = self.backends.get(&b).map_or(0, |c| c.users);
+                let fresh = build_backend(&b, store, check_addresses, users);
+                self.put_backend(&b, fresh);
+            }
+        }
+
+        if !scoped && objects_changed {
             // One RouteConfiguration per listener: reassembled from the cached virtual hosts.
             let mut external = Vec::new();
             let mut internal = Vec::new();
-            for ing in ingresses {
-                if let Some(c) = self.ingresses.get(&ing.origin) {
-                    external.extend(c.hosts.0.iter());
-                    internal.extend(c.hosts.1.iter());
-                }
+            for c in self.ingresses.values() {
+                external.extend(c.hosts.0.iter());
+                internal.extend(c.hosts.1.iter());
             }
             external.sort_by(|a, b| a.0.cmp(&b.0));
             internal.sort_by(|a, b| a.0.cmp(&b.0));
             for (name, vhosts) in [(EXTERNAL, external), (INTERNAL, internal)] {
                 let rc = route_configuration_bytes(name, vhosts.iter().map(|(_, b)| b.as_slice()));
-                routes.insert(
-                    name.to_string(),
-                    Resource::from_encoded(name, RouteConfiguration::type_url(), rc),
-                );
+                let r = Resource::from_encoded(name, RouteConfiguration::type_url(), rc);
+                self.maps[ResourceType::Route as usize].insert(name.to_string(), r);
             }
-            Snapshot::new(clusters, endpoints, listeners, routes)
         }
+
+        let [clusters, endpoints, listeners, scoped_routes, routes] = self.maps.clone();
+        let mut s = Snapshot::new(clusters, endpoints, listeners, routes);
+        *s.resources_mut(ResourceType::ScopedRoute) = scoped_routes;
+        s
+    }
+
+    fn acquire(&mut self, b: &Backend, store: &Store, check_addresses: bool) {
+        if let Some(c) = self.backends.get_mut(b) {
+            c.users += 1;
+            return;
+        }
+        let fresh = build_backend(b, store, check_addresses, 1);
+        self.by_service
+            .entry(ObjectKey::new(b.namespace.clone(), b.service.clone()))
+            .or_default()
+            .insert(b.clone());
+        self.put_backend(b, fresh);
+    }
+
+    fn release(&mut self, b: &Backend) {
+        let Some(c) = self.backends.get_mut(b) else {
+            return;
+        };
+        c.users -= 1;
+        if c.users > 0 {
+            return;
+        }
+        if let Some(c) = self.backends.remove(b) {
+            self.remove(ResourceType::Cluster, &c.cluster.name);
+            if let Some(e) = &c.endpoints {
+                self.remove(ResourceType::Endpoint, &e.name);
+            }
+        }
+        let key = ObjectKey::new(b.namespace.clone(), b.service.clone());
+        if let Some(set) = self.by_service.get_mut(&key) {
+            set.remove(b);
+            if set.is_empty() {
+                self.by_service.remove(&key);
+            }
+        }
+    }
+
+    fn put_backend(&mut self, b: &Backend, c: CachedBackend) {
+        self.insert(ResourceType::Cluster, c.cluster.clone());
+        match &c.endpoints {
+            Some(e) => self.insert(ResourceType::Endpoint, e.clone()),
+            None => self.remove(ResourceType::Endpoint, &c.cluster.name),
+        }
+        self.backends.insert(b.clone(), c);
+    }
+}
+
+fn service_stamps(store: &Store, key: &ObjectKey) -> (Option<u64>, Option<u64>) {
+    (
+        store.stamp(&Dep::Object(Kind::Service, key.clone())),
+        store.stamp(&Dep::ServiceSlices(key.clone())),
+    )
+}
+
+fn build_backend(b: &Backend, store: &Store, check_addresses: bool, users: usize) -> CachedBackend {
+    let key = ObjectKey::new(b.namespace.clone(), b.service.clone());
+    let stamps = service_stamps(store, &key);
+    let (cluster, cla) = cluster_for(b, store.services.get(&key), store, check_addresses);
+    CachedBackend {
+        stamps,
+        cluster: Resource::new(cluster.name.clone(), &cluster),
+        endpoints: cla.map(|c| Resource::new(c.cluster_name.clone(), &c)),
+        users,
     }
 }
 
@@ -267,6 +417,46 @@ mod tests {
         let mut m = Manifests::new(dir);
         m.reload().unwrap();
         m.store
+    }
+
+    /// Change-driven updates (the translator's `changed` and the store's dirty set, as the
+    /// serve loop runs them) give exactly the resources a full translation and build give,
+    /// through random changes of every kind, in both layouts.
+    #[test]
+    fn updates_equal_full_builds_through_random_changes() {
+        use crate::workload::{generate, load, random_change, SplitMix64};
+        for layout in [RouteLayout::Scoped, RouteLayout::PerListener] {
+            for seed in 1..=3 {
+                let mut options = Options::default();
+                options.listeners.layout = layout;
+                let mut store = load(&generate(30, seed).files);
+                let mut t = Translator::new(options.clone());
+                let mut reference = Translator::new(options.clone());
+                let mut b = IncrementalBuilder::new();
+                let mut rng = SplitMix64::new(seed);
+                let mut removed = Vec::new();
+                let mut last = String::new();
+                for step in 0..250 {
+                    let dirty = store.take_dirty();
+                    let u = t.update(&store, Some(&dirty));
+                    let got = b.update(
+                        &u.served,
+                        &u.changed,
+                        &dirty,
+                        &store,
+                        &options.listeners,
+                        true,
+                    );
+                    let want = full(&mut reference, &store);
+                    assert_eq!(
+                        names(&got),
+                        names(&want),
+                        "{layout:?} seed {seed} step {step} after {last}"
+                    );
+                    last = random_change(&mut store, &mut rng, &mut removed);
+                }
+            }
+        }
     }
 
     /// The incremental builder gives exactly the full build's resources, for every example,

@@ -211,7 +211,7 @@ impl TypeKey {
     fn resources<'a>(&self, snap: &'a Snapshot) -> &'a ResourceMap {
         match self {
             TypeKey::Served(t) => snap.resources(*t),
-            TypeKey::Unserved(_) => &*EMPTY,
+            TypeKey::Unserved(_) => &EMPTY,
         }
     }
 
