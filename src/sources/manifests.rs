@@ -104,9 +104,7 @@ impl Manifests {
         for p in gone {
             self.forget_file(&p, &mut reload);
         }
-        for p in paths {
-            self.refresh_file(p, &mut reload);
-        }
+        self.refresh_files(paths, &mut reload);
         Ok(reload)
     }
 
@@ -148,21 +146,80 @@ impl Manifests {
 
     /// Re-reads one file if its size or modification time changed.
     fn refresh_file(&mut self, p: PathBuf, reload: &mut Reload) {
-        let stamp = match std::fs::metadata(&p) {
-            Ok(m) => (m.len(), m.modified().ok()),
-            Err(_) => return,
-        };
-        if self.files.get(&p).is_some_and(|f| f.stamp == stamp) {
-            return;
+        if let Some((stamp, parsed)) = self.read_if_changed(&p) {
+            self.settle_file(p, stamp, parsed, reload);
         }
-        reload.files_read += 1;
-        let parsed = std::fs::read_to_string(&p)
+    }
+
+    /// Reads and parses `p` unless its stamp is the one already loaded.
+    #[allow(clippy::type_complexity)]
+    fn read_if_changed(
+        &self,
+        p: &Path,
+    ) -> Option<((u64, Option<SystemTime>), Result<Vec<Object>, FileError>)> {
+        let m = std::fs::metadata(p).ok()?;
+        let stamp = (m.len(), m.modified().ok());
+        if self.files.get(p).is_some_and(|f| f.stamp == stamp) {
+            return None;
+        }
+        let parsed = std::fs::read_to_string(p)
             .map_err(|e| FileError {
-                path: p.clone(),
+                path: p.to_path_buf(),
                 line: None,
                 message: e.to_string(),
             })
-            .and_then(|text| parse_file(&p, &text));
+            .and_then(|text| parse_file(p, &text));
+        Some((stamp, parsed))
+    }
+
+    /// Reads and parses the changed ones of `paths` on every core, then applies them in
+    /// path order (so which file owns a duplicate object does not depend on timing).
+    fn refresh_files(&mut self, paths: Vec<PathBuf>, reload: &mut Reload) {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(paths.len().div_ceil(64).max(1));
+        if threads <= 1 {
+            for p in paths {
+                self.refresh_file(p, reload);
+            }
+            return;
+        }
+        let chunk = paths.len().div_ceil(threads);
+        let this = &*self;
+        let results: Vec<Vec<_>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = paths
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|p| this.read_if_changed(p))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        let parsed = results.into_iter().flatten();
+        for (p, read) in paths.into_iter().zip(parsed) {
+            if let Some((stamp, parsed)) = read {
+                self.settle_file(p, stamp, parsed, reload);
+            }
+        }
+    }
+
+    /// Takes a file's new contents into the store (or records why it could not be read).
+    fn settle_file(
+        &mut self,
+        p: PathBuf,
+        stamp: (u64, Option<SystemTime>),
+        parsed: Result<Vec<Object>, FileError>,
+        reload: &mut Reload,
+    ) {
+        reload.files_read += 1;
         let old = self.files.remove(&p);
         match parsed {
             Ok(objects) => {
@@ -312,37 +369,88 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Object>, FileError> {
         message,
     };
     for (start, doc) in documents(text) {
-        let value: serde_yaml::Value = serde_yaml::from_str(&doc).map_err(|e| {
-            err(
-                Some(start + e.location().map(|l| l.line()).unwrap_or(1) - 1),
-                e.to_string(),
-            )
-        })?;
-        if value.is_null() {
-            continue;
-        }
-        let api_version = value
-            .get("apiVersion")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
-        let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or("");
-        let Some(kind) = Kind::from_api(api_version, kind) else {
-            continue;
+        // Usually `apiVersion` and `kind` are plain top-level lines: then the document is
+        // parsed once, straight into its type. Otherwise (or for kinds we do not read, to
+        // report broken YAML all the same) it is parsed generically first.
+        let sniffed = sniff_kind(&doc);
+        let kind = match sniffed {
+            Some(Some(kind)) => kind,
+            _ => {
+                let value: serde_yaml::Value = serde_yaml::from_str(&doc).map_err(|e| {
+                    err(
+                        Some(start + e.location().map(|l| l.line()).unwrap_or(1) - 1),
+                        e.to_string(),
+                    )
+                })?;
+                if value.is_null() {
+                    continue;
+                }
+                let field = |f: &str| value.get(f).and_then(|v| v.as_str()).unwrap_or("");
+                match Kind::from_api(field("apiVersion"), field("kind")) {
+                    Some(kind) => kind,
+                    None => continue,
+                }
+            }
         };
-        let obj = Object::decode_yaml(kind, &doc).map_err(|(line, msg)| {
-            let name = value
-                .get("metadata")
-                .and_then(|m| m.get("name"))
-                .and_then(|n| n.as_str())
-                .unwrap_or("<unnamed>");
-            err(
-                Some(start + line.unwrap_or(1) - 1),
-                format!("{kind} {name}: {msg}"),
-            )
-        })?;
+        let obj = match Object::decode_yaml(kind, &doc) {
+            Ok(obj) => obj,
+            Err((line, msg)) => {
+                // Broken YAML is reported as such; otherwise the object and the field.
+                let value: serde_yaml::Value = serde_yaml::from_str(&doc).map_err(|e| {
+                    err(
+                        Some(start + e.location().map(|l| l.line()).unwrap_or(1) - 1),
+                        e.to_string(),
+                    )
+                })?;
+                let name = value
+                    .get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("<unnamed>");
+                return Err(err(
+                    Some(start + line.unwrap_or(1) - 1),
+                    format!("{kind} {name}: {msg}"),
+                ));
+            }
+        };
         out.push(obj);
     }
     Ok(out)
+}
+
+/// The kind of a document from its top-level `apiVersion:` and `kind:` lines, when both
+/// are there as plain or quoted scalars: `Some(None)` for a kind we do not read; `None`
+/// when the lines are not there in that simple form.
+fn sniff_kind(doc: &str) -> Option<Option<Kind>> {
+    let mut api_version = None;
+    let mut kind = None;
+    for line in doc.lines() {
+        let slot = if let Some(v) = line.strip_prefix("apiVersion:") {
+            (&mut api_version, v)
+        } else if let Some(v) = line.strip_prefix("kind:") {
+            (&mut kind, v)
+        } else {
+            continue;
+        };
+        let v = match slot.1.split_once(" #") {
+            Some((v, _)) => v,
+            None => slot.1,
+        };
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(v);
+        if v.is_empty()
+            || slot.0.is_some()
+            || v.contains(['"', '\'', '\\', '{', '[', '&', '*', '!', '|', '>'])
+        {
+            return None;
+        }
+        *slot.0 = Some(v);
+    }
+    Some(Kind::from_api(api_version?, kind?))
 }
 
 impl Manifests {

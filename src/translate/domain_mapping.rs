@@ -3,14 +3,12 @@
 //! cluster-local rule). We give the mapped host the target's cluster-local paths directly,
 //! with the same host rewrite and `K-Original-Host`: same result, one hop.
 
-use std::collections::BTreeMap;
-
 use crate::model::config::KnativeConfig;
 use crate::model::objects::DomainMapping;
 use crate::model::template::is_dns1123_subdomain;
 use crate::model::{Kind, ObjectKey, ObjectRef, Store};
 
-use super::ir::{headers, Backend, HttpPath, Ingress, Rule, Split, Visibility};
+use super::ir::{headers, Backend, Headers, HttpPath, Ingress, Rule, Split, Visibility};
 use super::Problem;
 
 /// Translates one DomainMapping. `route_ingress` finds the served translation of a
@@ -102,8 +100,8 @@ pub fn translate_domain_mapping(
         }
         ("", "Service") => vec![with_mapping(HttpPath {
             prefix: "/".to_string(),
-            headers: BTreeMap::new(),
-            append_headers: BTreeMap::new(),
+            headers: Headers::new(),
+            append_headers: Headers::new(),
             rewrite_host: None,
             splits: vec![Split {
                 backend: Backend {
@@ -112,7 +110,7 @@ pub fn translate_domain_mapping(
                     port: 80,
                 },
                 percent: 100,
-                append_headers: BTreeMap::new(),
+                append_headers: Headers::new(),
             }],
         })],
         _ => {

@@ -3,7 +3,7 @@
 //! resources in the same order, and no map field with more than one entry is ever set (prost
 //! encodes maps in random order, which would break content versions).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
 use envoy_types::pb::envoy::config::core::v3::{
@@ -432,7 +432,7 @@ fn virtual_host(name: &str, hosts: &[String], routes: Vec<Route>) -> VirtualHost
     }
 }
 
-fn set_headers(headers: &BTreeMap<String, String>) -> Vec<HeaderValueOption> {
+fn set_headers(headers: &super::ir::Headers) -> Vec<HeaderValueOption> {
     headers
         .iter()
         .map(|(k, v)| HeaderValueOption {

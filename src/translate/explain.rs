@@ -138,7 +138,11 @@ pub fn explain<I: std::borrow::Borrow<Ingress>>(ingresses: &[I], req: &Request) 
             service: s.backend.service.clone(),
             port: s.backend.port,
             percent: s.percent,
-            headers: s.append_headers.clone(),
+            headers: s
+                .append_headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         })
         .collect();
     Explanation {
@@ -152,9 +156,17 @@ pub fn explain<I: std::borrow::Borrow<Ingress>>(ingresses: &[I], req: &Request) 
             } else {
                 p.prefix.clone()
             },
-            header_matches: p.headers.clone(),
+            header_matches: p
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             targets,
-            headers: p.append_headers.clone(),
+            headers: p
+                .append_headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             host_rewrite: p.rewrite_host.clone(),
             source: ing.origin.clone(),
             generation: ing.generation,

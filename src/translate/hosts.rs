@@ -13,12 +13,23 @@ use crate::model::ObjectRef;
 /// Age order of claimants: (creation timestamp, origin).
 type Claimant = (String, ObjectRef);
 
+/// A claim on a host, ordered by the claimant's age (the `Ingress` holds the key, so a claim
+/// costs a pointer).
+#[derive(Debug, Clone)]
+struct Claim(Arc<Ingress>);
+
+impl Claim {
+    fn key(&self) -> (&str, &ObjectRef) {
+        (&self.0.creation_timestamp, &self.0.origin)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct HostOwners {
     /// Every accepted translation, served or not.
     candidates: HashMap<ObjectRef, Arc<Ingress>>,
-    /// Host → its claimants, oldest first.
-    claims: HashMap<String, BTreeSet<Claimant>>,
+    /// Host → its claimants, oldest first (mostly one).
+    claims: HashMap<String, Vec<Claim>>,
     served: imbl::OrdMap<ObjectRef, Arc<Ingress>>,
     rejected: BTreeMap<ObjectRef, Rejection>,
 }
@@ -48,11 +59,10 @@ impl HostOwners {
         let mut changed = BTreeSet::new();
         for (origin, new) in changes {
             if let Some(old) = self.candidates.remove(&origin) {
-                let c = claimant(&old);
                 for h in old.hosts() {
                     if let Some(set) = self.claims.get_mut(h) {
-                        set.remove(&c);
-                        work.extend(set.iter().cloned());
+                        set.retain(|c| !Arc::ptr_eq(&c.0, &old));
+                        work.extend(set.iter().map(|c| claimant(&c.0)));
                         if set.is_empty() {
                             self.claims.remove(h);
                         }
@@ -61,13 +71,16 @@ impl HostOwners {
             }
             match new {
                 Some(new) => {
-                    let c = claimant(&new);
                     for h in new.hosts() {
                         let set = self.claims.entry(h.to_string()).or_default();
-                        set.insert(c.clone());
-                        work.extend(set.iter().cloned());
+                        let claim = Claim(new.clone());
+                        if !set.iter().any(|c| Arc::ptr_eq(&c.0, &new)) {
+                            let at = set.partition_point(|c| c.key() < claim.key());
+                            set.insert(at, claim);
+                        }
+                        work.extend(set.iter().map(|c| claimant(&c.0)));
                     }
-                    work.insert(c);
+                    work.insert(claimant(&new));
                     self.candidates.insert(origin, new);
                 }
                 None => {
@@ -90,14 +103,15 @@ impl HostOwners {
             let problems: Vec<Problem> = ing
                 .hosts()
                 .filter_map(|h| {
-                    let owner = self
-                        .claims
-                        .get(h)?
-                        .range(..&c)
-                        .find(|(_, o)| *o != ing.origin && self.served.contains_key(o))?;
+                    let mine = (c.0.as_str(), &c.1);
+                    let owner = self.claims.get(h)?.iter().find(|o| {
+                        o.key() < mine
+                            && o.0.origin != ing.origin
+                            && self.served.contains_key(&o.0.origin)
+                    })?;
                     Some(Problem::new(
                         "hosts",
-                        format!("host {h:?} is already served by {}", owner.1),
+                        format!("host {h:?} is already served by {}", owner.0.origin),
                     ))
                 })
                 .collect();
@@ -128,11 +142,13 @@ impl HostOwners {
             }
             if was_served != self.served.contains_key(&c.1) {
                 // Younger claimants of its hosts may win or lose them now.
+                let mine = (c.0.as_str(), &c.1);
                 for h in ing.hosts() {
                     if let Some(set) = self.claims.get(h) {
                         work.extend(
-                            set.range((std::ops::Bound::Excluded(&c), std::ops::Bound::Unbounded))
-                                .cloned(),
+                            set.iter()
+                                .filter(|o| o.key() > mine)
+                                .map(|o| claimant(&o.0)),
                         );
                     }
                 }

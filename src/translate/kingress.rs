@@ -314,7 +314,7 @@ fn translate_path(
                 port,
             },
             percent: s.percent.clamp(0, 100) as u32,
-            append_headers: s.append_headers.clone(),
+            append_headers: s.append_headers.clone().into_iter().collect(),
         });
     }
     // A single split may leave the percent out: it means 100 (ingress_defaults.go).
@@ -340,7 +340,7 @@ fn translate_path(
             .iter()
             .map(|(k, v)| (k.clone(), v.exact.clone()))
             .collect(),
-        append_headers: p.append_headers.clone(),
+        append_headers: p.append_headers.clone().into_iter().collect(),
         rewrite_host: Some(p.rewrite_host.clone()).filter(|h| !h.is_empty()),
         splits: out,
     })

@@ -154,12 +154,15 @@ pub struct Translator {
     /// Each object's last result and the stamps of what it read: reused while none changed.
     route_cache: std::collections::HashMap<ObjectRef, CacheEntry>,
     /// Reverse of the cache's deps: who read what.
-    readers: std::collections::HashMap<Dep, BTreeSet<ObjectRef>>,
+    /// (Mostly one reader each: a `Vec` is a fraction of a `BTreeSet`'s memory.)
+    readers: std::collections::HashMap<Dep, Vec<ObjectRef>>,
     /// The config the cache was built with.
     cache_config: Option<KnativeConfig>,
     /// Per object, its own result: the Ingress it offers (possibly its last good one) and
     /// its rejection, before host conflicts.
     own: BTreeMap<ObjectRef, (Option<Arc<Ingress>>, Option<Rejection>)>,
+    /// The rejections in `own` (what a change lists without walking every object).
+    own_rejections: BTreeMap<ObjectRef, Rejection>,
     /// DomainMappings by the key of the Route or Knative Service they point at.
     dm_targets: std::collections::HashMap<ObjectKey, BTreeSet<ObjectRef>>,
     dm_target_of: std::collections::HashMap<ObjectRef, ObjectKey>,
@@ -433,9 +436,10 @@ impl Translator {
     fn rejections(&self) -> Vec<Rejection> {
         let conflicts = self.hosts.rejected();
         let mut out: Vec<Rejection> = self
-            .own
+            .own_rejections
             .iter()
-            .filter_map(|(o, (_, r))| r.as_ref().filter(|_| !conflicts.contains_key(o)))
+            .filter(|(o, _)| !conflicts.contains_key(*o))
+            .map(|(_, r)| r)
             .chain(conflicts.values())
             .chain(self.slice_problems.values())
             .cloned()
@@ -459,6 +463,10 @@ impl Translator {
                 if old.as_ref() != Some(&new) {
                     touched.insert(origin.clone());
                 }
+                match &new.1 {
+                    Some(r) => self.own_rejections.insert(origin.clone(), r.clone()),
+                    None => self.own_rejections.remove(origin),
+                };
                 let same = match (old.and_then(|o| o.0), &candidate) {
                     (Some(a), Some(b)) => Arc::ptr_eq(&a, b),
                     (None, None) => true,
@@ -466,7 +474,10 @@ impl Translator {
                 };
                 return (!same).then_some(candidate);
             }
-            None => self.own.remove(origin),
+            None => {
+                self.own_rejections.remove(origin);
+                self.own.remove(origin)
+            }
         };
         // No longer an object we translate.
         self.forget(origin);
@@ -627,10 +638,10 @@ impl Translator {
         let deps = deps
             .into_iter()
             .map(|d| {
-                self.readers
-                    .entry(d.clone())
-                    .or_default()
-                    .insert(origin.clone());
+                let readers = self.readers.entry(d.clone()).or_default();
+                if !readers.contains(origin) {
+                    readers.push(origin.clone());
+                }
                 let stamp = store.stamp(&d);
                 (d, stamp)
             })
@@ -684,12 +695,12 @@ impl Translator {
 }
 
 fn unlink(
-    readers: &mut std::collections::HashMap<Dep, BTreeSet<ObjectRef>>,
+    readers: &mut std::collections::HashMap<Dep, Vec<ObjectRef>>,
     dep: &Dep,
     origin: &ObjectRef,
 ) {
     if let Some(set) = readers.get_mut(dep) {
-        set.remove(origin);
+        set.retain(|o| o != origin);
         if set.is_empty() {
             readers.remove(dep);
         }

@@ -9,7 +9,7 @@ use crate::model::objects::{KService, ObjectMeta, Revision, Route, TrafficTarget
 use crate::model::template::{is_dns1035_label, is_dns1123_subdomain, TemplateData};
 use crate::model::{Kind, ObjectKey, ObjectRef, Store};
 
-use super::ir::{headers, Backend, HttpPath, Ingress, Rule, Split, Visibility};
+use super::ir::{headers, Backend, Headers, HttpPath, Ingress, Rule, Split, Visibility};
 use super::Problem;
 
 pub const SERVICE_LABEL: &str = "serving.knative.dev/service";
@@ -522,8 +522,8 @@ pub fn http_option(
 fn base_path(ns: &str, targets: &[Target]) -> HttpPath {
     HttpPath {
         prefix: "/".to_string(),
-        headers: BTreeMap::new(),
-        append_headers: BTreeMap::new(),
+        headers: Headers::new(),
+        append_headers: Headers::new(),
         rewrite_host: None,
         splits: targets
             .iter()
@@ -538,7 +538,7 @@ fn base_path(ns: &str, targets: &[Target]) -> HttpPath {
                     },
                 },
                 percent: t.percent.clamp(0, 100) as u32,
-                append_headers: BTreeMap::from([
+                append_headers: Headers::from([
                     (headers::NAMESPACE.to_string(), ns.to_string()),
                     (headers::REVISION.to_string(), t.revision.clone()),
                 ]),

@@ -32,7 +32,8 @@ pub const NS: &str = "default";
 pub const SYSTEM_NS: &str = "knative-serving";
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
-pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+/// A header map (or any string map) from pairs.
+pub fn map<M: FromIterator<(String, String)>>(pairs: &[(&str, &str)]) -> M {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -269,8 +270,8 @@ pub fn split(rev: &str, port: u16, percent: u32) -> Split {
 pub fn path(splits: Vec<Split>) -> HttpPath {
     HttpPath {
         prefix: "/".to_string(),
-        headers: BTreeMap::new(),
-        append_headers: BTreeMap::new(),
+        headers: Default::default(),
+        append_headers: Default::default(),
         rewrite_host: None,
         splits,
     }
