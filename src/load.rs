@@ -511,7 +511,7 @@ async fn final_check(
         Protocol::Sotw => rendered
             .resources(ResourceType::ORDERED[i])
             .values()
-            .map(|r| (name_hash(r.name.as_bytes()), content_hash(&r.any.value)))
+            .map(|r| (name_hash(r.name.as_bytes()), content_hash(&r.value)))
             .collect(),
     });
     drop(rendered);
@@ -579,7 +579,7 @@ impl Resolver {
         let listener = snap
             .get(ResourceType::Listener, INTERNAL)
             .ok_or_else(|| anyhow!("no listener {INTERNAL:?} in the snapshot"))?;
-        let listener = Listener::decode(listener.any.value.as_slice())?;
+        let listener = Listener::decode(listener.value.as_slice())?;
         for (ty, name) in listener_refs(&listener) {
             match ty {
                 ResourceType::Route => out.internal_rds = Some(name),
@@ -589,7 +589,7 @@ impl Resolver {
                         if !n.starts_with(prefix) {
                             continue;
                         }
-                        let s = ScopedRouteConfiguration::decode(r.any.value.as_slice())?;
+                        let s = ScopedRouteConfiguration::decode(r.value.as_slice())?;
                         if let Some(fragment::Type::StringKey(key)) = s
                             .key
                             .as_ref()
@@ -1515,24 +1515,24 @@ mod tests {
             let snap = render(dir.path(), &options).unwrap();
             for ty in ResourceType::ORDERED {
                 for (name, r) in snap.resources(ty) {
-                    assert_eq!(resource_name(&r.any), Some(name.as_str()), "{ty:?}");
+                    assert_eq!(resource_name(&r.any()), Some(name.as_str()), "{ty:?}");
                 }
             }
             for r in snap.resources(ResourceType::Cluster).values() {
                 let c = envoy_types::pb::envoy::config::cluster::v3::Cluster::decode(
-                    r.any.value.as_slice(),
+                    r.value.as_slice(),
                 )
                 .unwrap();
                 let eds = matches!(
                     c.cluster_discovery_type,
                     Some(envoy_types::pb::envoy::config::cluster::v3::cluster::ClusterDiscoveryType::Type(3))
                 );
-                assert_eq!(field_varint(&r.any.value, 2) == Some(3), eds);
+                assert_eq!(field_varint(&r.value, 2) == Some(3), eds);
             }
             for r in snap.resources(ResourceType::ScopedRoute).values() {
-                let s = ScopedRouteConfiguration::decode(r.any.value.as_slice()).unwrap();
+                let s = ScopedRouteConfiguration::decode(r.value.as_slice()).unwrap();
                 assert_eq!(
-                    field_bytes(&r.any.value, 2),
+                    field_bytes(&r.value, 2),
                     Some(s.route_configuration_name.as_bytes())
                 );
             }

@@ -39,7 +39,7 @@ pub fn render_json(snapshot: &Snapshot) -> serde_json::Value {
                 serde_json::json!({
                     "name": r.name,
                     "version": r.version,
-                    "resource": any_to_json(&r.any).unwrap_or_else(|e| serde_json::json!({"error": e})),
+                    "resource": any_to_json(&r.any()).unwrap_or_else(|e| serde_json::json!({"error": e})),
                 })
             })
             .collect();

@@ -4,7 +4,9 @@
 pub mod config;
 pub mod objects;
 pub mod store;
+pub mod strmap;
 pub mod template;
 
 pub use config::KnativeConfig;
 pub use store::{Kind, Object, ObjectKey, ObjectRef, Store};
+pub use strmap::StrMap;

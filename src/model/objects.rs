@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 pub struct ObjectMeta {
     pub name: String,
     pub namespace: String,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
+    pub labels: super::StrMap,
+    pub annotations: super::StrMap,
     pub generation: Option<i64>,
     /// RFC 3339; orders owners in host conflicts (older wins).
     pub creation_timestamp: Option<String>,

@@ -2,7 +2,6 @@
 //! use: literal text, `{{.Field}}` and `{{index .Annotations "key"}}` / `.Labels`.
 //! Anything else is refused with a message rather than guessed at.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
@@ -40,8 +39,8 @@ pub struct TemplateData<'a> {
     pub namespace: &'a str,
     pub domain: &'a str,
     pub tag: &'a str,
-    pub annotations: Option<&'a BTreeMap<String, String>>,
-    pub labels: Option<&'a BTreeMap<String, String>>,
+    pub annotations: Option<&'a super::StrMap>,
+    pub labels: Option<&'a super::StrMap>,
 }
 
 impl Template {
@@ -211,7 +210,7 @@ mod tests {
     #[test]
     fn index_annotations_renders_the_value() {
         let t = Template::parse(r#"{{index .Annotations "sub"}}-{{.Name}}.{{.Domain}}"#).unwrap();
-        let ann = BTreeMap::from([("sub".to_string(), "team".to_string())]);
+        let ann = super::super::StrMap::from([("sub".to_string(), "team".to_string())]);
         let out = t
             .render(&TemplateData {
                 name: "a",

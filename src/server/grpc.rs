@@ -129,7 +129,7 @@ fn client_config(p: &ProxyInfo, snap: &Snapshot, exclude_contents: bool) -> Clie
                 xds_config: if exclude_contents {
                     None
                 } else {
-                    current.map(|c| c.any.clone())
+                    current.map(|c| c.any())
                 },
                 config_status: config_status as i32,
                 client_status: client_status as i32,
@@ -415,7 +415,8 @@ fn acked_arcs(
                     Arc::new(crate::xds::Resource {
                         name: n.clone(),
                         version: v.clone(),
-                        any: Default::default(),
+                        type_url: Default::default(),
+                        value: Vec::new(),
                     })
                 })
         })

@@ -55,7 +55,8 @@ pub struct Manifests {
     root: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
     /// Which files define each object; the first in path order wins.
-    owners: BTreeMap<ObjectRef, BTreeSet<PathBuf>>,
+    /// (Sorted; nearly always one file: a `Vec` is a fraction of a `BTreeSet`'s memory.)
+    owners: BTreeMap<ObjectRef, Vec<PathBuf>>,
     pub store: Store,
 }
 
@@ -84,7 +85,7 @@ impl Manifests {
         self.owners
             .iter()
             .filter(|(_, files)| files.len() > 1)
-            .map(|(r, files)| (r.clone(), files.iter().cloned().collect()))
+            .map(|(r, files)| (r.clone(), files.to_vec()))
             .collect()
     }
 
@@ -271,7 +272,7 @@ impl Manifests {
                 continue;
             };
             let was_first = files.first().map(|f| f.as_path()) == Some(path);
-            files.remove(path);
+            files.retain(|f| f != path);
             if files.is_empty() {
                 self.owners.remove(&r);
                 self.store.delete(r.kind, &r.key);
@@ -290,7 +291,9 @@ impl Manifests {
             let r = o.object_ref();
             let files = self.owners.entry(r.clone()).or_default();
             let before = files.first().cloned();
-            files.insert(path.to_path_buf());
+            if let Err(at) = files.binary_search_by(|f| f.as_path().cmp(path)) {
+                files.insert(at, path.to_path_buf());
+            }
             if files.first().map(|f| f.as_path()) != Some(path) {
                 shadowed.push(o);
                 continue;

@@ -500,7 +500,7 @@ pub fn make_ingress(
 /// Knative's `GetHTTPOption`: the `http-protocol` annotation (alt `httpOption`) when
 /// non-empty, `Enabled` or `Redirected` in any case; else config-network's `http-protocol`.
 pub fn http_option(
-    annotations: &BTreeMap<String, String>,
+    annotations: &crate::model::StrMap,
     cfg: &KnativeConfig,
 ) -> Result<HttpOption, Problem> {
     let value = annotations

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use super::resource::{Resource, ResourceType};
 use super::snapshot::{ResourceMap, Snapshot};
-use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
-use prost::{Message, Name};
+use envoy_types::pb::envoy::config::route::v3::VirtualHost;
+use prost::Message;
 
 use crate::model::store::Dep;
 use crate::model::{Kind, ObjectKey, ObjectRef, Store};
@@ -298,7 +298,7 @@ impl IncrementalBuilder {
             internal.sort_by(|a, b| a.0.cmp(&b.0));
             for (name, vhosts) in [(EXTERNAL, external), (INTERNAL, internal)] {
                 let rc = route_configuration_bytes(name, vhosts.iter().map(|(_, b)| b.as_slice()));
-                let r = Resource::from_encoded(name, RouteConfiguration::type_url(), rc);
+                let r = Resource::from_encoded(name, ResourceType::Route.type_url().into(), rc);
                 self.maps[ResourceType::Route as usize].insert(name.to_string(), r);
             }
         }

@@ -995,7 +995,7 @@ impl Connection {
             );
             out.push(DiscoveryResponse {
                 version_info: version,
-                resources: resources.iter().map(|r| r.any.clone()).collect(),
+                resources: resources.iter().map(|r| r.any()).collect(),
                 type_url: key.type_url().to_string(),
                 nonce,
                 ..Default::default()
@@ -1110,7 +1110,7 @@ impl Connection {
                     .map(|r| XdsResource {
                         name: r.name.clone(),
                         version: r.version.clone(),
-                        resource: Some(r.any.clone()),
+                        resource: Some(r.any()),
                         ..Default::default()
                     })
                     .collect(),

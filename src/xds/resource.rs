@@ -73,8 +73,10 @@ pub struct Resource {
     pub name: String,
     /// Hex digest of the encoded bytes: stable across restarts and replicas.
     pub version: String,
-    /// The resource packed in an `Any`, encoded once.
-    pub any: Any,
+    /// Its type URL: borrowed for the types we serve (no copy per resource).
+    pub type_url: std::borrow::Cow<'static, str>,
+    /// The encoded message, encoded once.
+    pub value: Vec<u8>,
 }
 
 impl Resource {
@@ -82,21 +84,35 @@ impl Resource {
     /// more than one entry (prost encodes `HashMap`s in random order), so the encoding —
     /// and therefore the version — is deterministic.
     pub fn new<M: Message + prost::Name>(name: impl Into<String>, msg: &M) -> Arc<Resource> {
-        Resource::from_encoded(name, M::type_url(), msg.encode_to_vec())
+        let url = M::type_url();
+        let type_url = match ResourceType::from_type_url(&url) {
+            Some(t) => std::borrow::Cow::Borrowed(t.type_url()),
+            None => std::borrow::Cow::Owned(url),
+        };
+        Resource::from_encoded(name, type_url, msg.encode_to_vec())
     }
 
     /// A resource from its already encoded message.
     pub fn from_encoded(
         name: impl Into<String>,
-        type_url: String,
+        type_url: std::borrow::Cow<'static, str>,
         value: Vec<u8>,
     ) -> Arc<Resource> {
         let version = content_version(&value);
         Arc::new(Resource {
             name: name.into(),
             version,
-            any: Any { type_url, value },
+            type_url,
+            value,
         })
+    }
+
+    /// The resource packed in an `Any`, as responses carry it.
+    pub fn any(&self) -> Any {
+        Any {
+            type_url: self.type_url.to_string(),
+            value: self.value.clone(),
+        }
     }
 }
 
