@@ -193,11 +193,11 @@ pub fn scopes_locator(listener: &str) -> String {
     format!("{XDSTP_SCOPES}/{listener}/*")
 }
 
-/// The RouteConfiguration of one Knative object on one listener (scoped layout).
-pub fn scoped_route_config_name(listener: &str, ing: &Ingress) -> String {
+/// The RouteConfiguration of one Knative object (scoped layout).
+pub fn scoped_route_config_name(ing: &Ingress) -> String {
     let o = &ing.origin;
     format!(
-        "{listener}/{}/{}/{}",
+        "{}/{}/{}",
         o.kind.display_name(),
         o.key.namespace,
         o.key.name
@@ -266,29 +266,45 @@ pub fn scoped_placeholders() -> (Vec<RouteConfiguration>, Vec<ScopedRouteConfigu
     (routes, scopes)
 }
 
-/// Scoped layout, one object: its RouteConfiguration per listener and a scope per host.
+/// Scoped layout, one object: its RouteConfiguration and a scope per host and listener.
+///
+/// Both listeners' scopes point at one RouteConfiguration holding the internal virtual hosts,
+/// which are every rule's (the external ones are the same rules, with the same routes): a
+/// change to an object sends Envoy one resource, not one per listener. A listener reaches
+/// only the hosts it has scopes for, so cluster-local hosts stay unreachable from outside.
+/// Only when external traffic is redirected to HTTPS do the external hosts get their own
+/// RouteConfiguration.
 pub fn scoped_resources(
     ing: &Ingress,
     (ext, int): &IngressHosts,
 ) -> (Vec<RouteConfiguration>, Vec<ScopedRouteConfiguration>) {
     let mut routes = Vec::new();
     let mut scopes = Vec::new();
-    for (listener, vhosts) in [(EXTERNAL, ext), (INTERNAL, int)] {
-        if vhosts.is_empty() {
-            continue;
-        }
-        let rc_name = scoped_route_config_name(listener, ing);
+    if int.is_empty() && ext.is_empty() {
+        return (routes, scopes);
+    }
+    let shared = scoped_route_config_name(ing);
+    let mut external_rc = shared.clone();
+    if ing.http_option == HttpOption::Redirected && !ext.is_empty() {
+        external_rc = format!("{EXTERNAL}/{shared}");
+        routes.push(RouteConfiguration {
+            name: external_rc.clone(),
+            virtual_hosts: ext.clone(),
+            ..Default::default()
+        });
+    }
+    routes.push(RouteConfiguration {
+        name: shared.clone(),
+        virtual_hosts: int.clone(),
+        ..Default::default()
+    });
+    for (listener, vhosts, rc_name) in [(EXTERNAL, ext, &external_rc), (INTERNAL, int, &shared)] {
         for host in vhosts.iter().flat_map(|v| v.domains.iter()) {
             if host.ends_with(":*") {
                 continue; // the scope key is the host without its port
             }
-            scopes.push(scope(listener, host, &rc_name));
+            scopes.push(scope(listener, host, rc_name));
         }
-        routes.push(RouteConfiguration {
-            name: rc_name,
-            virtual_hosts: vhosts.clone(),
-            ..Default::default()
-        });
     }
     (routes, scopes)
 }

@@ -392,11 +392,12 @@ impl Stack {
         })
     }
 
-    /// The versions of every route resource Envoy applied for the external listener (RDS,
-    /// and scopes with the scoped layout): changes whenever its routes change.
+    /// The versions of every route resource Envoy applied (RDS, and scopes with the scoped
+    /// layout, where both listeners share each object's RouteConfiguration and so its
+    /// subscription and stats): changes whenever the routes change.
     pub async fn routes_version(&self) -> String {
         let url = format!(
-            "http://127.0.0.1:{}/stats?filter=^http\\.external\\.(scoped_)?rds\\..*version_text$",
+            "http://127.0.0.1:{}/stats?filter=^http\\.(external|internal)\\.(scoped_)?rds\\..*version_text$",
             self.envoy_admin_port
         );
         let text = self
