@@ -46,8 +46,8 @@ pub enum RouteLayout {
     /// One RouteConfiguration per listener holding every virtual host (like kourier): one
     /// Route's change resends every host (megabytes at 10,000 Routes).
     PerListener,
-    /// Scoped routes (SRDS): one small RouteConfiguration per Knative object and listener,
-    /// selected by a scope per host (keys: lowercase host without port; a Lua filter
+    /// Scoped routes (SRDS): one small RouteConfiguration per Knative object (shared by both
+    /// listeners), selected by a scope per host and listener (keys: lowercase host without port; a Lua filter
     /// lowercases the Host first); a change costs only that object's bytes.
     #[default]
     Scoped,
@@ -205,8 +205,8 @@ pub fn scoped_route_config_name(ing: &Ingress) -> String {
 }
 
 /// How virtual hosts are grouped into RouteConfigurations: the one place that decides it.
-/// Per listener: one RouteConfiguration named after it. Scoped: per object and listener,
-/// plus one scope per host pointing at it.
+/// Per listener: one RouteConfiguration named after it. Scoped: one per object, plus one
+/// scope per host and listener pointing at it.
 fn route_layout(
     layout: RouteLayout,
     per_ingress: &[(&Ingress, IngressHosts)],
