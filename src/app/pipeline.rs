@@ -180,6 +180,7 @@ impl Pipeline {
     }
 
     fn rebuild(&mut self, started: Instant, objects_changed: usize) {
+        let translating = Instant::now();
         let baseline = self.translator.options.baseline_full_push;
         let dirty = self.source.store_mut().take_dirty();
         let store = self.source.store();
@@ -191,6 +192,7 @@ impl Pipeline {
         metrics
             .translation_seconds
             .observe(started.elapsed().as_secs_f64());
+        let translate_ms = ms(translating.elapsed());
         let encoding = Instant::now();
         let snapshot = if baseline {
             self.serial += 1;
@@ -224,12 +226,16 @@ impl Pipeline {
                 }
             }
         }
+        let build_ms = ms(encoding.elapsed());
         self.translated = Some(snapshot);
         if self.publish() {
+            // elapsed: since the change was noticed (reading it included).
             info!(
                 objects_changed,
                 routes = update.served.len(),
-                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                elapsed_ms = ms(started.elapsed()),
+                translate_ms,
+                build_ms,
                 "published snapshot"
             );
         }
@@ -441,6 +447,10 @@ impl Pipeline {
             .set(report.file_errors.len() as i64);
         self.shared.set_report(report);
     }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// The kinds listed in the inspection view.

@@ -186,26 +186,38 @@ impl Manifests {
             }
             return;
         }
-        let chunk = paths.len().div_ceil(threads);
+        // Workers take the next file in turn (files differ in size, so fixed halves would
+        // leave one core idle), then the results are applied in path order.
+        let next = std::sync::atomic::AtomicUsize::new(0);
         let this = &*self;
-        let results: Vec<Vec<_>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = paths
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|p| this.read_if_changed(p))
-                            .collect::<Vec<_>>()
+        let paths_ref = &paths;
+        let mut results: Vec<(usize, _)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(p) = paths_ref.get(i) else { break };
+                            out.push((i, this.read_if_changed(p)));
+                        }
+                        out
                     })
                 })
                 .collect();
             workers
                 .into_iter()
-                .map(|w| w.join().unwrap_or_default())
+                .flat_map(|w| w.join().unwrap_or_default())
                 .collect()
         });
-        let parsed = results.into_iter().flatten();
-        for (p, read) in paths.into_iter().zip(parsed) {
+        results.sort_unstable_by_key(|(i, _)| *i);
+        let mut results = results.into_iter().peekable();
+        for (i, p) in paths.into_iter().enumerate() {
+            // A worker that panicked left its files out: read them here.
+            let read = match results.next_if(|(j, _)| *j == i) {
+                Some((_, read)) => read,
+                None => self.read_if_changed(&p),
+            };
             if let Some((stamp, parsed)) = read {
                 self.settle_file(p, stamp, parsed, reload);
             }
