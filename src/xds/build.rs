@@ -227,45 +227,39 @@ impl IncrementalBuilder {
             added.extend(new);
         }
         objects_changed |= !added.is_empty();
-        for ing in added {
-            let vhosts = virtual_hosts(&ing);
-            let (routes, scopes, hosts) = if scoped {
-                let (r, s) = scoped_resources(&ing, &vhosts);
-                let (r, s) = (encode_all(&r, |r| &r.name), encode_all(&s, |s| &s.name));
-                (r, s, Default::default())
-            } else {
-                let encode = |v: &[VirtualHost]| {
-                    v.iter()
-                        .map(|h| (h.name.clone(), h.encode_to_vec()))
-                        .collect()
-                };
-                (
-                    Vec::new(),
-                    Vec::new(),
-                    (encode(&vhosts.0), encode(&vhosts.1)),
-                )
-            };
-            for r in &routes {
+        // Encoding is pure and independent per object and per backend: on every core when
+        // there is much of it (a cold start).
+        let encoded = par_map(added, |ing| encode_ingress(ing, scoped));
+        let mut new_backends: Vec<Backend> = encoded
+            .iter()
+            .flat_map(|c| c.backends.iter())
+            .filter(|b| !self.backends.contains_key(*b))
+            .cloned()
+            .collect();
+        new_backends.sort();
+        new_backends.dedup();
+        let built = par_map(new_backends, |b| {
+            let c = build_backend(&b, store, check_addresses, 0);
+            (b, c)
+        });
+        for (b, c) in built {
+            self.by_service
+                .entry(ObjectKey::new(b.namespace.clone(), b.service.clone()))
+                .or_default()
+                .insert(b.clone());
+            self.put_backend(&b, c);
+        }
+        for c in encoded {
+            for r in &c.routes {
                 self.insert(ResourceType::Route, r.clone());
             }
-            for s in &scopes {
+            for s in &c.scopes {
                 self.insert(ResourceType::ScopedRoute, s.clone());
             }
-            let backends: BTreeSet<&Backend> = ing.backends().collect();
-            let backends: Vec<Backend> = backends.into_iter().cloned().collect();
-            for b in &backends {
+            for b in &c.backends {
                 self.acquire(b, store, check_addresses);
             }
-            self.ingresses.insert(
-                ing.origin.clone(),
-                CachedIngress {
-                    ingress: ing,
-                    hosts,
-                    routes,
-                    scopes,
-                    backends,
-                },
-            );
+            self.ingresses.insert(c.ingress.origin.clone(), c);
         }
 
         // Backends whose Service or EndpointSlices changed.
@@ -355,6 +349,73 @@ impl IncrementalBuilder {
     }
 }
 
+/// One object's resources, encoded.
+fn encode_ingress(ing: Arc<Ingress>, scoped: bool) -> CachedIngress {
+    let vhosts = virtual_hosts(&ing);
+    let (routes, scopes, hosts) = if scoped {
+        let (r, s) = scoped_resources(&ing, &vhosts);
+        let (r, s) = (encode_all(&r, |r| &r.name), encode_all(&s, |s| &s.name));
+        (r, s, Default::default())
+    } else {
+        let encode = |v: &[VirtualHost]| {
+            v.iter()
+                .map(|h| (h.name.clone(), h.encode_to_vec()))
+                .collect()
+        };
+        (
+            Vec::new(),
+            Vec::new(),
+            (encode(&vhosts.0), encode(&vhosts.1)),
+        )
+    };
+    let backends: BTreeSet<&Backend> = ing.backends().collect();
+    let backends: Vec<Backend> = backends.into_iter().cloned().collect();
+    CachedIngress {
+        ingress: ing,
+        hosts,
+        routes,
+        scopes,
+        backends,
+    }
+}
+
+/// `items.map(f)` in order, on every core when there are many items.
+fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    const MIN_PER_THREAD: usize = 256;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len() / MIN_PER_THREAD);
+    if threads <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let mut parts: Vec<Vec<T>> = Vec::new();
+    let mut items = items.into_iter();
+    loop {
+        let part: Vec<T> = items.by_ref().take(chunk).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = parts
+            .into_iter()
+            .map(|part| scope.spawn(move || part.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| match w.join() {
+                Ok(r) => r,
+                // Encoding does not panic on any input; if it did, fail as loudly here.
+                Err(e) => std::panic::resume_unwind(e),
+            })
+            .collect()
+    })
+}
+
 fn service_stamps(store: &Store, key: &ObjectKey) -> (Option<u64>, Option<u64>) {
     (
         store.stamp(&Dep::Object(Kind::Service, key.clone())),
@@ -417,6 +478,29 @@ mod tests {
         let mut m = Manifests::new(dir);
         m.reload().unwrap();
         m.store
+    }
+
+    #[test]
+    fn par_map_keeps_the_order() {
+        let items: Vec<usize> = (0..2_000).collect();
+        assert_eq!(
+            par_map(items.clone(), |i| i * 2),
+            items.iter().map(|i| i * 2).collect::<Vec<_>>()
+        );
+        assert_eq!(par_map(vec![1, 2, 3], |i| i + 1), [2, 3, 4]);
+    }
+
+    /// Large enough that the builder encodes on every core: same resources as a full build.
+    #[test]
+    fn parallel_build_equals_full_build() {
+        let store = crate::workload::load(&crate::workload::generate(1_100, 7).files);
+        let mut t = Translator::new(Options::default());
+        let mut reference = Translator::new(Options::default());
+        let mut b = IncrementalBuilder::new();
+        assert_eq!(
+            names(&incremental(&mut b, &mut t, &store)),
+            names(&full(&mut reference, &store))
+        );
     }
 
     /// Change-driven updates (the translator's `changed` and the store's dirty set, as the
