@@ -13,6 +13,10 @@
 
 use std::time::Duration;
 
+// The server runs in this process: give it the allocator the `knative-xds` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use knative_xds::load::{self, LoadConfig, LoadReport, Mode};
 use knative_xds::translate::envoy::RouteLayout;

@@ -123,6 +123,11 @@ impl Snapshot {
         self
     }
 
+    /// What changed since the snapshot published before this one, if known.
+    pub fn lineage_changes(&self) -> Option<&Changes> {
+        self.lineage.0.as_deref()
+    }
+
     /// What changed since snapshot `id`, if this snapshot was published right after it.
     pub fn changes_since(&self, id: u64) -> Option<&Changes> {
         self.lineage.0.as_deref().filter(|c| c.parent == id)
