@@ -160,7 +160,7 @@ pub struct Translator {
     cache_config: Option<KnativeConfig>,
     /// Per object, its own result: the Ingress it offers (possibly its last good one) and
     /// its rejection, before host conflicts.
-    own: BTreeMap<ObjectRef, (Option<Arc<Ingress>>, Option<Rejection>)>,
+    own: BTreeMap<ObjectRef, Own>,
     /// The rejections in `own` (what a change lists without walking every object).
     own_rejections: BTreeMap<ObjectRef, Rejection>,
     /// DomainMappings by the key of the Route or Knative Service they point at.
@@ -172,6 +172,10 @@ pub struct Translator {
 }
 
 use crate::model::store::Dep;
+
+/// An object's own result: the Ingress it offers (possibly its last good one) and its
+/// rejection, before host conflicts.
+type Own = (Option<Arc<Ingress>>, Option<Rejection>);
 
 #[derive(Debug, Clone)]
 struct CacheEntry {
@@ -453,7 +457,7 @@ impl Translator {
     fn record(
         &mut self,
         origin: &ObjectRef,
-        own: Option<(Option<Arc<Ingress>>, Option<Rejection>)>,
+        own: Option<Own>,
         touched: &mut BTreeSet<ObjectRef>,
     ) -> Option<Option<Arc<Ingress>>> {
         let old = match own {
@@ -507,14 +511,13 @@ impl Translator {
     }
 
     /// One Route, Knative Service or KIngress: `None` when it is not ours to translate.
-    #[allow(clippy::type_complexity)]
     fn examine(
         &mut self,
         store: &Store,
         cfg: &KnativeConfig,
         origin: &ObjectRef,
         ingress_mode: bool,
-    ) -> Option<(Option<Arc<Ingress>>, Option<Rejection>)> {
+    ) -> Option<Own> {
         let key = &origin.key;
         let derive = self.options.derive_routes_from_services && !ingress_mode;
         let result = match origin.kind {
@@ -579,14 +582,13 @@ impl Translator {
 
     /// One DomainMapping: re-translated whenever looked at (it reads the result of the
     /// Route it points at, which the cache's stamps do not cover).
-    #[allow(clippy::type_complexity)]
     fn examine_domain_mapping(
         &mut self,
         store: &Store,
         cfg: &KnativeConfig,
         origin: &ObjectRef,
         ingress_mode: bool,
-    ) -> Option<(Option<Arc<Ingress>>, Option<Rejection>)> {
+    ) -> Option<Own> {
         if ingress_mode {
             return None;
         }
@@ -670,11 +672,7 @@ impl Translator {
 
     /// A translation result, falling back to the last good one on failure: (the Ingress
     /// offered, the rejection).
-    fn settle(
-        &mut self,
-        origin: &ObjectRef,
-        result: Result<Arc<Ingress>, Vec<Problem>>,
-    ) -> (Option<Arc<Ingress>>, Option<Rejection>) {
+    fn settle(&mut self, origin: &ObjectRef, result: Result<Arc<Ingress>, Vec<Problem>>) -> Own {
         match result {
             Ok(ing) => {
                 self.last_good.insert(origin.clone(), ing.clone());

@@ -1932,27 +1932,68 @@ mod tests {
         assert_eq!(c.status().nonces_issued, 4);
     }
 
+    /// Clusters (with their CLAs) `c0..c11` and routes `r0..r11` that come, go and change
+    /// at random (deterministic from a seed).
+    struct RandomWorld {
+        seed: u64,
+        clusters: BTreeMap<String, u32>,
+        routes: BTreeMap<String, u32>,
+    }
+
+    impl RandomWorld {
+        fn new(seed: u64) -> RandomWorld {
+            RandomWorld {
+                seed,
+                clusters: (0..6).map(|i| (format!("c{i}"), 1)).collect(),
+                routes: (0..6).map(|i| (format!("r{i}"), 1)).collect(),
+            }
+        }
+
+        fn rand(&mut self, n: u64) -> u64 {
+            self.seed = self
+                .seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.seed >> 33) % n
+        }
+
+        /// One to three names added, changed or removed.
+        fn change(&mut self) {
+            for _ in 0..1 + self.rand(3) {
+                let clusters = self.rand(2) == 0;
+                let name = format!("{}{}", if clusters { "c" } else { "r" }, self.rand(12));
+                let remove = self.rand(3) == 0;
+                let map = if clusters {
+                    &mut self.clusters
+                } else {
+                    &mut self.routes
+                };
+                if remove {
+                    map.remove(&name);
+                } else {
+                    *map.entry(name).or_insert(0) += 1;
+                }
+            }
+        }
+
+        fn snapshot(&self) -> Snapshot {
+            let cl = &self.clusters;
+            let clusters: Vec<_> = cl.iter().map(|(n, v)| cluster(n, &v.to_string())).collect();
+            let clas: Vec<_> = cl.iter().map(|(n, v)| cla(n, *v)).collect();
+            let routes: Vec<_> = (self.routes.iter())
+                .map(|(n, v)| route(n, &v.to_string()))
+                .collect();
+            snap(&clusters, &clas, &[listener("http", "1")], &routes)
+        }
+    }
+
     #[test]
     fn delta_changed_names_path_sends_what_a_full_look_sends() {
         // Two delta clients through the same sequence of snapshots: one gets snapshots that
         // carry their changed names (the incremental path), the other plain ones (a full
         // look each time). They must be sent the same resources and removals.
-        let mut seed = 7u64;
-        let mut rand = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
-        let build = |cl: &BTreeMap<String, u32>, rt: &BTreeMap<String, u32>| {
-            let clusters: Vec<_> = cl.iter().map(|(n, v)| cluster(n, &v.to_string())).collect();
-            let clas: Vec<_> = cl.iter().map(|(n, v)| cla(n, *v)).collect();
-            let routes: Vec<_> = rt.iter().map(|(n, v)| route(n, &v.to_string())).collect();
-            snap(&clusters, &clas, &[listener("http", "1")], &routes)
-        };
-        let mut cl: BTreeMap<String, u32> = (0..6).map(|i| (format!("c{i}"), 1)).collect();
-        let mut rt: BTreeMap<String, u32> = (0..6).map(|i| (format!("r{i}"), 1)).collect();
-        let first = build(&cl, &rt);
+        let mut w = RandomWorld::new(7);
+        let first = w.snapshot();
         let mut published = first.clone().published_after(None);
         let (mut inc, mut full) = (
             Connection::new(Protocol::Delta),
@@ -1989,21 +2030,8 @@ mod tests {
             }
         }
         for step in 0..60 {
-            for _ in 0..1 + rand(3) {
-                let (map, prefix) = if rand(2) == 0 {
-                    (&mut cl, "c")
-                } else {
-                    (&mut rt, "r")
-                };
-                let name = format!("{prefix}{}", rand(12));
-                match rand(3) {
-                    0 => {
-                        map.remove(&name);
-                    }
-                    _ => *map.entry(name).or_insert(0) += 1,
-                }
-            }
-            let plain = build(&cl, &rt);
+            w.change();
+            let plain = w.snapshot();
             let next = plain.clone().published_after(Some(&published));
             assert!(next.changes_since(published.id()).is_some());
             let a = inc.delta_snapshot_changed(&next);
@@ -2022,22 +2050,8 @@ mod tests {
         // As the delta test above, for SotW: a client fed snapshots that carry their changed
         // names skips the types none of whose subscribed names changed; it must be sent
         // exactly what a client that looks at everything each time is sent.
-        let mut seed = 11u64;
-        let mut rand = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
-        let build = |cl: &BTreeMap<String, u32>, rt: &BTreeMap<String, u32>| {
-            let clusters: Vec<_> = cl.iter().map(|(n, v)| cluster(n, &v.to_string())).collect();
-            let clas: Vec<_> = cl.iter().map(|(n, v)| cla(n, *v)).collect();
-            let routes: Vec<_> = rt.iter().map(|(n, v)| route(n, &v.to_string())).collect();
-            snap(&clusters, &clas, &[listener("http", "1")], &routes)
-        };
-        let mut cl: BTreeMap<String, u32> = (0..6).map(|i| (format!("c{i}"), 1)).collect();
-        let mut rt: BTreeMap<String, u32> = (0..6).map(|i| (format!("r{i}"), 1)).collect();
-        let first = build(&cl, &rt);
+        let mut w = RandomWorld::new(11);
+        let first = w.snapshot();
         let mut published = first.clone().published_after(None);
         let (mut inc, mut full) = (
             Connection::new(Protocol::Sotw),
@@ -2076,21 +2090,8 @@ mod tests {
             }
         }
         for step in 0..80 {
-            for _ in 0..1 + rand(3) {
-                let (map, prefix) = if rand(2) == 0 {
-                    (&mut cl, "c")
-                } else {
-                    (&mut rt, "r")
-                };
-                let name = format!("{prefix}{}", rand(12));
-                match rand(3) {
-                    0 => {
-                        map.remove(&name);
-                    }
-                    _ => *map.entry(name).or_insert(0) += 1,
-                }
-            }
-            let plain = build(&cl, &rt);
+            w.change();
+            let plain = w.snapshot();
             let next = plain.clone().published_after(Some(&published));
             let a = inc.sotw_snapshot_changed(&next);
             let b = full.sotw_snapshot_changed(&plain);
