@@ -176,48 +176,9 @@ impl Manifests {
     /// Reads and parses the changed ones of `paths` on every core, then applies them in
     /// path order (so which file owns a duplicate object does not depend on timing).
     fn refresh_files(&mut self, paths: Vec<PathBuf>, reload: &mut Reload) {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(paths.len().div_ceil(64).max(1));
-        if threads <= 1 {
-            for p in paths {
-                self.refresh_file(p, reload);
-            }
-            return;
-        }
-        // Workers take the next file in turn (files differ in size, so fixed halves would
-        // leave one core idle), then the results are applied in path order.
-        let next = std::sync::atomic::AtomicUsize::new(0);
         let this = &*self;
-        let paths_ref = &paths;
-        let mut results: Vec<(usize, _)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut out = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(p) = paths_ref.get(i) else { break };
-                            out.push((i, this.read_if_changed(p)));
-                        }
-                        out
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_default())
-                .collect()
-        });
-        results.sort_unstable_by_key(|(i, _)| *i);
-        let mut results = results.into_iter().peekable();
-        for (i, p) in paths.into_iter().enumerate() {
-            // A worker that panicked left its files out: read them here.
-            let read = match results.next_if(|(j, _)| *j == i) {
-                Some((_, read)) => read,
-                None => self.read_if_changed(&p),
-            };
+        let read = crate::par::map(&paths, 64, |p| this.read_if_changed(p));
+        for (p, read) in paths.into_iter().zip(read) {
             if let Some((stamp, parsed)) = read {
                 self.settle_file(p, stamp, parsed, reload);
             }

@@ -229,7 +229,9 @@ impl IncrementalBuilder {
         objects_changed |= !added.is_empty();
         // Encoding is pure and independent per object and per backend: on every core when
         // there is much of it (a cold start).
-        let encoded = par_map(added, |ing| encode_ingress(ing, scoped));
+        let encoded = crate::par::map(&added, PARALLEL_MIN, |ing| {
+            encode_ingress(ing.clone(), scoped)
+        });
         let mut new_backends: Vec<Backend> = encoded
             .iter()
             .flat_map(|c| c.backends.iter())
@@ -238,16 +240,15 @@ impl IncrementalBuilder {
             .collect();
         new_backends.sort();
         new_backends.dedup();
-        let built = par_map(new_backends, |b| {
-            let c = build_backend(&b, store, check_addresses, 0);
-            (b, c)
+        let built = crate::par::map(&new_backends, PARALLEL_MIN, |b| {
+            build_backend(b, store, check_addresses)
         });
-        for (b, c) in built {
+        for (b, c) in new_backends.iter().zip(built) {
             self.by_service
-                .entry(ObjectKey::new(b.namespace.clone(), b.service.clone()))
+                .entry(service_key(b))
                 .or_default()
                 .insert(b.clone());
-            self.put_backend(&b, c);
+            self.put_backend(b, c);
         }
         for c in encoded {
             for r in &c.routes {
@@ -257,7 +258,10 @@ impl IncrementalBuilder {
                 self.insert(ResourceType::ScopedRoute, s.clone());
             }
             for b in &c.backends {
-                self.acquire(b, store, check_addresses);
+                // Built above if it was new.
+                if let Some(cached) = self.backends.get_mut(b) {
+                    cached.users += 1;
+                }
             }
             self.ingresses.insert(c.ingress.origin.clone(), c);
         }
@@ -274,8 +278,8 @@ impl IncrementalBuilder {
                 .cloned()
                 .collect();
             for b in stale {
-                let users = self.backends.get(&b).map_or(0, |c| c.users);
-                let fresh = build_backend(&b, store, check_addresses, users);
+                let mut fresh = build_backend(&b, store, check_addresses);
+                fresh.users = self.backends.get(&b).map_or(0, |c| c.users);
                 self.put_backend(&b, fresh);
             }
         }
@@ -303,19 +307,6 @@ impl IncrementalBuilder {
         s
     }
 
-    fn acquire(&mut self, b: &Backend, store: &Store, check_addresses: bool) {
-        if let Some(c) = self.backends.get_mut(b) {
-            c.users += 1;
-            return;
-        }
-        let fresh = build_backend(b, store, check_addresses, 1);
-        self.by_service
-            .entry(ObjectKey::new(b.namespace.clone(), b.service.clone()))
-            .or_default()
-            .insert(b.clone());
-        self.put_backend(b, fresh);
-    }
-
     fn release(&mut self, b: &Backend) {
         let Some(c) = self.backends.get_mut(b) else {
             return;
@@ -330,7 +321,7 @@ impl IncrementalBuilder {
                 self.remove(ResourceType::Endpoint, &e.name);
             }
         }
-        let key = ObjectKey::new(b.namespace.clone(), b.service.clone());
+        let key = service_key(b);
         if let Some(set) = self.by_service.get_mut(&key) {
             set.remove(b);
             if set.is_empty() {
@@ -379,41 +370,12 @@ fn encode_ingress(ing: Arc<Ingress>, scoped: bool) -> CachedIngress {
     }
 }
 
-/// `items.map(f)` in order, on every core when there are many items.
-fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    const MIN_PER_THREAD: usize = 256;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(items.len() / MIN_PER_THREAD);
-    if threads <= 1 {
-        return items.into_iter().map(f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    let mut parts: Vec<Vec<T>> = Vec::new();
-    let mut items = items.into_iter();
-    loop {
-        let part: Vec<T> = items.by_ref().take(chunk).collect();
-        if part.is_empty() {
-            break;
-        }
-        parts.push(part);
-    }
-    let f = &f;
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = parts
-            .into_iter()
-            .map(|part| scope.spawn(move || part.into_iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| match w.join() {
-                Ok(r) => r,
-                // Encoding does not panic on any input; if it did, fail as loudly here.
-                Err(e) => std::panic::resume_unwind(e),
-            })
-            .collect()
-    })
+/// Below this many objects (or backends) per core, encoding stays on one thread.
+const PARALLEL_MIN: usize = 256;
+
+/// The Service a backend is a port of.
+fn service_key(b: &Backend) -> ObjectKey {
+    ObjectKey::new(b.namespace.clone(), b.service.clone())
 }
 
 fn service_stamps(store: &Store, key: &ObjectKey) -> (Option<u64>, Option<u64>) {
@@ -423,15 +385,16 @@ fn service_stamps(store: &Store, key: &ObjectKey) -> (Option<u64>, Option<u64>) 
     )
 }
 
-fn build_backend(b: &Backend, store: &Store, check_addresses: bool, users: usize) -> CachedBackend {
-    let key = ObjectKey::new(b.namespace.clone(), b.service.clone());
+/// A backend's encoded cluster and endpoints, with no users yet.
+fn build_backend(b: &Backend, store: &Store, check_addresses: bool) -> CachedBackend {
+    let key = service_key(b);
     let stamps = service_stamps(store, &key);
     let (cluster, cla) = cluster_for(b, store.services.get(&key), store, check_addresses);
     CachedBackend {
         stamps,
         cluster: Resource::new(cluster.name.clone(), &cluster),
         endpoints: cla.map(|c| Resource::new(c.cluster_name.clone(), &c)),
-        users,
+        users: 0,
     }
 }
 
@@ -478,16 +441,6 @@ mod tests {
         let mut m = Manifests::new(dir);
         m.reload().unwrap();
         m.store
-    }
-
-    #[test]
-    fn par_map_keeps_the_order() {
-        let items: Vec<usize> = (0..2_000).collect();
-        assert_eq!(
-            par_map(items.clone(), |i| i * 2),
-            items.iter().map(|i| i * 2).collect::<Vec<_>>()
-        );
-        assert_eq!(par_map(vec![1, 2, 3], |i| i + 1), [2, 3, 4]);
     }
 
     /// Large enough that the builder encodes on every core: same resources as a full build.
