@@ -158,10 +158,11 @@ pub struct Translator {
     readers: std::collections::HashMap<Dep, Vec<ObjectRef>>,
     /// The config the cache was built with.
     cache_config: Option<KnativeConfig>,
-    /// Per object, its own result: the Ingress it offers (possibly its last good one) and
-    /// its rejection, before host conflicts.
-    own: BTreeMap<ObjectRef, Own>,
-    /// The rejections in `own` (what a change lists without walking every object).
+    /// Every object we translate, with the Ingress it offers (possibly its last good one),
+    /// before host conflicts.
+    own: BTreeMap<ObjectRef, Option<Arc<Ingress>>>,
+    /// Those objects' own rejections (kept apart, so a change lists them without walking
+    /// every object).
     own_rejections: BTreeMap<ObjectRef, Rejection>,
     /// DomainMappings by the key of the Route or Knative Service they point at.
     dm_targets: std::collections::HashMap<ObjectKey, BTreeSet<ObjectRef>>,
@@ -277,11 +278,9 @@ impl Translator {
     /// Forgets cached per-object results (the last good translations stay), so the next
     /// translation recomputes every object.
     pub fn clear_cache(&mut self) {
-        for (origin, entry) in std::mem::take(&mut self.route_cache) {
-            for (d, _) in entry.deps {
-                unlink(&mut self.readers, &d, &origin);
-            }
-        }
+        // Every reader entry comes from a cache entry.
+        self.route_cache.clear();
+        self.readers.clear();
     }
 
     /// Translates the whole store.
@@ -460,43 +459,49 @@ impl Translator {
         own: Option<Own>,
         touched: &mut BTreeSet<ObjectRef>,
     ) -> Option<Option<Arc<Ingress>>> {
-        let old = match own {
-            Some(new) => {
-                let candidate = new.0.clone();
-                let old = self.own.insert(origin.clone(), new.clone());
-                if old.as_ref() != Some(&new) {
-                    touched.insert(origin.clone());
-                }
-                match &new.1 {
-                    Some(r) => self.own_rejections.insert(origin.clone(), r.clone()),
-                    None => self.own_rejections.remove(origin),
-                };
-                let same = match (old.and_then(|o| o.0), &candidate) {
-                    (Some(a), Some(b)) => Arc::ptr_eq(&a, b),
-                    (None, None) => true,
-                    _ => false,
-                };
-                return (!same).then_some(candidate);
-            }
-            None => {
-                self.own_rejections.remove(origin);
-                self.own.remove(origin)
-            }
+        let Some((candidate, rejection)) = own else {
+            // No longer an object we translate.
+            self.own_rejections.remove(origin);
+            let old = self.own.remove(origin);
+            self.forget(origin);
+            touched.insert(origin.clone());
+            return old.flatten().map(|_| None);
         };
-        // No longer an object we translate.
-        self.forget(origin);
-        touched.insert(origin.clone());
-        old.and_then(|o| o.0).map(|_| None)
+        let old_rejection = match rejection {
+            Some(r) => self.own_rejections.insert(origin.clone(), r),
+            None => self.own_rejections.remove(origin),
+        };
+        let old = self.own.insert(origin.clone(), candidate.clone());
+        let same = match (old.as_ref().and_then(Option::as_ref), &candidate) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same || old.is_none() || old_rejection.as_ref() != self.own_rejections.get(origin) {
+            touched.insert(origin.clone());
+        }
+        (!same).then_some(candidate)
     }
 
     fn forget(&mut self, origin: &ObjectRef) {
         self.last_good.remove(origin);
-        if let Some(entry) = self.route_cache.remove(origin) {
-            for (d, _) in entry.deps {
-                unlink(&mut self.readers, &d, origin);
+        self.uncache(origin);
+        self.untarget(origin);
+    }
+
+    /// Drops an object's cache entry and its place among the readers of what it read.
+    fn uncache(&mut self, origin: &ObjectRef) {
+        let Some(entry) = self.route_cache.remove(origin) else {
+            return;
+        };
+        for (dep, _) in entry.deps {
+            if let Some(readers) = self.readers.get_mut(&dep) {
+                readers.retain(|o| o != origin);
+                if readers.is_empty() {
+                    self.readers.remove(&dep);
+                }
             }
         }
-        self.untarget(origin);
     }
 
     fn untarget(&mut self, dm: &ObjectRef) {
@@ -600,7 +605,7 @@ impl Translator {
                         kind,
                         key: key.clone(),
                     })
-                    .and_then(|(c, _)| c.as_ref())
+                    .and_then(Option::as_ref)
                     .map(|i| (**i).clone())
             })
         };
@@ -632,11 +637,7 @@ impl Translator {
         store: &Store,
         result: Result<Arc<Ingress>, Vec<Problem>>,
     ) {
-        if let Some(old) = self.route_cache.remove(origin) {
-            for (d, _) in old.deps {
-                unlink(&mut self.readers, &d, origin);
-            }
-        }
+        self.uncache(origin);
         let deps = deps
             .into_iter()
             .map(|d| {
@@ -688,19 +689,6 @@ impl Translator {
                 };
                 (last, Some(rejection))
             }
-        }
-    }
-}
-
-fn unlink(
-    readers: &mut std::collections::HashMap<Dep, Vec<ObjectRef>>,
-    dep: &Dep,
-    origin: &ObjectRef,
-) {
-    if let Some(set) = readers.get_mut(dep) {
-        set.retain(|o| o != origin);
-        if set.is_empty() {
-            readers.remove(dep);
         }
     }
 }
