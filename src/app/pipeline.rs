@@ -1,14 +1,12 @@
 //! The serve loop's core: source changes → store → translation → snapshot → publish, with
 //! cluster retention (make-before-break on removal), problem reports and the inspection view.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
-
-use std::collections::HashSet;
 
 use crate::model::config::ConfigError;
 use crate::model::store::Dep;
@@ -251,8 +249,8 @@ impl Pipeline {
     fn update_view(&mut self, update: &Update, dirty: &HashSet<Dep>) {
         let store = self.source.store();
         let derive = self.translator.options.derive_routes_from_services;
-        let keys: Vec<ObjectRef> = if update.full {
-            let mut all: Vec<ObjectRef> = self.objects.keys().cloned().collect();
+        let keys: BTreeSet<ObjectRef> = if update.full {
+            let mut all: BTreeSet<ObjectRef> = self.objects.keys().cloned().collect();
             all.extend(VIEW_KINDS.iter().flat_map(|k| {
                 store
                     .keys(*k)
@@ -261,7 +259,7 @@ impl Pipeline {
             }));
             all
         } else {
-            let mut some: Vec<ObjectRef> = update.touched.iter().cloned().collect();
+            let mut some = update.touched.clone();
             some.extend(dirty.iter().filter_map(|d| match d {
                 Dep::Object(kind, key) => Some(ObjectRef {
                     kind: *kind,
@@ -305,7 +303,6 @@ impl Pipeline {
     /// KIngress mode: what each KIngress' status should build on — served since which
     /// snapshot, or why not — for the status writer.
     fn update_kingress_states(&mut self, class: &str, update: &Update) {
-        use crate::model::Kind;
         use crate::translate::status::{IngressState, IngressStates, Outcome};
         let current = self.shared.current().map(|s| s.id()).unwrap_or(0);
         let served: std::collections::HashMap<&crate::model::ObjectKey, Option<i64>> = update
