@@ -986,14 +986,10 @@ async fn two_replicas_one_writes_status_and_leadership_moves_on() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The standby has written nothing.
-    let standby = client
-        .get(format!("http://127.0.0.1:{replica_admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let standby = lab
+        .stack
+        .get_text(&format!("http://127.0.0.1:{replica_admin}/metrics"))
+        .await;
     assert!(
         standby.contains("knative_xds_status_writes_total 0"),
         "standby wrote status:\n{standby}"

@@ -400,15 +400,7 @@ impl Stack {
             "http://127.0.0.1:{}/stats?filter=^http\\.(external|internal)\\.(scoped_)?rds\\..*version_text$",
             self.envoy_admin_port
         );
-        let text = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.get_text(&url).await;
         let mut lines: Vec<&str> = text.lines().collect();
         lines.sort();
         lines.join("\n")
@@ -420,15 +412,7 @@ impl Stack {
             "http://127.0.0.1:{}/stats?filter={filter}",
             self.envoy_admin_port
         );
-        let text = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.get_text(&url).await;
         text.lines()
             .filter(|l| !l.trim_end().ends_with(": 0"))
             .map(str::to_string)
@@ -523,27 +507,24 @@ impl Stack {
     /// A JSON admin endpoint of the control plane (`/debug/...`).
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {
         let text = self
-            .client
-            .get(format!("http://127.0.0.1:{}{path}", self.admin_port))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            .get_text(&format!("http://127.0.0.1:{}{path}", self.admin_port))
+            .await;
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
     }
 
     /// The control plane's `/metrics` text.
     pub async fn metrics(&self) -> String {
-        self.client
-            .get(format!("http://127.0.0.1:{}/metrics", self.admin_port))
-            .send()
+        self.get_text(&format!("http://127.0.0.1:{}/metrics", self.admin_port))
             .await
-            .unwrap()
-            .text()
+    }
+
+    /// The body of a GET of `url` (panics if it cannot be fetched).
+    pub async fn get_text(&self, url: &str) -> String {
+        let resp = self.client.get(url).send().await;
+        let resp = resp.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        resp.text()
             .await
-            .unwrap()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
     }
 
     pub fn url(&self, listener: Listener, path: &str) -> String {
