@@ -1,7 +1,7 @@
 //! The serve loop's core: source changes → store → translation → snapshot → publish, with
 //! cluster retention (make-before-break on removal), problem reports and the inspection view.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,12 +139,12 @@ impl Pipeline {
             }
         };
         let first = !self.shared.is_ready();
-        if reload.changed.is_empty() && !first {
+        if reload.changed == 0 && !first {
             // A file changed without changing any object, or a file broke: report only.
             self.report(None);
             return Ok(());
         }
-        self.rebuild(started, reload.changed.len());
+        self.rebuild(started, reload.changed);
         Ok(())
     }
 
@@ -232,6 +232,7 @@ impl Pipeline {
                 objects_changed,
                 routes = update.served.len(),
                 elapsed_ms = ms(started.elapsed()),
+                read_ms = ms(translating.duration_since(started)),
                 translate_ms,
                 build_ms,
                 "published snapshot"
@@ -246,7 +247,7 @@ impl Pipeline {
 
     /// Brings every object's translation state up to date: all of them after a full
     /// translation, otherwise only those the update touched.
-    fn update_view(&mut self, update: &Update, dirty: &HashSet<Dep>) {
+    fn update_view(&mut self, update: &Update, dirty: &crate::model::store::DepSet) {
         let store = self.source.store();
         let derive = self.translator.options.derive_routes_from_services;
         let keys: BTreeSet<ObjectRef> = if update.full {

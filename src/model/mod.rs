@@ -6,6 +6,7 @@ pub mod objects;
 pub mod store;
 pub mod strmap;
 pub mod template;
+pub mod yaml;
 
 pub use config::KnativeConfig;
 pub use store::{Kind, Object, ObjectKey, ObjectRef, Store};

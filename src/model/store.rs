@@ -262,7 +262,7 @@ pub struct Store {
     slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     /// A fresh number each time an object (or a Configuration's set of Revisions) changes:
     /// lets translation tell, without comparing objects, whether its inputs changed.
-    stamps: std::collections::HashMap<Dep, u64>,
+    stamps: foldhash::HashMap<Dep, u64>,
     /// What changed since the last [`Store::take_dirty`]: lets the serve loop translate
     /// only what a change touches.
     dirty: Dirty,
@@ -270,13 +270,17 @@ pub struct Store {
 
 /// Not part of the store's value (two stores with the same objects are equal).
 #[derive(Debug, Clone, Default)]
-struct Dirty(std::collections::HashSet<Dep>);
+struct Dirty(DepSet);
 
 impl PartialEq for Dirty {
     fn eq(&self, _: &Dirty) -> bool {
         true
     }
 }
+
+/// A set of [`Dep`]s (what changed). A fast hasher: a cold start hashes every object's key
+/// several times.
+pub type DepSet = foldhash::HashSet<Dep>;
 
 /// Something a translation reads, for change detection ([`Store::stamp`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -356,7 +360,20 @@ impl Store {
     /// Inserts or replaces an object unless an identical one is there; returns whether the
     /// store changed.
     pub fn apply_if_changed(&mut self, obj: Object) -> bool {
-        if self.get(obj.kind(), &obj.key()).as_ref() == Some(&obj) {
+        let key = obj.key();
+        let same = match &obj {
+            Object::KService(o) => self.kservices.get(&key) == Some(o),
+            Object::Route(o) => self.routes.get(&key) == Some(o),
+            Object::Configuration(o) => self.configurations.get(&key) == Some(o),
+            Object::Revision(o) => self.revisions.get(&key) == Some(o),
+            Object::DomainMapping(o) => self.domain_mappings.get(&key) == Some(o),
+            Object::ClusterDomainClaim(o) => self.domain_claims.get(&key) == Some(o),
+            Object::Service(o) => self.services.get(&key) == Some(o),
+            Object::EndpointSlice(o) => self.endpoint_slices.get(&key) == Some(o),
+            Object::ConfigMap(o) => self.config_maps.get(&key) == Some(o),
+            Object::KIngress(o) => self.kingresses.get(&key) == Some(o),
+        };
+        if same {
             return false;
         }
         self.apply(obj);
@@ -461,7 +478,7 @@ impl Store {
 
     /// Everything that changed (objects applied or deleted, Revision and EndpointSlice
     /// sets) since the previous call.
-    pub fn take_dirty(&mut self) -> std::collections::HashSet<Dep> {
+    pub fn take_dirty(&mut self) -> DepSet {
         std::mem::take(&mut self.dirty.0)
     }
 
@@ -520,6 +537,9 @@ impl Object {
     /// to the document) in the error.
     pub fn decode_yaml(kind: Kind, text: &str) -> Result<Object, (Option<usize>, String)> {
         fn de<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (Option<usize>, String)> {
+            if let Some(v) = super::yaml::from_str(text) {
+                return Ok(v);
+            }
             serde_yaml::from_str(text).map_err(|e| (e.location().map(|l| l.line()), e.to_string()))
         }
         let obj = match kind {

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -43,8 +44,9 @@ struct FileState {
 /// What one reload changed.
 #[derive(Debug, Default)]
 pub struct Reload {
-    /// Objects added, replaced or removed in the store.
-    pub changed: BTreeSet<ObjectRef>,
+    /// Objects added, replaced or removed in the store (an object that moved between
+    /// files counts once per file).
+    pub changed: usize,
     /// Files read again.
     pub files_read: usize,
 }
@@ -55,8 +57,9 @@ pub struct Manifests {
     root: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
     /// Which files define each object; the first in path order wins.
-    /// (Sorted; nearly always one file: a `Vec` is a fraction of a `BTreeSet`'s memory.)
-    owners: BTreeMap<ObjectRef, Vec<PathBuf>>,
+    /// (Sorted; nearly always one file: a `Vec` is a fraction of a `BTreeSet`'s memory. The
+    /// paths are shared by all of a file's objects.)
+    owners: foldhash::HashMap<ObjectRef, Vec<Arc<Path>>>,
     pub store: Store,
 }
 
@@ -82,11 +85,14 @@ impl Manifests {
 
     /// Objects defined in more than one file: the later files' copies are ignored.
     pub fn duplicates(&self) -> Vec<(ObjectRef, Vec<PathBuf>)> {
-        self.owners
+        let mut out: Vec<(ObjectRef, Vec<PathBuf>)> = self
+            .owners
             .iter()
             .filter(|(_, files)| files.len() > 1)
-            .map(|(r, files)| (r.clone(), files.to_vec()))
-            .collect()
+            .map(|(r, files)| (r.clone(), files.iter().map(|f| f.to_path_buf()).collect()))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Reads every changed file and updates the store. Fails only when the folder itself
@@ -234,9 +240,13 @@ impl Manifests {
         path: &Path,
         old: Vec<ObjectRef>,
         new: Vec<Object>,
-        changed: &mut BTreeSet<ObjectRef>,
+        changed: &mut usize,
     ) -> Vec<Object> {
-        let new_refs: BTreeSet<ObjectRef> = new.iter().map(Object::object_ref).collect();
+        let new_refs: BTreeSet<ObjectRef> = if old.is_empty() {
+            BTreeSet::new() // a new file (every file at start): nothing to compare with
+        } else {
+            new.iter().map(Object::object_ref).collect()
+        };
         for r in old {
             if new_refs.contains(&r) {
                 continue;
@@ -244,43 +254,44 @@ impl Manifests {
             let Some(files) = self.owners.get_mut(&r) else {
                 continue;
             };
-            let was_first = files.first().map(|f| f.as_path()) == Some(path);
-            files.retain(|f| f != path);
+            let was_first = files.first().map(|f| &**f) == Some(path);
+            files.retain(|f| &**f != path);
             if files.is_empty() {
                 self.owners.remove(&r);
                 self.store.delete(r.kind, &r.key);
-                changed.insert(r);
+                *changed += 1;
             } else if was_first {
                 // The next file's copy takes over.
                 let next = files.first().cloned();
                 if let Some(obj) = next.and_then(|f| self.take_shadowed(&f, &r)) {
                     self.store.apply(obj);
-                    changed.insert(r);
+                    *changed += 1;
                 }
             }
         }
         let mut shadowed = Vec::new();
+        let shared: Arc<Path> = Arc::from(path);
         for o in new {
             let r = o.object_ref();
             let files = self.owners.entry(r.clone()).or_default();
             let before = files.first().cloned();
-            if let Err(at) = files.binary_search_by(|f| f.as_path().cmp(path)) {
-                files.insert(at, path.to_path_buf());
+            if let Err(at) = files.binary_search_by(|f| (**f).cmp(path)) {
+                files.insert(at, shared.clone());
             }
-            if files.first().map(|f| f.as_path()) != Some(path) {
+            if files.first().map(|f| &**f) != Some(path) {
                 shadowed.push(o);
                 continue;
             }
             // This file comes first now: the previous owner's copy steps back.
-            if let Some(prev) = before.filter(|f| f != path) {
+            if let Some(prev) = before.filter(|f| &**f != path) {
                 if let (Some(obj), Some(state)) =
-                    (self.store.get(r.kind, &r.key), self.files.get_mut(&prev))
+                    (self.store.get(r.kind, &r.key), self.files.get_mut(&*prev))
                 {
                     state.shadowed.push(obj);
                 }
             }
             if self.store.apply_if_changed(o) {
-                changed.insert(r);
+                *changed += 1;
             }
         }
         shadowed
@@ -432,10 +443,7 @@ fn sniff_kind(doc: &str) -> Option<Option<Kind>> {
 impl Manifests {
     /// The file an object was read from (the first, if several define it).
     pub fn file_of(&self, r: &ObjectRef) -> Option<&Path> {
-        self.owners
-            .get(r)
-            .and_then(|f| f.first())
-            .map(PathBuf::as_path)
+        self.owners.get(r).and_then(|f| f.first()).map(|f| &**f)
     }
 }
 
@@ -518,11 +526,11 @@ mod tests {
         std::fs::rename(&tmp, &b).unwrap();
         let r = m.reload_paths(&[tmp, b.clone()].into()).unwrap();
         assert_eq!(r.files_read, 1);
-        assert_eq!(r.changed.len(), 1);
+        assert_eq!(r.changed, 1);
         // A deleted file's objects go.
         std::fs::remove_file(&a).unwrap();
         let r = m.reload_paths(&[a].into()).unwrap();
-        assert_eq!(r.changed.len(), 1);
+        assert_eq!(r.changed, 1);
         assert_eq!(m.store.routes.len(), 1);
         // A folder (created or moved in) needs a full look.
         assert!(m.reload_paths(&[dir.path().join("sub")].into()).is_none());

@@ -238,7 +238,7 @@ fn route_layout(
         RouteLayout::Scoped => {
             let (mut routes, mut scopes) = scoped_placeholders();
             for (ing, hosts) in per_ingress {
-                let (r, s) = scoped_resources(ing, hosts);
+                let (r, s) = scoped_resources(ing, hosts.clone());
                 routes.extend(r);
                 scopes.extend(s);
             }
@@ -276,7 +276,7 @@ pub fn scoped_placeholders() -> (Vec<RouteConfiguration>, Vec<ScopedRouteConfigu
 /// RouteConfiguration.
 pub fn scoped_resources(
     ing: &Ingress,
-    (ext, int): &IngressHosts,
+    (ext, int): IngressHosts,
 ) -> (Vec<RouteConfiguration>, Vec<ScopedRouteConfiguration>) {
     let mut routes = Vec::new();
     let mut scopes = Vec::new();
@@ -285,20 +285,11 @@ pub fn scoped_resources(
     }
     let shared = scoped_route_config_name(ing);
     let mut external_rc = shared.clone();
-    if ing.http_option == HttpOption::Redirected && !ext.is_empty() {
+    let redirected = ing.http_option == HttpOption::Redirected && !ext.is_empty();
+    if redirected {
         external_rc = format!("{EXTERNAL}/{shared}");
-        routes.push(RouteConfiguration {
-            name: external_rc.clone(),
-            virtual_hosts: ext.clone(),
-            ..Default::default()
-        });
     }
-    routes.push(RouteConfiguration {
-        name: shared.clone(),
-        virtual_hosts: int.clone(),
-        ..Default::default()
-    });
-    for (listener, vhosts, rc_name) in [(EXTERNAL, ext, &external_rc), (INTERNAL, int, &shared)] {
+    for (listener, vhosts, rc_name) in [(EXTERNAL, &ext, &external_rc), (INTERNAL, &int, &shared)] {
         for host in vhosts.iter().flat_map(|v| v.domains.iter()) {
             if host.ends_with(":*") {
                 continue; // the scope key is the host without its port
@@ -306,6 +297,18 @@ pub fn scoped_resources(
             scopes.push(scope(listener, host, rc_name));
         }
     }
+    if redirected {
+        routes.push(RouteConfiguration {
+            name: external_rc,
+            virtual_hosts: ext,
+            ..Default::default()
+        });
+    }
+    routes.push(RouteConfiguration {
+        name: shared,
+        virtual_hosts: int,
+        ..Default::default()
+    });
     (routes, scopes)
 }
 

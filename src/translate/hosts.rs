@@ -4,7 +4,9 @@
 //! domain. Kept incrementally: a change re-decides only the objects that share a host with
 //! what changed, in age order, so each decision sees the final state of every older claimant.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use super::{Ingress, Problem, RejectReason, Rejection};

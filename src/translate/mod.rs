@@ -152,10 +152,10 @@ pub struct Translator {
     last_good: BTreeMap<ObjectRef, Arc<Ingress>>,
     last_config: Option<KnativeConfig>,
     /// Each object's last result and the stamps of what it read: reused while none changed.
-    route_cache: std::collections::HashMap<ObjectRef, CacheEntry>,
+    route_cache: foldhash::HashMap<ObjectRef, CacheEntry>,
     /// Reverse of the cache's deps: who read what.
     /// (Mostly one reader each: a `Vec` is a fraction of a `BTreeSet`'s memory.)
-    readers: std::collections::HashMap<Dep, Vec<ObjectRef>>,
+    readers: foldhash::HashMap<Dep, Vec<ObjectRef>>,
     /// The config the cache was built with.
     cache_config: Option<KnativeConfig>,
     /// Every object we translate, with the Ingress it offers (possibly its last good one),
@@ -165,9 +165,13 @@ pub struct Translator {
     /// every object).
     own_rejections: BTreeMap<ObjectRef, Rejection>,
     /// DomainMappings by the key of the Route or Knative Service they point at.
-    dm_targets: std::collections::HashMap<ObjectKey, BTreeSet<ObjectRef>>,
-    dm_target_of: std::collections::HashMap<ObjectRef, ObjectKey>,
+    dm_targets: foldhash::HashMap<ObjectKey, BTreeSet<ObjectRef>>,
+    dm_target_of: foldhash::HashMap<ObjectRef, ObjectKey>,
     hosts: hosts::HostOwners,
+    /// Translations computed ahead of [`Translator::examine`] during one update.
+    ahead: foldhash::HashMap<ObjectRef, Computed>,
+    /// Below this many stale objects per core, translation stays on one thread.
+    pub(crate) parallel_min: usize,
     /// EndpointSlices with invalid addresses.
     slice_problems: BTreeMap<ObjectKey, Rejection>,
 }
@@ -182,6 +186,61 @@ type Own = (Option<Arc<Ingress>>, Option<Rejection>);
 struct CacheEntry {
     deps: Vec<(Dep, Option<u64>)>,
     result: Result<Arc<Ingress>, Vec<Problem>>,
+}
+
+/// A translation and what it read.
+type Computed = (Result<Arc<Ingress>, Vec<Problem>>, Vec<Dep>);
+
+/// Translates one Route, Knative Service or KIngress; `None` when it is not ours. Pure (reads
+/// only the store), so a cold start runs it on every core.
+fn compute(
+    options: &Options,
+    store: &Store,
+    cfg: &KnativeConfig,
+    origin: &ObjectRef,
+    ingress_mode: bool,
+) -> Option<Computed> {
+    let key = &origin.key;
+    let derive = options.derive_routes_from_services && !ingress_mode;
+    match origin.kind {
+        Kind::KService if derive => {
+            let svc = store.kservices.get(key)?;
+            let input = RouteInput::from_kservice(svc);
+            let result = match &input {
+                Ok(i) => route::translate_route(i, store, cfg).map(Arc::new),
+                Err(p) => Err(p.clone()),
+            };
+            let deps = route_deps(origin, input.as_ref().ok(), &result, cfg);
+            Some((result, deps))
+        }
+        Kind::Route if !ingress_mode => {
+            let route = store.routes.get(key)?;
+            if options.derive_routes_from_services && store.kservices.contains_key(key) {
+                return None; // the Knative Service's
+            }
+            let input = RouteInput::from_route(route);
+            let result = route::translate_route(&input, store, cfg).map(Arc::new);
+            let deps = route_deps(origin, Some(&input), &result, cfg);
+            Some((result, deps))
+        }
+        Kind::KIngress => {
+            let class = options.ingress_class.as_deref()?;
+            let k = store.kingresses.get(key)?;
+            if kingress::class_of(k) != Some(class) {
+                return None;
+            }
+            let result = kingress::translate_kingress(k, store).map(Arc::new);
+            let deps = std::iter::once(Dep::Object(Kind::KIngress, key.clone()))
+                .chain(
+                    kingress::split_services(k)
+                        .into_iter()
+                        .map(|s| Dep::Object(Kind::Service, s)),
+                )
+                .collect();
+            Some((result, deps))
+        }
+        _ => None,
+    }
 }
 
 /// Everything a Route's translation reads from the store, for cache invalidation.
@@ -246,6 +305,8 @@ impl Translator {
     pub fn new(options: Options) -> Translator {
         Translator {
             options,
+            // A cold start (thousands stale) goes on every core; a change stays on one.
+            parallel_min: 256,
             ..Default::default()
         }
     }
@@ -311,11 +372,7 @@ impl Translator {
     /// the previous update, from [`Store::take_dirty`]), only the objects that read
     /// something in it are re-translated; with `None`, every object is looked at (unchanged
     /// ones still come from the cache).
-    pub fn update(
-        &mut self,
-        store: &Store,
-        dirty: Option<&std::collections::HashSet<Dep>>,
-    ) -> Update {
+    pub fn update(&mut self, store: &Store, dirty: Option<&crate::model::store::DepSet>) -> Update {
         let (cfg, config_errors) = self.knative_config(store);
         // A config change can change any translation.
         let mut dirty = dirty;
@@ -374,6 +431,24 @@ impl Translator {
             }
         }
 
+        // Translations are pure and independent: when many are stale (a cold start), they
+        // are computed ahead on every core.
+        let stale: Vec<&ObjectRef> = examine
+            .iter()
+            .filter(|o| o.kind != Kind::DomainMapping && !self.is_fresh(o, store))
+            .collect();
+        if stale.len() >= self.parallel_min.saturating_mul(2) {
+            let options = &self.options;
+            let computed = crate::par::map(&stale, self.parallel_min, |o| {
+                compute(options, store, &cfg, o, ingress_mode)
+            });
+            self.ahead = stale
+                .into_iter()
+                .zip(computed)
+                .filter_map(|(o, c)| Some((o.clone(), c?)))
+                .collect();
+        }
+
         // Routes, Knative Services and KIngresses; then DomainMappings, which read the
         // Routes' results.
         let mut candidates = Vec::new();
@@ -399,6 +474,7 @@ impl Translator {
                 candidates.push((origin, c));
             }
         }
+        self.ahead.clear();
         let changed = self.hosts.update(candidates);
         touched.extend(changed.iter().cloned());
 
@@ -524,64 +600,27 @@ impl Translator {
         ingress_mode: bool,
     ) -> Option<Own> {
         let key = &origin.key;
-        let derive = self.options.derive_routes_from_services && !ingress_mode;
-        let result = match origin.kind {
-            Kind::KService if derive => {
-                let svc = store.kservices.get(key)?;
-                self.cached(origin, store, || {
-                    let input = RouteInput::from_kservice(svc);
-                    let result = match &input {
-                        Ok(i) => route::translate_route(i, store, cfg).map(Arc::new),
-                        Err(p) => Err(p.clone()),
-                    };
-                    let deps = route_deps(origin, input.as_ref().ok(), &result, cfg);
-                    (result, deps)
-                })
-            }
-            Kind::Route if !ingress_mode => {
-                let route = store.routes.get(key)?;
-                if self.options.derive_routes_from_services && store.kservices.contains_key(key) {
-                    self.forget(origin);
-                    return Some((
-                        None,
-                        Some(Rejection {
-                            object: origin.clone(),
-                            reason: RejectReason::Invalid,
-                            problems: vec![Problem::new(
-                                "metadata.name",
-                                format!("the Knative Service {key} owns the Route of this name; this Route is ignored"),
-                            )],
-                            serving_last_good: false,
-                        }),
-                    ));
-                }
-                self.cached(origin, store, || {
-                    let input = RouteInput::from_route(route);
-                    let result = route::translate_route(&input, store, cfg).map(Arc::new);
-                    let deps = route_deps(origin, Some(&input), &result, cfg);
-                    (result, deps)
-                })
-            }
-            Kind::KIngress => {
-                let class = self.options.ingress_class.as_deref()?;
-                let k = store.kingresses.get(key)?;
-                if kingress::class_of(k) != Some(class) {
-                    return None;
-                }
-                self.cached(origin, store, || {
-                    let result = kingress::translate_kingress(k, store).map(Arc::new);
-                    let deps = std::iter::once(Dep::Object(Kind::KIngress, key.clone()))
-                        .chain(
-                            kingress::split_services(k)
-                                .into_iter()
-                                .map(|s| Dep::Object(Kind::Service, s)),
-                        )
-                        .collect();
-                    (result, deps)
-                })
-            }
-            _ => return None,
-        };
+        if origin.kind == Kind::Route
+            && !ingress_mode
+            && store.routes.contains_key(key)
+            && self.options.derive_routes_from_services
+            && store.kservices.contains_key(key)
+        {
+            self.forget(origin);
+            return Some((
+                None,
+                Some(Rejection {
+                    object: origin.clone(),
+                    reason: RejectReason::Invalid,
+                    problems: vec![Problem::new(
+                        "metadata.name",
+                        format!("the Knative Service {key} owns the Route of this name; this Route is ignored"),
+                    )],
+                    serving_last_good: false,
+                }),
+            ));
+        }
+        let result = self.cached(origin, store, cfg, ingress_mode)?;
         Some(self.settle(origin, result))
     }
 
@@ -653,22 +692,31 @@ impl Translator {
             .insert(origin.clone(), CacheEntry { deps, result });
     }
 
-    /// An object's cached result while nothing it read changed; otherwise `compute`'s
-    /// (result, what it read), remembered with the current stamps.
+    /// An object's translation: the cached one while nothing it read changed, else the one
+    /// computed ahead (on every core) or computed now. `None` when it is not ours.
     fn cached(
         &mut self,
         origin: &ObjectRef,
         store: &Store,
-        compute: impl FnOnce() -> (Result<Arc<Ingress>, Vec<Problem>>, Vec<Dep>),
-    ) -> Result<Arc<Ingress>, Vec<Problem>> {
-        if let Some(entry) = self.route_cache.get(origin) {
-            if entry.deps.iter().all(|(d, stamp)| store.stamp(d) == *stamp) {
-                return entry.result.clone();
-            }
+        cfg: &KnativeConfig,
+        ingress_mode: bool,
+    ) -> Option<Result<Arc<Ingress>, Vec<Problem>>> {
+        if self.is_fresh(origin, store) {
+            return self.route_cache.get(origin).map(|e| e.result.clone());
         }
-        let (result, deps) = compute();
+        let (result, deps) = match self.ahead.remove(origin) {
+            Some(computed) => computed,
+            None => compute(&self.options, store, cfg, origin, ingress_mode)?,
+        };
         self.link(origin, deps, store, result.clone());
-        result
+        Some(result)
+    }
+
+    /// Whether the cached translation of `origin` read nothing that changed since.
+    fn is_fresh(&self, origin: &ObjectRef, store: &Store) -> bool {
+        self.route_cache
+            .get(origin)
+            .is_some_and(|entry| entry.deps.iter().all(|(d, stamp)| store.stamp(d) == *stamp))
     }
 
     /// A translation result, falling back to the last good one on failure: (the Ingress

@@ -3,7 +3,9 @@
 //! whose Service and EndpointSlices did not change, keep their encoded resources from the
 //! previous build: nothing unchanged is rebuilt, re-encoded or re-hashed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::HashMap;
 
 use crate::translate::ir::Backend;
 use std::sync::Arc;
@@ -127,7 +129,7 @@ impl IncrementalBuilder {
         &mut self,
         served: &imbl::OrdMap<ObjectRef, Arc<Ingress>>,
         changed: &BTreeSet<ObjectRef>,
-        dirty: &std::collections::HashSet<Dep>,
+        dirty: &crate::model::store::DepSet,
         store: &Store,
         settings: &ListenerSettings,
         check_addresses: bool,
@@ -344,7 +346,7 @@ impl IncrementalBuilder {
 fn encode_ingress(ing: Arc<Ingress>, scoped: bool) -> CachedIngress {
     let vhosts = virtual_hosts(&ing);
     let (routes, scopes, hosts) = if scoped {
-        let (r, s) = scoped_resources(&ing, &vhosts);
+        let (r, s) = scoped_resources(&ing, vhosts);
         let (r, s) = (encode_all(&r, |r| &r.name), encode_all(&s, |s| &s.name));
         (r, s, Default::default())
     } else {

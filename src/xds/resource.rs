@@ -118,10 +118,12 @@ impl Resource {
 
 /// First 16 hex digits of the SHA-256 of `bytes`.
 pub fn content_version(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(bytes);
     let mut out = String::with_capacity(16);
     for b in &digest[..8] {
-        out.push_str(&format!("{b:02x}"));
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
     }
     out
 }

@@ -93,3 +93,27 @@ fn incremental_update_equals_full_look_through_random_changes() {
         );
     }
 }
+
+/// A cold start translates on every core (enough stale objects): the result is what one
+/// thread gives, rejections and host conflicts included.
+#[test]
+fn cold_start_on_every_core_equals_one_thread() {
+    let w = generate(700, 9);
+    let mut store = load(&w.files);
+    let (mut rng, mut removed) = (SplitMix64::new(5), Vec::new());
+    for _ in 0..150 {
+        random_change(&mut store, &mut rng, &mut removed);
+    }
+    store.take_dirty();
+    let got = Translator::new(Options::default()).update(&store, None);
+    let mut one = Translator::new(Options::default());
+    one.parallel_min = usize::MAX;
+    let want = one.update(&store, None);
+    assert!(got.served.len() > 500, "{} served", got.served.len());
+    assert_eq!(served(&got.served), served(&want.served));
+    let brief = |r: &[crate::translate::Rejection]| -> Vec<String> {
+        r.iter().map(|r| format!("{:?} {r}", r.reason)).collect()
+    };
+    assert!(got.rejections.len() > 3, "{:?}", brief(&got.rejections));
+    assert_eq!(brief(&got.rejections), brief(&want.rejections));
+}
