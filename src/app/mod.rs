@@ -121,7 +121,63 @@ pub async fn serve(
     });
     let translator = Translator::new(cfg.options.clone());
 
-    let pipeline_task = match &cfg.source {
+    // The servers run from the start: `/readyz` says "not ready" (rather than refusing
+    // connections) while the first snapshot is being built, and answers "ready" the moment
+    // it is published.
+    let admin_task = {
+        let mut stop = stop_rx.clone();
+        let app = admin::router(shared.clone());
+        tokio::spawn(async move {
+            axum::serve(admin_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        })
+    };
+    let mut stop = stop_rx.clone();
+    let grpc = grpc_services(shared.clone()).await?;
+    let server_task = tokio::spawn(grpc.serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(xds),
+        async move {
+            let _ = stop.changed().await;
+        },
+    ));
+    let started = start_source(&cfg, translator, shared.clone(), stop_rx.clone()).await;
+    let pipeline_task = match started {
+        Ok(task) => task,
+        Err(e) => {
+            server_task.abort();
+            admin_task.abort();
+            return Err(e);
+        }
+    };
+
+    // ADS streams never end by themselves: after the stop signal, give them a moment and
+    // then exit, so a SIGTERM always ends the process (Envoys reconnect elsewhere and keep
+    // their config meanwhile).
+    let mut stop = stop_rx.clone();
+    let deadline = async move {
+        let _ = stop.changed().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server_task => r.context("xDS server task")?.context("xDS server")?,
+        _ = deadline => info!("closing the remaining ADS streams"),
+    }
+    pipeline_task.abort();
+    admin_task.abort();
+    Ok(())
+}
+
+/// Loads the source (the first snapshot) and starts the task that follows its changes.
+async fn start_source(
+    cfg: &ServeConfig,
+    translator: Translator,
+    shared: Arc<Shared>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let task = match &cfg.source {
         SourceConfig::Manifests(dir) => {
             info!(xds = %cfg.xds_address, admin = %cfg.admin_address, manifests = %dir.display(), "knative-xds serving");
             let mut watch =
@@ -131,9 +187,14 @@ pub async fn serve(
                 translator,
                 shared.clone(),
             );
-            pipeline
-                .reload()
-                .with_context(|| format!("reading manifests folder {}", dir.display()))?;
+            // Off the async workers: the servers keep answering meanwhile.
+            let (mut pipeline, loaded) = tokio::task::spawn_blocking(move || {
+                let loaded = pipeline.reload();
+                (pipeline, loaded)
+            })
+            .await
+            .context("loading the manifests")?;
+            loaded.with_context(|| format!("reading manifests folder {}", dir.display()))?;
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 loop {
@@ -204,41 +265,7 @@ pub async fn serve(
         }
     };
 
-    let admin_task = {
-        let mut stop = stop_rx.clone();
-        let app = admin::router(shared.clone());
-        tokio::spawn(async move {
-            axum::serve(admin_listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await
-        })
-    };
-
-    let mut stop = stop_rx.clone();
-    let grpc = grpc_services(shared.clone()).await?;
-    let server = grpc.serve_with_incoming_shutdown(
-        tokio_stream::wrappers::TcpListenerStream::new(xds),
-        async move {
-            let _ = stop.changed().await;
-        },
-    );
-    // ADS streams never end by themselves: after the stop signal, give them a moment and
-    // then exit, so a SIGTERM always ends the process (Envoys reconnect elsewhere and keep
-    // their config meanwhile).
-    let mut stop = stop_rx.clone();
-    let deadline = async move {
-        let _ = stop.changed().await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        r = server => r.context("xDS server")?,
-        _ = deadline => info!("closing the remaining ADS streams"),
-    }
-    pipeline_task.abort();
-    admin_task.abort();
-    Ok(())
+    Ok(task)
 }
 
 /// How long open ADS streams get after a shutdown signal.
