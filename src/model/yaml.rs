@@ -196,11 +196,7 @@ fn split_key(text: &str) -> R<Option<(Cow<'_, str>, &str)>> {
             }
         };
         let key = text[..colon].trim_end_matches(' ');
-        if key.is_empty()
-            || key.starts_with(INDICATORS)
-            || key.contains(" #")
-            || key.contains(':')
-            || key.starts_with("- ")
+        if key.is_empty() || key.starts_with(INDICATORS) || key.contains(" #") || key.contains(':')
         {
             return Err(GiveUp);
         }
@@ -400,10 +396,10 @@ fn is_unsure(s: &str) -> bool {
         return decimal.len() > 1 && decimal.starts_with('0');
     }
     s.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
-        || matches!(
-            s.to_ascii_lowercase().as_str(),
-            "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n"
-        ) && !matches!(s, "true" | "false")
+        || ["true", "false", "yes", "no", "on", "off", "y", "n"]
+            .iter()
+            .any(|w| s.eq_ignore_ascii_case(w))
+            && !matches!(s, "true" | "false")
 }
 
 struct De<'n, 'a>(&'n Node<'a>);

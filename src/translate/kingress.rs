@@ -40,7 +40,7 @@ pub fn probe_hash(k: &KIngress) -> String {
     bytes.extend_from_slice(k.metadata.namespace.as_bytes());
     bytes.extend_from_slice(k.metadata.name.as_bytes());
     let digest = Sha256::digest(&bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{digest:x}")
 }
 
 /// `json.Marshal(spec)` as Go writes it. The spec types declare Go's field order and

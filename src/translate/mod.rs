@@ -168,8 +168,6 @@ pub struct Translator {
     dm_targets: foldhash::HashMap<ObjectKey, BTreeSet<ObjectRef>>,
     dm_target_of: foldhash::HashMap<ObjectRef, ObjectKey>,
     hosts: hosts::HostOwners,
-    /// Translations computed ahead of [`Translator::examine`] during one update.
-    ahead: foldhash::HashMap<ObjectRef, Computed>,
     /// Below this many stale objects per core, translation stays on one thread.
     pub(crate) parallel_min: usize,
     /// EndpointSlices with invalid addresses.
@@ -215,8 +213,8 @@ fn compute(
         }
         Kind::Route if !ingress_mode => {
             let route = store.routes.get(key)?;
-            if options.derive_routes_from_services && store.kservices.contains_key(key) {
-                return None; // the Knative Service's
+            if owned_by_kservice(options, store, origin, ingress_mode) {
+                return None;
             }
             let input = RouteInput::from_route(route);
             let result = route::translate_route(&input, store, cfg).map(Arc::new);
@@ -241,6 +239,20 @@ fn compute(
         }
         _ => None,
     }
+}
+
+/// A Route that its Knative Service's translation stands for (the Route is ignored).
+fn owned_by_kservice(
+    options: &Options,
+    store: &Store,
+    origin: &ObjectRef,
+    ingress_mode: bool,
+) -> bool {
+    origin.kind == Kind::Route
+        && !ingress_mode
+        && options.derive_routes_from_services
+        && store.routes.contains_key(&origin.key)
+        && store.kservices.contains_key(&origin.key)
 }
 
 /// Everything a Route's translation reads from the store, for cache invalidation.
@@ -432,21 +444,26 @@ impl Translator {
         }
 
         // Translations are pure and independent: when many are stale (a cold start), they
-        // are computed ahead on every core.
-        let stale: Vec<&ObjectRef> = examine
-            .iter()
-            .filter(|o| o.kind != Kind::DomainMapping && !self.is_fresh(o, store))
-            .collect();
-        if stale.len() >= self.parallel_min.saturating_mul(2) {
-            let options = &self.options;
-            let computed = crate::par::map(&stale, self.parallel_min, |o| {
-                compute(options, store, &cfg, o, ingress_mode)
-            });
-            self.ahead = stale
-                .into_iter()
-                .zip(computed)
-                .filter_map(|(o, c)| Some((o.clone(), c?)))
+        // are computed ahead on every core. (A change examines a few objects: not worth a
+        // look at their freshness here as well as in `cached`.)
+        let threshold = self.parallel_min.saturating_mul(2);
+        let mut ahead: foldhash::HashMap<ObjectRef, Computed> = Default::default();
+        if examine.len() >= threshold {
+            let stale: Vec<&ObjectRef> = examine
+                .iter()
+                .filter(|o| o.kind != Kind::DomainMapping && !self.is_fresh(o, store))
                 .collect();
+            if stale.len() >= threshold {
+                let options = &self.options;
+                let computed = crate::par::map(&stale, self.parallel_min, |o| {
+                    compute(options, store, &cfg, o, ingress_mode)
+                });
+                ahead = stale
+                    .into_iter()
+                    .zip(computed)
+                    .filter_map(|(o, c)| Some((o.clone(), c?)))
+                    .collect();
+            }
         }
 
         // Routes, Knative Services and KIngresses; then DomainMappings, which read the
@@ -458,7 +475,7 @@ impl Translator {
                 dms.insert(origin);
                 continue;
             }
-            let own = self.examine(store, &cfg, &origin, ingress_mode);
+            let own = self.examine(store, &cfg, &origin, ingress_mode, &mut ahead);
             if let Some(c) = self.record(&origin, own, &mut touched) {
                 if matches!(origin.kind, Kind::KService | Kind::Route) {
                     if let Some(targets) = self.dm_targets.get(&origin.key) {
@@ -474,7 +491,6 @@ impl Translator {
                 candidates.push((origin, c));
             }
         }
-        self.ahead.clear();
         let changed = self.hosts.update(candidates);
         touched.extend(changed.iter().cloned());
 
@@ -592,20 +608,17 @@ impl Translator {
     }
 
     /// One Route, Knative Service or KIngress: `None` when it is not ours to translate.
+    /// `ahead`: translations already computed on every core (taken from it when used).
     fn examine(
         &mut self,
         store: &Store,
         cfg: &KnativeConfig,
         origin: &ObjectRef,
         ingress_mode: bool,
+        ahead: &mut foldhash::HashMap<ObjectRef, Computed>,
     ) -> Option<Own> {
         let key = &origin.key;
-        if origin.kind == Kind::Route
-            && !ingress_mode
-            && store.routes.contains_key(key)
-            && self.options.derive_routes_from_services
-            && store.kservices.contains_key(key)
-        {
+        if owned_by_kservice(&self.options, store, origin, ingress_mode) {
             self.forget(origin);
             return Some((
                 None,
@@ -620,7 +633,7 @@ impl Translator {
                 }),
             ));
         }
-        let result = self.cached(origin, store, cfg, ingress_mode)?;
+        let result = self.cached(origin, store, cfg, ingress_mode, ahead)?;
         Some(self.settle(origin, result))
     }
 
@@ -700,11 +713,12 @@ impl Translator {
         store: &Store,
         cfg: &KnativeConfig,
         ingress_mode: bool,
+        ahead: &mut foldhash::HashMap<ObjectRef, Computed>,
     ) -> Option<Result<Arc<Ingress>, Vec<Problem>>> {
         if self.is_fresh(origin, store) {
             return self.route_cache.get(origin).map(|e| e.result.clone());
         }
-        let (result, deps) = match self.ahead.remove(origin) {
+        let (result, deps) = match ahead.remove(origin) {
             Some(computed) => computed,
             None => compute(&self.options, store, cfg, origin, ingress_mode)?,
         };

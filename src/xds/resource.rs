@@ -118,12 +118,16 @@ impl Resource {
 
 /// First 16 hex digits of the SHA-256 of `bytes`.
 pub fn content_version(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(16);
-    for b in &digest[..8] {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 15)] as char);
+    hex(&Sha256::digest(bytes)[..8])
+}
+
+/// Lowercase hex (one allocation: versions are made for every resource of a cold start).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
     }
     out
 }

@@ -203,7 +203,7 @@ pub fn aggregate_version<'a>(resources: impl IntoIterator<Item = &'a Arc<Resourc
         h.update([0]);
     }
     let digest = h.finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    super::resource::hex(&digest[..8])
 }
 
 impl Snapshot {
