@@ -1,7 +1,7 @@
 //! One in-memory index of every object the sources delivered. Both sources (manifests and
 //! Kubernetes) fill it the same way, so translation has one code path.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
@@ -259,7 +259,8 @@ pub struct Store {
     pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
     pub kingresses: BTreeMap<ObjectKey, KIngress>,
     /// (namespace, service name) → EndpointSlice keys.
-    slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// (A sorted `Vec`: nearly always one slice, and a `BTreeSet` node is ~0.5 KB.)
+    slices_by_service: BTreeMap<ObjectKey, Vec<ObjectKey>>,
     /// A fresh number each time an object (or a Configuration's set of Revisions) changes:
     /// lets translation tell, without comparing objects, whether its inputs changed.
     stamps: foldhash::HashMap<Dep, u64>,
@@ -341,10 +342,10 @@ impl Store {
                 if let Some(svc) = o.metadata.labels.get(SERVICE_NAME_LABEL) {
                     let idx = ObjectKey::new(key.namespace.clone(), svc.clone());
                     self.bump(Dep::ServiceSlices(idx.clone()));
-                    self.slices_by_service
-                        .entry(idx)
-                        .or_default()
-                        .insert(key.clone());
+                    let keys = self.slices_by_service.entry(idx).or_default();
+                    if let Err(at) = keys.binary_search(&key) {
+                        keys.insert(at, key.clone());
+                    }
                 }
                 self.endpoint_slices.insert(key, o);
             }
@@ -454,7 +455,7 @@ impl Store {
                     let idx = ObjectKey::new(key.namespace.clone(), svc.clone());
                     self.bump(Dep::ServiceSlices(idx.clone()));
                     if let Some(set) = self.slices_by_service.get_mut(&idx) {
-                        set.remove(key);
+                        set.retain(|k| k != key);
                         if set.is_empty() {
                             self.slices_by_service.remove(&idx);
                         }

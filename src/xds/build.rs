@@ -55,7 +55,8 @@ pub struct IncrementalBuilder {
     backends: HashMap<Backend, CachedBackend>,
     /// Backends by their Service (namespace, name): what a Service or EndpointSlice change
     /// rebuilds.
-    by_service: HashMap<ObjectKey, BTreeSet<Backend>>,
+    /// (A sorted `Vec`: nearly always one backend, and a `BTreeSet` node is ~0.5 KB.)
+    by_service: HashMap<ObjectKey, Vec<Backend>>,
     /// The current resources of each type (persistent maps: a snapshot is an O(1) copy).
     maps: [ResourceMap; 5],
 }
@@ -246,10 +247,10 @@ impl IncrementalBuilder {
             build_backend(b, store, check_addresses)
         });
         for (b, c) in new_backends.iter().zip(built) {
-            self.by_service
-                .entry(service_key(b))
-                .or_default()
-                .insert(b.clone());
+            let set = self.by_service.entry(service_key(b)).or_default();
+            if let Err(at) = set.binary_search(b) {
+                set.insert(at, b.clone());
+            }
             self.put_backend(b, c);
         }
         for c in encoded {
@@ -325,7 +326,7 @@ impl IncrementalBuilder {
         }
         let key = service_key(b);
         if let Some(set) = self.by_service.get_mut(&key) {
-            set.remove(b);
+            set.retain(|x| x != b);
             if set.is_empty() {
                 self.by_service.remove(&key);
             }
