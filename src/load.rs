@@ -487,7 +487,7 @@ async fn final_check(
         let s = &served[i];
         let same = r.len() == s.len()
             && r.iter().all(|(name, res)| {
-                s.get(name)
+                s.get(&**name)
                     .is_some_and(|v| options.baseline_full_push || *v == res.version)
             });
         if !same {
@@ -1515,7 +1515,7 @@ mod tests {
             let snap = render(dir.path(), &options).unwrap();
             for ty in ResourceType::ORDERED {
                 for (name, r) in snap.resources(ty) {
-                    assert_eq!(resource_name(&r.any()), Some(name.as_str()), "{ty:?}");
+                    assert_eq!(resource_name(&r.any()), Some(&**name), "{ty:?}");
                 }
             }
             for r in snap.resources(ResourceType::Cluster).values() {

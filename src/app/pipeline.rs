@@ -80,7 +80,7 @@ pub struct Pipeline {
     /// The latest translation, before retained clusters are added.
     translated: Option<Snapshot>,
     /// Clusters and endpoints removed by a translation, kept until their deadline.
-    retained: BTreeMap<(ResourceType, String), (Arc<Resource>, Instant)>,
+    retained: BTreeMap<(ResourceType, Arc<str>), (Arc<Resource>, Instant)>,
     /// When the change behind the latest translation was noticed.
     seen_at: Instant,
     /// Rebuilds so far (salts versions in baseline mode).

@@ -84,7 +84,7 @@ fn client_config(p: &ProxyInfo, snap: &Snapshot, exclude_contents: bool) -> Clie
         let all = snap.resources(ty);
         let acked = t.acked_resources.clone().unwrap_or_default();
         let mut names: std::collections::BTreeSet<String> =
-            view_of(t, all).iter().map(|r| r.name.clone()).collect();
+            view_of(t, all).iter().map(|r| r.name.to_string()).collect();
         // Explicit names that do not exist (reported DOES_NOT_EXIST); globs are not names.
         names.extend(
             t.names
@@ -94,7 +94,7 @@ fn client_config(p: &ProxyInfo, snap: &Snapshot, exclude_contents: bool) -> Clie
         );
         names.extend(acked.keys().cloned());
         for name in names {
-            let current = all.get(&name);
+            let current = all.get(name.as_str());
             let acked_version = acked.get(&name);
             let pending = t.pending.as_ref().and_then(|r| r.resources.get(&name));
             let nacked = t.last_nack.as_ref().filter(|n| {
@@ -341,7 +341,7 @@ fn proxy_to_api(p: &ProxyInfo, snap: &Snapshot) -> api::ProxyStatus {
             let view = view_of(t, all);
             let current: std::collections::BTreeMap<String, String> = view
                 .iter()
-                .map(|r| (r.name.clone(), r.version.clone()))
+                .map(|r| (r.name.to_string(), r.version.clone()))
                 .collect();
             let acked = t.acked_resources.clone().unwrap_or_default();
             let acked_version = t
@@ -393,7 +393,7 @@ fn view_of<'a>(
                 .iter()
                 .any(|n| match crate::xds::connection::glob_prefix(n) {
                     Some(p) => r.name.starts_with(p),
-                    None => *n == r.name,
+                    None => **n == *r.name,
                 })
         })
         .collect()
@@ -408,12 +408,12 @@ fn acked_arcs(
     acked
         .iter()
         .map(|(n, v)| {
-            all.get(n)
+            all.get(n.as_str())
                 .filter(|r| r.version == *v)
                 .cloned()
                 .unwrap_or_else(|| {
                     Arc::new(crate::xds::Resource {
-                        name: n.clone(),
+                        name: n.as_str().into(),
                         version: v.clone(),
                         type_url: Default::default(),
                         value: Vec::new(),

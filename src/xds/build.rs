@@ -300,7 +300,7 @@ impl IncrementalBuilder {
             for (name, vhosts) in [(EXTERNAL, external), (INTERNAL, internal)] {
                 let rc = route_configuration_bytes(name, vhosts.iter().map(|(_, b)| b.as_slice()));
                 let r = Resource::from_encoded(name, ResourceType::Route.type_url().into(), rc);
-                self.maps[ResourceType::Route as usize].insert(name.to_string(), r);
+                self.maps[ResourceType::Route as usize].insert(r.name.clone(), r);
             }
         }
 
@@ -422,7 +422,7 @@ mod tests {
             .flat_map(|t| {
                 s.resources(*t)
                     .values()
-                    .map(|r| (r.name.clone(), r.version.clone()))
+                    .map(|r| (r.name.to_string(), r.version.clone()))
             })
             .collect()
     }

@@ -263,17 +263,17 @@ impl Subscription {
             match glob_prefix(n) {
                 Some(prefix) => {
                     for (name, r) in all
-                        .range::<_, String>((
-                            std::ops::Bound::Included(prefix.to_string()),
+                        .range::<_, str>((
+                            std::ops::Bound::Included(prefix),
                             std::ops::Bound::Unbounded,
                         ))
                         .take_while(|(name, _)| name.starts_with(prefix))
                     {
-                        out.insert(name.as_str(), r);
+                        out.insert(name, r);
                     }
                 }
                 None => {
-                    if let Some(r) = all.get(n) {
+                    if let Some(r) = all.get(n.as_str()) {
                         out.insert(n.as_str(), r);
                     }
                 }
@@ -940,8 +940,8 @@ impl Connection {
                     .iter()
                     .copied()
                     .filter(|r| {
-                        st.view.get(&r.name) != Some(&r.version)
-                            || (is_eds && eds_resend.contains(&r.name))
+                        st.view.get(&*r.name) != Some(&r.version)
+                            || (is_eds && eds_resend.contains(&*r.name))
                     })
                     .collect();
                 if changed_only.is_empty() {
@@ -960,7 +960,7 @@ impl Connection {
                 let forced: Vec<_> = view
                     .iter()
                     .copied()
-                    .filter(|r| eds_resend.contains(&r.name))
+                    .filter(|r| eds_resend.contains(&*r.name))
                     .collect();
                 if forced.is_empty() {
                     continue;
@@ -972,19 +972,19 @@ impl Connection {
             let sent = view_map(&resources);
             if key.is(ResourceType::Cluster) {
                 for r in &resources {
-                    if st.view.get(&r.name) != Some(&r.version) {
-                        eds_resend.insert(r.name.clone());
+                    if st.view.get(&*r.name) != Some(&r.version) {
+                        eds_resend.insert(r.name.to_string());
                     }
-                    if !st.view.contains_key(&r.name)
+                    if !st.view.contains_key(&*r.name)
                         && snap.resources(ResourceType::Endpoint).contains_key(&r.name)
                     {
-                        warming.insert(r.name.clone());
+                        warming.insert(r.name.to_string());
                     }
                 }
                 eds_resend.retain(|n| sent.contains_key(n));
             } else if key.is(ResourceType::Endpoint) {
                 for r in &resources {
-                    eds_resend.remove(&r.name);
+                    eds_resend.remove(&*r.name);
                 }
             }
             if full {
@@ -1066,24 +1066,24 @@ impl Connection {
 
             if key.is(ResourceType::Cluster) {
                 for r in &send {
-                    if !st.known.contains_key(&r.name)
+                    if !st.known.contains_key(&*r.name)
                         && snap.resources(ResourceType::Endpoint).contains_key(&r.name)
                     {
-                        warming.insert(r.name.clone());
+                        warming.insert(r.name.to_string());
                     }
                 }
-                eds_resend.extend(send.iter().map(|r| r.name.clone()));
+                eds_resend.extend(send.iter().map(|r| r.name.to_string()));
                 for n in &removed {
                     eds_resend.remove(n);
                 }
             } else if is_eds {
                 for r in &send {
-                    eds_resend.remove(&r.name);
+                    eds_resend.remove(&*r.name);
                 }
             }
             for r in &send {
-                st.known.insert(r.name.clone(), r.version.clone());
-                st.told_absent.remove(&r.name);
+                st.known.insert(r.name.to_string(), r.version.clone());
+                st.told_absent.remove(&*r.name);
             }
             for n in &removed {
                 st.known.remove(n);
@@ -1126,7 +1126,7 @@ impl Connection {
                 resources: send
                     .iter()
                     .map(|r| XdsResource {
-                        name: r.name.clone(),
+                        name: r.name.to_string(),
                         version: r.version.clone(),
                         resource: Some(r.any()),
                         ..Default::default()
@@ -1203,22 +1203,22 @@ fn full_delta<'a>(
         .view(all)
         .into_iter()
         .filter(|r| {
-            st.known.get(&r.name) != Some(&r.version)
-                || st.resend.contains(&r.name)
-                || (is_eds && eds_resend.contains(&r.name))
+            st.known.get(&*r.name) != Some(&r.version)
+                || st.resend.contains(&*r.name)
+                || (is_eds && eds_resend.contains(&*r.name))
         })
         .collect();
     let mut removed: BTreeSet<String> = st
         .known
         .keys()
-        .filter(|n| !all.contains_key(*n))
+        .filter(|n| !all.contains_key(n.as_str()))
         .cloned()
         .collect();
     for n in st.sub.names.iter().chain(st.resend.iter()) {
         if glob_prefix(n).is_some() {
             continue;
         }
-        if !all.contains_key(n)
+        if !all.contains_key(n.as_str())
             && !st.known.contains_key(n)
             && st.sub.covers(n)
             && (st.resend.contains(n) || !st.told_absent.contains(n))
@@ -1290,13 +1290,13 @@ fn retain_warming(warming: &mut BTreeSet<String>, snap: &Snapshot) {
         snap.resources(ResourceType::Cluster),
         snap.resources(ResourceType::Endpoint),
     );
-    warming.retain(|n| clusters.contains_key(n) && endpoints.contains_key(n));
+    warming.retain(|n| clusters.contains_key(n.as_str()) && endpoints.contains_key(n.as_str()));
 }
 
 fn view_map(resources: &[&Arc<Resource>]) -> BTreeMap<String, String> {
     resources
         .iter()
-        .map(|r| (r.name.clone(), r.version.clone()))
+        .map(|r| (r.name.to_string(), r.version.clone()))
         .collect()
 }
 
@@ -1510,7 +1510,7 @@ mod tests {
     fn versions(s: &Snapshot, ty: ResourceType) -> HashMap<String, String> {
         s.resources(ty)
             .values()
-            .map(|r| (r.name.clone(), r.version.clone()))
+            .map(|r| (r.name.to_string(), r.version.clone()))
             .collect()
     }
 

@@ -70,7 +70,8 @@ impl ResourceType {
 /// One encoded resource at one content version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
-    pub name: String,
+    /// Shared with the key of the snapshot's map (one copy of each name).
+    pub name: Arc<str>,
     /// Hex digest of the encoded bytes: stable across restarts and replicas.
     pub version: String,
     /// Its type URL: borrowed for the types we serve (no copy per resource).
@@ -83,7 +84,7 @@ impl Resource {
     /// Packs and encodes `msg`. The caller guarantees the message holds no map field with
     /// more than one entry (prost encodes `HashMap`s in random order), so the encoding —
     /// and therefore the version — is deterministic.
-    pub fn new<M: Message + prost::Name>(name: impl Into<String>, msg: &M) -> Arc<Resource> {
+    pub fn new<M: Message + prost::Name>(name: impl Into<Arc<str>>, msg: &M) -> Arc<Resource> {
         let url = M::type_url();
         let type_url = match ResourceType::from_type_url(&url) {
             Some(t) => std::borrow::Cow::Borrowed(t.type_url()),
@@ -94,7 +95,7 @@ impl Resource {
 
     /// A resource from its already encoded message.
     pub fn from_encoded(
-        name: impl Into<String>,
+        name: impl Into<Arc<str>>,
         type_url: std::borrow::Cow<'static, str>,
         value: Vec<u8>,
     ) -> Arc<Resource> {

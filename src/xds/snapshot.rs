@@ -9,7 +9,8 @@ use super::resource::{Resource, ResourceType};
 /// Resources of one type by name: ordered (iteration, and so responses, are deterministic)
 /// and persistent, so a snapshot that differs from the previous one in a few resources
 /// shares the rest of its structure (clone is O(1), comparing two is O(the difference)).
-pub type ResourceMap = imbl::OrdMap<String, Arc<Resource>>;
+/// Keyed by the resource's own name (the same `Arc`).
+pub type ResourceMap = imbl::OrdMap<Arc<str>, Arc<Resource>>;
 
 /// Every resource of every type at one point in time. Cheap to share (`Arc<Snapshot>`);
 /// resources that did not change between two snapshots are the same `Arc`s.
@@ -184,9 +185,9 @@ fn changed_names(old: &ResourceMap, new: &ResourceMap) -> Vec<String> {
     use imbl::ordmap::DiffItem;
     old.diff(new)
         .filter_map(|d| match d {
-            DiffItem::Add(n, _) | DiffItem::Remove(n, _) => Some(n.clone()),
+            DiffItem::Add(n, _) | DiffItem::Remove(n, _) => Some(n.to_string()),
             DiffItem::Update { old, new } => {
-                (old.1.version != new.1.version).then(|| new.0.clone())
+                (old.1.version != new.1.version).then(|| new.0.to_string())
             }
         })
         .collect()
