@@ -241,6 +241,81 @@ impl Object {
     }
 }
 
+/// The objects of one kind by key: a `BTreeMap` whose values are boxed. A B-tree node holds
+/// eleven entries and is often half full; unboxed, each entry would cost the whole object
+/// (up to ~400 bytes) again in empty slots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Objects<T>(BTreeMap<ObjectKey, Box<T>>);
+
+impl<T> Default for Objects<T> {
+    fn default() -> Self {
+        Objects(BTreeMap::new())
+    }
+}
+
+impl<T> Objects<T> {
+    pub fn get(&self, key: &ObjectKey) -> Option<&T> {
+        self.0.get(key).map(|b| &**b)
+    }
+
+    pub fn contains_key(&self, key: &ObjectKey) -> bool {
+        self.0.contains_key(key)
+    }
+
+    pub fn insert(&mut self, key: ObjectKey, value: T) -> Option<T> {
+        self.0.insert(key, Box::new(value)).map(|b| *b)
+    }
+
+    pub fn remove(&mut self, key: &ObjectKey) -> Option<T> {
+        self.0.remove(key).map(|b| *b)
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&ObjectKey, &T)> {
+        self.0.iter().map(|(k, v)| (k, &**v))
+    }
+
+    pub fn keys(&self) -> std::collections::btree_map::Keys<'_, ObjectKey, Box<T>> {
+        self.0.keys()
+    }
+
+    pub fn range(
+        &self,
+        range: impl std::ops::RangeBounds<ObjectKey>,
+    ) -> impl DoubleEndedIterator<Item = (&ObjectKey, &T)> {
+        self.0.range(range).map(|(k, v)| (k, &**v))
+    }
+
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &T> {
+        self.0.values().map(|v| &**v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<T> std::ops::Index<&ObjectKey> for Objects<T> {
+    type Output = T;
+    fn index(&self, key: &ObjectKey) -> &T {
+        &self.0[key]
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Objects<T> {
+    type Item = (&'a ObjectKey, &'a T);
+    type IntoIter = std::iter::Map<
+        std::collections::btree_map::Iter<'a, ObjectKey, Box<T>>,
+        fn((&'a ObjectKey, &'a Box<T>)) -> (&'a ObjectKey, &'a T),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, &**v))
+    }
+}
+
 /// Label naming the Service an EndpointSlice belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -248,16 +323,16 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// (EndpointSlices by Service).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Store {
-    pub kservices: BTreeMap<ObjectKey, KService>,
-    pub routes: BTreeMap<ObjectKey, Route>,
-    pub configurations: BTreeMap<ObjectKey, Configuration>,
-    pub revisions: BTreeMap<ObjectKey, Revision>,
-    pub domain_mappings: BTreeMap<ObjectKey, DomainMapping>,
-    pub domain_claims: BTreeMap<ObjectKey, ClusterDomainClaim>,
-    pub services: BTreeMap<ObjectKey, Service>,
-    pub endpoint_slices: BTreeMap<ObjectKey, EndpointSlice>,
-    pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
-    pub kingresses: BTreeMap<ObjectKey, KIngress>,
+    pub kservices: Objects<KService>,
+    pub routes: Objects<Route>,
+    pub configurations: Objects<Configuration>,
+    pub revisions: Objects<Revision>,
+    pub domain_mappings: Objects<DomainMapping>,
+    pub domain_claims: Objects<ClusterDomainClaim>,
+    pub services: Objects<Service>,
+    pub endpoint_slices: Objects<EndpointSlice>,
+    pub config_maps: Objects<ConfigMap>,
+    pub kingresses: Objects<KIngress>,
     /// (namespace, service name) → EndpointSlice keys.
     /// (A sorted `Vec`: nearly always one slice, and a `BTreeSet` node is ~0.5 KB.)
     slices_by_service: BTreeMap<ObjectKey, Vec<ObjectKey>>,
@@ -415,7 +490,7 @@ impl Store {
 
     /// Keys of every object of a kind.
     pub fn keys(&self, kind: Kind) -> Vec<ObjectKey> {
-        fn k<T>(m: &BTreeMap<ObjectKey, T>) -> Vec<ObjectKey> {
+        fn k<T>(m: &Objects<T>) -> Vec<ObjectKey> {
             m.keys().cloned().collect()
         }
         match kind {
