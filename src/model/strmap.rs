@@ -1,12 +1,60 @@
 //! [`StrMap`]: the small string map used for labels, annotations and header maps.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// A map of strings ordered by key: a sorted `Vec`. Labels, annotations and header maps have
 /// a few entries each and there are tens of thousands of them, where a `BTreeMap`'s node
-/// costs several times their contents.
+/// costs several times their contents. The keys Knative and Kubernetes put on every object
+/// (and the headers translation adds to every split) are not allocated: see [`WELL_KNOWN`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct StrMap(Vec<(String, String)>);
+pub struct StrMap(Vec<(Cow<'static, str>, String)>);
+
+/// Keys found on most objects of a cluster: stored as `&'static str`.
+const WELL_KNOWN: &[&str] = &[
+    "serving.knative.dev/configuration",
+    "serving.knative.dev/configurationGeneration",
+    "serving.knative.dev/configurationUID",
+    "serving.knative.dev/creator",
+    "serving.knative.dev/lastModifier",
+    "serving.knative.dev/revision",
+    "serving.knative.dev/revisionUID",
+    "serving.knative.dev/route",
+    "serving.knative.dev/routingState",
+    "serving.knative.dev/routingStateModified",
+    "serving.knative.dev/service",
+    "serving.knative.dev/serviceUID",
+    "serving.knative.dev/domainMappingUID",
+    "serving.knative.dev/rolloutDuration",
+    "networking.internal.knative.dev/serviceType",
+    "networking.internal.knative.dev/ingress",
+    "networking.knative.dev/visibility",
+    "networking.knative.dev/ingress.class",
+    "networking.knative.dev/disableAutoTLS",
+    "networking.knative.dev/http-option",
+    "kubernetes.io/service-name",
+    "endpointslice.kubernetes.io/managed-by",
+    "app",
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "Knative-Serving-Revision",
+    "Knative-Serving-Namespace",
+    "Knative-Serving-Tag",
+    "Knative-Serving-Default-Route",
+    "K-Original-Host",
+    "K-Network-Hash",
+];
+
+fn key(name: String) -> Cow<'static, str> {
+    match WELL_KNOWN.iter().find(|k| **k == name) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(name),
+    }
+}
 
 impl StrMap {
     pub fn new() -> StrMap {
@@ -15,10 +63,10 @@ impl StrMap {
 
     /// Sets `name` (replacing its value if it was there).
     pub fn insert(&mut self, name: String, value: String) -> Option<String> {
-        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
+        match self.0.binary_search_by(|(n, _)| (**n).cmp(&name)) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
             Err(i) => {
-                self.0.insert(i, (name, value));
+                self.0.insert(i, (key(name), value));
                 None
             }
         }
@@ -26,7 +74,7 @@ impl StrMap {
 
     pub fn get(&self, name: &str) -> Option<&String> {
         self.0
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .binary_search_by(|(n, _)| (**n).cmp(name))
             .ok()
             .map(|i| &self.0[i].1)
     }
@@ -35,8 +83,8 @@ impl StrMap {
         self.get(name).is_some()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(n, v)| (n, v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &String)> {
+        self.0.iter().map(|(n, v)| (&**n, v))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -50,7 +98,7 @@ impl StrMap {
     pub fn remove(&mut self, name: &str) -> Option<String> {
         let i = self
             .0
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .binary_search_by(|(n, _)| (**n).cmp(name))
             .ok()?;
         Some(self.0.remove(i).1)
     }
@@ -59,27 +107,30 @@ impl StrMap {
         self.0.clear();
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.0.iter().map(|(n, _)| n)
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(n, _)| &**n)
     }
 }
 
 impl<'a> IntoIterator for &'a StrMap {
-    type Item = (&'a String, &'a String);
+    type Item = (&'a str, &'a String);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, String)>,
-        fn(&'a (String, String)) -> (&'a String, &'a String),
+        std::slice::Iter<'a, (Cow<'static, str>, String)>,
+        fn(&'a (Cow<'static, str>, String)) -> (&'a str, &'a String),
     >;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(n, v)| (n, v))
+        self.0.iter().map(|(n, v)| (&**n, v))
     }
 }
 
 impl IntoIterator for StrMap {
     type Item = (String, String);
-    type IntoIter = std::vec::IntoIter<(String, String)>;
+    type IntoIter = std::iter::Map<
+        std::vec::IntoIter<(Cow<'static, str>, String)>,
+        fn((Cow<'static, str>, String)) -> (String, String),
+    >;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        self.0.into_iter().map(|(n, v)| (n.into_owned(), v))
     }
 }
 
@@ -120,16 +171,50 @@ impl<'de> Deserialize<'de> for StrMap {
                 f.write_str("a map of strings")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<StrMap, A::Error> {
-                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(0));
+                let mut out = StrMap(Vec::with_capacity(m.size_hint().unwrap_or(0)));
                 while let Some((k, v)) = m.next_entry::<String, String>()? {
-                    out.push((k, v));
+                    out.insert(k, v);
                 }
-                Ok(out.into_iter().collect())
+                out.0.shrink_to_fit();
+                Ok(out)
             }
             fn visit_unit<E>(self) -> Result<StrMap, E> {
                 Ok(StrMap::new())
             }
         }
         d.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_keys_behave_like_any_other() {
+        let m: StrMap = serde_json::from_str(
+            r#"{"zeta": "1", "serving.knative.dev/service": "hello", "alpha": "2", "zeta": "3"}"#,
+        )
+        .unwrap();
+        // Sorted by key, the last value of a repeated key wins, and a well-known key is found
+        // by any equal string (not only the static one).
+        let owned = String::from("serving.knative.dev/service");
+        assert_eq!(m.get(&owned).map(String::as_str), Some("hello"));
+        assert!(matches!(m.0[1].0, Cow::Borrowed(_)));
+        assert!(matches!(m.0[0].0, Cow::Owned(_)));
+        assert_eq!(
+            m.iter().collect::<Vec<_>>(),
+            [
+                ("alpha", &"2".to_string()),
+                ("serving.knative.dev/service", &"hello".to_string()),
+                ("zeta", &"3".to_string()),
+            ]
+        );
+        let mut copy = StrMap::new();
+        for (k, v) in m.clone() {
+            copy.insert(k, v);
+        }
+        assert_eq!(copy, m);
+        assert_eq!(m.0.capacity(), 3);
     }
 }

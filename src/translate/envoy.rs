@@ -456,7 +456,7 @@ fn set_headers(headers: &super::ir::Headers) -> Vec<HeaderValueOption> {
         .iter()
         .map(|(k, v)| HeaderValueOption {
             header: Some(HeaderValue {
-                key: k.clone(),
+                key: k.to_string(),
                 value: v.clone(),
                 ..Default::default()
             }),
@@ -480,7 +480,7 @@ fn route_match(path: &HttpPath) -> RouteMatch {
             .headers
             .iter()
             .map(|(k, v)| HeaderMatcher {
-                name: k.clone(),
+                name: k.to_string(),
                 header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
                     StringMatcher {
                         match_pattern: Some(string_matcher::MatchPattern::Exact(v.clone())),
