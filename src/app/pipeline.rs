@@ -493,11 +493,6 @@ pub fn object_state(
         (None, None) if produces => "rejected",
         (None, None) => "input",
     };
-    let mut clusters: Vec<String> = ing
-        .map(|i| i.backends().map(|b| b.cluster_name()).collect())
-        .unwrap_or_default();
-    clusters.sort();
-    clusters.dedup();
     Some(ObjectState {
         problems: rej
             .map(|r| {
@@ -507,15 +502,6 @@ pub fn object_state(
                     .collect()
             })
             .unwrap_or_default(),
-        virtual_hosts: ing
-            .map(|i| {
-                i.rules
-                    .iter()
-                    .filter_map(|r| r.hosts.first().cloned())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        clusters,
         object: object.clone(),
         generation,
         state,

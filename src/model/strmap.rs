@@ -96,10 +96,7 @@ impl StrMap {
     }
 
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        let i = self
-            .0
-            .binary_search_by(|(n, _)| (**n).cmp(name))
-            .ok()?;
+        let i = self.0.binary_search_by(|(n, _)| (**n).cmp(name)).ok()?;
         Some(self.0.remove(i).1)
     }
 

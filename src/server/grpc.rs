@@ -286,22 +286,29 @@ impl api::inspect_server::Inspect for Inspect {
                 (r.kind.is_empty() || o.object.kind.display_name().eq_ignore_ascii_case(&r.kind))
                     && (r.namespace.is_empty() || o.object.key.namespace == r.namespace)
             })
-            .map(|o| api::ObjectStatus {
-                object: Some(api::ObjectRef {
-                    kind: o.object.kind.display_name().to_string(),
-                    namespace: o.object.key.namespace.clone(),
-                    name: o.object.key.name.clone(),
-                    generation: o.generation.unwrap_or(0),
-                }),
-                state: match o.state {
-                    "served" => api::State::Served,
-                    "stale" => api::State::Stale,
-                    "rejected" => api::State::Rejected,
-                    _ => api::State::Input,
-                } as i32,
-                problems: o.problems.clone(),
-                virtual_hosts: o.virtual_hosts.clone(),
-                clusters: o.clusters.clone(),
+            .map(|o| {
+                let (virtual_hosts, clusters) = view
+                    .ingresses
+                    .get(&o.object)
+                    .map(|i| crate::server::state::hosts_and_clusters(i))
+                    .unwrap_or_default();
+                api::ObjectStatus {
+                    object: Some(api::ObjectRef {
+                        kind: o.object.kind.display_name().to_string(),
+                        namespace: o.object.key.namespace.clone(),
+                        name: o.object.key.name.clone(),
+                        generation: o.generation.unwrap_or(0),
+                    }),
+                    state: match o.state {
+                        "served" => api::State::Served,
+                        "stale" => api::State::Stale,
+                        "rejected" => api::State::Rejected,
+                        _ => api::State::Input,
+                    } as i32,
+                    problems: o.problems.clone(),
+                    virtual_hosts,
+                    clusters,
+                }
             })
             .collect();
         Ok(Response::new(api::ListObjectsResponse { objects }))

@@ -32,8 +32,20 @@ pub struct ObjectState {
     /// served | stale | rejected | input
     pub state: &'static str,
     pub problems: Vec<String>,
-    pub virtual_hosts: Vec<String>,
-    pub clusters: Vec<String>,
+}
+
+/// The first host of each rule and the clusters an Ingress routes to, sorted (for
+/// `ListObjects`: derived when asked, not kept for every object).
+pub fn hosts_and_clusters(ing: &crate::translate::Ingress) -> (Vec<String>, Vec<String>) {
+    let hosts = ing
+        .rules
+        .iter()
+        .filter_map(|r| r.hosts.first().cloned())
+        .collect();
+    let mut clusters: Vec<String> = ing.backends().map(|b| b.cluster_name()).collect();
+    clusters.sort();
+    clusters.dedup();
+    (hosts, clusters)
 }
 
 /// What the inspection API reads: the served Ingresses and every object's state.

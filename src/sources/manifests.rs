@@ -57,9 +57,9 @@ pub struct Manifests {
     root: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
     /// Which files define each object; the first in path order wins.
-    /// (Sorted; nearly always one file: a `Vec` is a fraction of a `BTreeSet`'s memory. The
-    /// paths are shared by all of a file's objects.)
-    owners: foldhash::HashMap<ObjectRef, Vec<Arc<Path>>>,
+    /// (Sorted; nearly always one file, held inline. The paths are shared by all of a
+    /// file's objects.)
+    owners: foldhash::HashMap<ObjectRef, smallvec::SmallVec<[Arc<Path>; 1]>>,
     pub store: Store,
 }
 
