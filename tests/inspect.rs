@@ -230,6 +230,43 @@ async fn explain_answers_for_the_examples() {
     let (code, out, _) = s.cli(&["explain", "--host", "nope.example.com"]);
     assert_eq!(code, 1);
     assert!(out.contains("404"), "{out}");
+
+    // ListObjects: a served Service lists its hosts and the clusters of both Revisions; a
+    // Revision is an input with neither.
+    let out = s.grpcurl(&["-d", "{}", "ADDR", "knative_xds.v1.Inspect/ListObjects"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("ListObjects JSON");
+    let objects = v["objects"].as_array().cloned().unwrap_or_default();
+    let find = |kind: &str, name: &str| {
+        objects
+            .iter()
+            .find(|o| o["object"]["kind"] == kind && o["object"]["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{kind} {name} in {out}"))
+    };
+    let ksvc = find("Service.serving.knative.dev", "helloworld-go");
+    assert_eq!(ksvc["state"], "SERVED", "{ksvc}");
+    let hosts: Vec<&str> = ksvc["virtualHosts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|h| h.as_str()).collect())
+        .unwrap_or_default();
+    assert!(hosts.contains(&host), "{ksvc}");
+    assert!(hosts.contains(&"helloworld-go.default"), "{ksvc}");
+    let clusters: Vec<&str> = ksvc["clusters"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|h| h.as_str()).collect())
+        .unwrap_or_default();
+    for rev in ["helloworld-go-00001", "helloworld-go-00002"] {
+        assert_eq!(
+            clusters.iter().filter(|c| c.contains(rev)).count(),
+            1,
+            "{ksvc}"
+        );
+    }
+    let rev = find("Revision", "helloworld-go-00001");
+    assert!(
+        rev["virtualHosts"].is_null() && rev["clusters"].is_null(),
+        "{rev}"
+    );
     drop(s);
 
     let s = Stack::start("domain-mapping", true).await;
