@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 
 /// A map of strings ordered by key: a sorted `Vec`. Labels, annotations and header maps have
 /// a few entries each and there are tens of thousands of them, where a `BTreeMap`'s node
-/// costs several times their contents. The keys Knative and Kubernetes put on every object
-/// (and the headers translation adds to every split) are not allocated: see [`WELL_KNOWN`].
+/// costs several times their contents. Keys are not allocated when they are constants (what
+/// translation inserts) or keys read from YAML that most objects carry ([`WELL_KNOWN`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct StrMap(Vec<(Cow<'static, str>, String)>);
 
-/// Keys found on most objects of a cluster: stored as `&'static str`.
+/// Keys that Knative and Kubernetes put on most objects (and the headers Knative's
+/// KIngresses add to every split), found when a key is read: stored as `&'static str`.
 const WELL_KNOWN: &[&str] = &[
     "serving.knative.dev/configuration",
     "serving.knative.dev/configurationGeneration",
@@ -32,7 +33,6 @@ const WELL_KNOWN: &[&str] = &[
     "networking.knative.dev/visibility",
     "networking.knative.dev/ingress.class",
     "networking.knative.dev/disableAutoTLS",
-    "networking.knative.dev/http-option",
     "kubernetes.io/service-name",
     "endpointslice.kubernetes.io/managed-by",
     "app",
@@ -49,10 +49,14 @@ const WELL_KNOWN: &[&str] = &[
     "K-Network-Hash",
 ];
 
-fn key(name: String) -> Cow<'static, str> {
-    match WELL_KNOWN.iter().find(|k| **k == name) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(name),
+/// A key as stored: a constant as it is, a well-known string as its constant.
+fn key(name: Cow<'static, str>) -> Cow<'static, str> {
+    match name {
+        Cow::Owned(name) => match WELL_KNOWN.iter().find(|k| **k == name) {
+            Some(k) => Cow::Borrowed(k),
+            None => Cow::Owned(name),
+        },
+        constant => constant,
     }
 }
 
@@ -61,9 +65,11 @@ impl StrMap {
         StrMap::default()
     }
 
-    /// Sets `name` (replacing its value if it was there).
-    pub fn insert(&mut self, name: String, value: String) -> Option<String> {
-        match self.0.binary_search_by(|(n, _)| (**n).cmp(&name)) {
+    /// Sets `name` (replacing its value if it was there). A `&'static str` name is kept
+    /// without a copy.
+    pub fn insert(&mut self, name: impl Into<Cow<'static, str>>, value: String) -> Option<String> {
+        let name = name.into();
+        match self.0.binary_search_by(|(n, _)| (**n).cmp(&*name)) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
             Err(i) => {
                 self.0.insert(i, (key(name), value));
@@ -147,9 +153,13 @@ impl Extend<(String, String)> for StrMap {
     }
 }
 
-impl<const N: usize> From<[(String, String); N]> for StrMap {
-    fn from(items: [(String, String); N]) -> StrMap {
-        items.into_iter().collect()
+impl<K: Into<Cow<'static, str>>, const N: usize> From<[(K, String); N]> for StrMap {
+    fn from(items: [(K, String); N]) -> StrMap {
+        let mut m = StrMap::new();
+        for (k, v) in items {
+            m.insert(k, v);
+        }
+        m
     }
 }
 
@@ -213,5 +223,10 @@ mod tests {
         }
         assert_eq!(copy, m);
         assert_eq!(m.0.capacity(), 3);
+
+        // A constant key is kept as it is, well known or not.
+        let h = StrMap::from([("X-Not-Well-Known", "v".to_string())]);
+        assert!(matches!(h.0[0].0, Cow::Borrowed(_)));
+        assert_eq!(h.get("X-Not-Well-Known").map(String::as_str), Some("v"));
     }
 }

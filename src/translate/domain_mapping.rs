@@ -70,7 +70,7 @@ pub fn translate_domain_mapping(
         p.rewrite_host = Some(target_host.clone());
         for s in &mut p.splits {
             s.append_headers
-                .insert(headers::ORIGINAL_HOST.to_string(), name.clone());
+                .insert(headers::ORIGINAL_HOST, name.clone());
         }
         p
     };

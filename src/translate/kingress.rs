@@ -200,12 +200,8 @@ pub fn translate_kingress(k: &KIngress, store: &Store) -> Result<Ingress, Vec<Pr
             .iter()
             .map(|p| {
                 let mut probe = p.clone();
-                probe
-                    .headers
-                    .insert(HASH_HEADER.to_string(), HASH_OVERRIDE.to_string());
-                probe
-                    .append_headers
-                    .insert(HASH_HEADER.to_string(), hash.clone());
+                probe.headers.insert(HASH_HEADER, HASH_OVERRIDE.to_string());
+                probe.append_headers.insert(HASH_HEADER, hash.clone());
                 probe
             })
             .collect();

@@ -60,8 +60,7 @@ impl RouteInput {
             return Err(problems);
         }
         let mut meta = svc.metadata.clone();
-        meta.labels
-            .insert(SERVICE_LABEL.to_string(), svc.metadata.name.clone());
+        meta.labels.insert(SERVICE_LABEL, svc.metadata.name.clone());
         meta.annotations
             .remove("kubectl.kubernetes.io/last-applied-configuration");
         let mut traffic = svc.spec.traffic.clone();
@@ -427,19 +426,18 @@ pub fn make_ingress(
                 .iter()
                 .map(|tag| {
                     let mut p = base_path(ns, &groups[*tag]);
-                    p.headers.insert(headers::TAG.to_string(), (*tag).clone());
+                    p.headers.insert(headers::TAG, (*tag).clone());
                     p
                 })
                 .collect();
             let mut base = base;
             base.append_headers
-                .insert(headers::DEFAULT_ROUTE.to_string(), "true".to_string());
+                .insert(headers::DEFAULT_ROUTE, "true".to_string());
             paths.push(base);
             paths
         } else {
             let mut base = base;
-            base.append_headers
-                .insert(headers::TAG.to_string(), name.clone());
+            base.append_headers.insert(headers::TAG, name.clone());
             vec![base]
         };
         rules.push(Rule {
@@ -539,8 +537,8 @@ fn base_path(ns: &str, targets: &[Target]) -> HttpPath {
                 },
                 percent: t.percent.clamp(0, 100) as u32,
                 append_headers: Headers::from([
-                    (headers::NAMESPACE.to_string(), ns.to_string()),
-                    (headers::REVISION.to_string(), t.revision.clone()),
+                    (headers::NAMESPACE, ns.to_string()),
+                    (headers::REVISION, t.revision.clone()),
                 ]),
             })
             .collect(),

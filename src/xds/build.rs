@@ -573,7 +573,7 @@ mod tests {
                 r.status = None;
                 r.metadata.name = format!("{}-new", r.metadata.name);
                 r.metadata.labels.insert(
-                    crate::translate::route::CONFIGURATION_GENERATION_LABEL.into(),
+                    crate::translate::route::CONFIGURATION_GENERATION_LABEL,
                     "99".into(),
                 );
                 store.apply(Object::Revision(r));

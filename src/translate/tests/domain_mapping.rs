@@ -69,7 +69,7 @@ fn domain_mapping_rewrites_host_and_adds_original_host() {
     let mut expected_split = split("hello-00001", 80, 100);
     expected_split
         .append_headers
-        .insert(headers::ORIGINAL_HOST.into(), DOMAIN.into());
+        .insert(headers::ORIGINAL_HOST, DOMAIN.into());
     assert_eq!(
         ing.rules,
         [Rule {

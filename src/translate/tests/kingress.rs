@@ -236,7 +236,7 @@ fn only_our_class_is_served_and_routes_are_ignored_in_ingress_mode() {
     theirs.metadata.name = "theirs".into();
     theirs.spec.rules[0].hosts = vec!["theirs.example.com".into()];
     theirs.metadata.annotations.insert(
-        crate::translate::kingress::CLASS_ANNOTATION.into(),
+        crate::translate::kingress::CLASS_ANNOTATION,
         "kourier.ingress.networking.knative.dev".into(),
     );
     let mut unannotated = theirs.clone();
