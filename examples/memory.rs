@@ -40,9 +40,10 @@ fn main() -> anyhow::Result<()> {
     let base = mb();
     let stage = |name: &str, before: f64, t: Instant| {
         println!(
-            "{name:<28} +{:>7.1} MB  (total {:>7.1} MB)  {:>7.1} ms",
+            "{name:<28} +{:>7.1} MB  (total {:>7.1} MB, peak {:>7.1} MB)  {:>7.1} ms",
             mb() - before,
             mb() - base,
+            ALLOCATOR.max_allocated() as f64 / 1e6 - base,
             t.elapsed().as_secs_f64() * 1e3
         );
         mb()

@@ -658,7 +658,7 @@ pub fn random_change(store: &mut Store, rng: &mut SplitMix64, removed: &mut Vec<
             store.apply(Object::ClusterDomainClaim(ClusterDomainClaim {
                 metadata: meta("", &name, 0),
                 spec: ClusterDomainClaimSpec {
-                    namespace: target.namespace.clone(),
+                    namespace: target.namespace.to_string(),
                 },
             }));
             store.apply(Object::DomainMapping(DomainMapping {
@@ -667,7 +667,7 @@ pub fn random_change(store: &mut Store, rng: &mut SplitMix64, removed: &mut Vec<
                     ref_: KReference {
                         api_version: "serving.knative.dev/v1".into(),
                         kind: "Service".into(),
-                        name: target.name.clone(),
+                        name: target.name.to_string(),
                         namespace: None,
                     },
                     tls: None,

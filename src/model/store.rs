@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -81,14 +82,17 @@ impl fmt::Display for Kind {
 }
 
 /// Namespace and name; the namespace is empty for cluster-scoped objects.
+///
+/// Shared strings: a key is copied into the store's maps, stamps and change journal, the
+/// translator's indexes and every result naming its object, and a copy costs no allocation.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ObjectKey {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl ObjectKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ObjectKey {
+    pub fn new(namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> ObjectKey {
         ObjectKey {
             namespace: namespace.into(),
             name: name.into(),
@@ -377,7 +381,13 @@ impl Store {
 
     /// Inserts or replaces an object.
     pub fn apply(&mut self, obj: Object) {
-        let key = obj.key();
+        self.apply_keyed(obj.key(), obj)
+    }
+
+    /// [`Store::apply`] with the object's key already made (`obj.key()`): the store keeps
+    /// that key, so a caller that holds it shares its strings.
+    pub fn apply_keyed(&mut self, key: ObjectKey, obj: Object) {
+        debug_assert_eq!(key, obj.key());
         let kind = obj.kind();
         if let Object::Revision(r) = &obj {
             self.touch_configuration_revisions(&key);
@@ -436,7 +446,12 @@ impl Store {
     /// Inserts or replaces an object unless an identical one is there; returns whether the
     /// store changed.
     pub fn apply_if_changed(&mut self, obj: Object) -> bool {
-        let key = obj.key();
+        self.apply_keyed_if_changed(obj.key(), obj)
+    }
+
+    /// [`Store::apply_if_changed`] with the object's key already made, as for
+    /// [`Store::apply_keyed`].
+    pub fn apply_keyed_if_changed(&mut self, key: ObjectKey, obj: Object) -> bool {
         let same = match &obj {
             Object::KService(o) => self.kservices.get(&key) == Some(o),
             Object::Route(o) => self.routes.get(&key) == Some(o),
@@ -452,7 +467,7 @@ impl Store {
         if same {
             return false;
         }
-        self.apply(obj);
+        self.apply_keyed(key, obj);
         true
     }
 

@@ -240,8 +240,8 @@ pub fn explanation_to_api(e: Explanation) -> api::ExplainResponse {
             .collect();
         out.source = Some(api::ObjectRef {
             kind: m.source.kind.display_name().to_string(),
-            namespace: m.source.key.namespace,
-            name: m.source.key.name,
+            namespace: m.source.key.namespace.to_string(),
+            name: m.source.key.name.to_string(),
             generation: m.generation.unwrap_or(0),
         });
     }
@@ -284,7 +284,7 @@ impl api::inspect_server::Inspect for Inspect {
             .values()
             .filter(|o| {
                 (r.kind.is_empty() || o.object.kind.display_name().eq_ignore_ascii_case(&r.kind))
-                    && (r.namespace.is_empty() || o.object.key.namespace == r.namespace)
+                    && (r.namespace.is_empty() || *o.object.key.namespace == *r.namespace)
             })
             .map(|o| {
                 let (virtual_hosts, clusters) = view
@@ -295,8 +295,8 @@ impl api::inspect_server::Inspect for Inspect {
                 api::ObjectStatus {
                     object: Some(api::ObjectRef {
                         kind: o.object.kind.display_name().to_string(),
-                        namespace: o.object.key.namespace.clone(),
-                        name: o.object.key.name.clone(),
+                        namespace: o.object.key.namespace.to_string(),
+                        name: o.object.key.name.to_string(),
                         generation: o.generation.unwrap_or(0),
                     }),
                     state: match o.state {

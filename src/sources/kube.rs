@@ -299,7 +299,7 @@ pub fn apply(store: &mut Store, change: Change) -> bool {
             let mut changed = false;
             for key in store.keys(kind) {
                 let in_scope = match &namespace {
-                    Some(ns) => key.namespace == *ns,
+                    Some(ns) => *key.namespace == **ns,
                     None => true,
                 };
                 if in_scope && !keep.contains(&key) {

@@ -204,7 +204,10 @@ impl Manifests {
         match parsed {
             Ok(objects) => {
                 let old_objects = old.map(|o| o.objects).unwrap_or_default();
-                let refs = objects.iter().map(Object::object_ref).collect();
+                // One key per object, shared by the file's list, the owners map and the store.
+                let objects: Vec<(ObjectRef, Object)> =
+                    objects.into_iter().map(|o| (o.object_ref(), o)).collect();
+                let refs = objects.iter().map(|(r, _)| r.clone()).collect();
                 let shadowed = self.replace(&p, old_objects, objects, &mut reload.changed);
                 self.files.insert(
                     p,
@@ -239,13 +242,13 @@ impl Manifests {
         &mut self,
         path: &Path,
         old: Vec<ObjectRef>,
-        new: Vec<Object>,
+        new: Vec<(ObjectRef, Object)>,
         changed: &mut usize,
     ) -> Vec<Object> {
         let new_refs: BTreeSet<ObjectRef> = if old.is_empty() {
             BTreeSet::new() // a new file (every file at start): nothing to compare with
         } else {
-            new.iter().map(Object::object_ref).collect()
+            new.iter().map(|(r, _)| r.clone()).collect()
         };
         for r in old {
             if new_refs.contains(&r) {
@@ -271,8 +274,7 @@ impl Manifests {
         }
         let mut shadowed = Vec::new();
         let shared: Arc<Path> = Arc::from(path);
-        for o in new {
-            let r = o.object_ref();
+        for (r, o) in new {
             let files = self.owners.entry(r.clone()).or_default();
             let before = files.first().cloned();
             if let Err(at) = files.binary_search_by(|f| (**f).cmp(path)) {
@@ -290,7 +292,7 @@ impl Manifests {
                     state.shadowed.push(obj);
                 }
             }
-            if self.store.apply_if_changed(o) {
+            if self.store.apply_keyed_if_changed(r.key, o) {
                 *changed += 1;
             }
         }
@@ -461,7 +463,7 @@ mod tests {
         let objs = parse_file(Path::new("x.yaml"), &text).unwrap();
         assert_eq!(objs.len(), 1);
         assert_eq!(objs[0].kind(), Kind::Route);
-        assert_eq!(objs[0].key().namespace, "default");
+        assert_eq!(&*objs[0].key().namespace, "default");
     }
 
     #[test]

@@ -134,7 +134,7 @@ pub fn translate_domain_mapping(
         rules: vec![Rule {
             hosts: vec![name.clone()],
             visibility: Visibility::ExternalIP,
-            paths,
+            paths: paths.into(),
         }],
     })
 }

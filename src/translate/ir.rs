@@ -34,7 +34,8 @@ pub struct Rule {
     pub hosts: Vec<String>,
     pub visibility: Visibility,
     /// First match wins.
-    pub paths: Vec<HttpPath>,
+    /// Shared: a Route's cluster-local and external rules have the same paths.
+    pub paths: std::sync::Arc<[HttpPath]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -209,7 +209,7 @@ pub fn translate_kingress(k: &KIngress, store: &Store) -> Result<Ingress, Vec<Pr
         rules.push(Rule {
             hosts: hosts.into_iter().collect(),
             visibility,
-            paths: with_probes,
+            paths: with_probes.into(),
         });
     }
     if !problems.is_empty() {

@@ -293,7 +293,7 @@ fn route_deps(
     if let Ok(ing) = result {
         let suffix = format!(".{ns}.svc.{}", cfg.cluster_domain);
         for rule in &ing.rules {
-            for p in &rule.paths {
+            for p in rule.paths.iter() {
                 for s in &p.splits {
                     deps.push(Dep::Object(Kind::Revision, key(&s.backend.service)));
                 }

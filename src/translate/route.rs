@@ -347,7 +347,7 @@ pub fn latest_ready_revision(store: &Store, ns: &str, config: &str) -> Result<St
     store
         .revisions
         .range(range)
-        .take_while(|(k, _)| k.namespace == ns)
+        .take_while(|(k, _)| &*k.namespace == ns)
         .map(|(_, r)| r)
         .filter(|r| {
             r.metadata
@@ -440,6 +440,7 @@ pub fn make_ingress(
             base.append_headers.insert(headers::TAG, name.clone());
             vec![base]
         };
+        let paths: std::sync::Arc<[HttpPath]> = paths.into();
         rules.push(Rule {
             hosts: expand_cluster_local(&hostname, ns, &cfg.cluster_domain),
             visibility: Visibility::ClusterLocal,

@@ -291,7 +291,7 @@ pub fn rule(hosts: &[&str], visibility: Visibility, paths: Vec<HttpPath>) -> Rul
     Rule {
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
         visibility,
-        paths,
+        paths: paths.into(),
     }
 }
 

@@ -530,12 +530,12 @@ mod tests {
                 let route = Route {
                     metadata: crate::model::objects::ObjectMeta {
                         name: "extra".into(),
-                        namespace: rev.namespace.clone(),
+                        namespace: rev.namespace.to_string(),
                         ..Default::default()
                     },
                     spec: crate::model::objects::RouteSpec {
                         traffic: vec![TrafficTarget {
-                            revision_name: Some(rev.name.clone()),
+                            revision_name: Some(rev.name.to_string()),
                             percent: Some(100),
                             tag: Some("t".into()),
                             ..Default::default()

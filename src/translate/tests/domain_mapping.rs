@@ -78,7 +78,8 @@ fn domain_mapping_rewrites_host_and_adds_original_host() {
             paths: vec![HttpPath {
                 rewrite_host: Some("hello.default.svc.cluster.local".into()),
                 ..path(vec![expected_split])
-            }],
+            }]
+            .into(),
         }]
     );
     assert_eq!(ing.origin.kind, crate::model::Kind::DomainMapping);
@@ -103,7 +104,7 @@ fn domain_mapping_to_a_route_with_tag_header_routing_keeps_its_paths() {
         .map(|p| p.headers.get(headers::TAG).cloned())
         .collect();
     assert_eq!(tags, [Some("new".into()), Some("old".into()), None]);
-    for p in paths {
+    for p in paths.iter() {
         assert_eq!(
             p.rewrite_host.as_deref(),
             Some("hello.default.svc.cluster.local")
@@ -132,7 +133,7 @@ fn domain_mapping_to_a_kubernetes_service_splits_to_its_port_80() {
     let dm = mk_domain_mapping(DOMAIN, "v1", "Service", "plain");
     let ing = translate(&store(), &example_config(), &dm).unwrap();
     assert_eq!(
-        ing.rules[0].paths,
+        *ing.rules[0].paths,
         [HttpPath {
             rewrite_host: Some("plain.default.svc.cluster.local".into()),
             ..path(vec![Split {

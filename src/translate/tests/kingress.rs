@@ -253,7 +253,7 @@ fn only_our_class_is_served_and_routes_are_ignored_in_ingress_mode() {
     let served: Vec<String> = out
         .ingresses
         .iter()
-        .map(|i| i.origin.key.name.clone())
+        .map(|i| i.origin.key.name.to_string())
         .collect();
     assert_eq!(served, vec!["ours"]);
     assert!(out.rejections.is_empty(), "{:?}", out.rejections);
@@ -272,8 +272,8 @@ fn the_older_kingress_keeps_a_contested_host() {
     store.apply(Object::KIngress(old));
     let out = translator().translate(&store);
     assert_eq!(out.ingresses.len(), 1);
-    assert_eq!(out.ingresses[0].origin.key.name, "old");
-    assert_eq!(out.rejections[0].object.key.name, "new");
+    assert_eq!(&*out.ingresses[0].origin.key.name, "old");
+    assert_eq!(&*out.rejections[0].object.key.name, "new");
     assert_eq!(out.rejections[0].reason, RejectReason::HostConflict);
 }
 

@@ -47,7 +47,7 @@ fn cl_rule(hostname: &str, paths: Vec<HttpPath>) -> Rule {
     Rule {
         hosts: hosts_of(hostname),
         visibility: Visibility::ClusterLocal,
-        paths,
+        paths: paths.into(),
     }
 }
 

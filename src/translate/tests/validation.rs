@@ -60,7 +60,7 @@ fn service_with_empty_traffic_defaults_to_100_percent_latest() {
         .expect("empty traffic in a Service is 100 % latest");
     assert_eq!(ing.rules.len(), 2);
     for r in &ing.rules {
-        assert_eq!(r.paths, [path(vec![split("hello-00002", 80, 100)])]);
+        assert_eq!(*r.paths, [path(vec![split("hello-00002", 80, 100)])]);
     }
 }
 
