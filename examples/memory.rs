@@ -9,10 +9,12 @@
 use std::time::Instant;
 
 use clap::Parser;
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use knative_xds::sources::manifests::Manifests;
 use knative_xds::translate::{Options, Translator};
 use knative_xds::workload;
 use knative_xds::xds::build::IncrementalBuilder;
+use knative_xds::xds::connection::{Connection, Protocol};
 use knative_xds::xds::ResourceType;
 
 /// The binary's allocator, counting the bytes allocated.
@@ -71,7 +73,41 @@ fn main() -> anyhow::Result<()> {
         &options.listeners,
         true,
     );
-    stage("Envoy resources (snapshot)", after_translation, t);
+    let after_snapshot = stage("Envoy resources (snapshot)", after_translation, t);
+
+    // What each connected Envoy costs: a delta stream subscribed to everything, every
+    // response ACKed (the stream's record of what its client has).
+    let t = Instant::now();
+    let mut conn = Connection::new(Protocol::Delta);
+    let mut requests: Vec<DeltaDiscoveryRequest> = ResourceType::ORDERED
+        .iter()
+        .map(|ty| DeltaDiscoveryRequest {
+            type_url: ty.type_url().into(),
+            resource_names_subscribe: vec!["*".into()],
+            ..Default::default()
+        })
+        .collect();
+    let mut received = 0;
+    while !requests.is_empty() {
+        let mut acks = Vec::new();
+        for req in requests {
+            for resp in conn.handle_delta_request(req, &snapshot)? {
+                received += resp.resources.len();
+                acks.push(DeltaDiscoveryRequest {
+                    type_url: resp.type_url,
+                    response_nonce: resp.nonce,
+                    ..Default::default()
+                });
+            }
+        }
+        requests = acks;
+    }
+    anyhow::ensure!(conn.in_sync(&snapshot), "the stream did not sync");
+    stage(
+        &format!("one delta Envoy ({received} sent)"),
+        after_snapshot,
+        t,
+    );
 
     println!();
     for ty in ResourceType::ORDERED {

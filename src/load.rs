@@ -488,7 +488,7 @@ async fn final_check(
         let same = r.len() == s.len()
             && r.iter().all(|(name, res)| {
                 s.get(&**name)
-                    .is_some_and(|v| options.baseline_full_push || *v == res.version)
+                    .is_some_and(|v| options.baseline_full_push || **v == *res.version)
             });
         if !same {
             server_matches_render = false;

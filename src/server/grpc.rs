@@ -92,15 +92,18 @@ fn client_config(p: &ProxyInfo, snap: &Snapshot, exclude_contents: bool) -> Clie
                 .filter(|n| crate::xds::connection::glob_prefix(n).is_none())
                 .cloned(),
         );
-        names.extend(acked.keys().cloned());
+        names.extend(acked.keys().map(|n| n.to_string()));
         for name in names {
             let current = all.get(name.as_str());
-            let acked_version = acked.get(&name);
-            let pending = t.pending.as_ref().and_then(|r| r.resources.get(&name));
+            let acked_version = acked.get(name.as_str());
+            let pending = t
+                .pending
+                .as_ref()
+                .and_then(|r| r.resources.get(name.as_str()));
             let nacked = t.last_nack.as_ref().filter(|n| {
                 n.attempted
                     .as_ref()
-                    .and_then(|a| a.resources.get(&name))
+                    .and_then(|a| a.resources.get(name.as_str()))
                     .is_some_and(|v| {
                         Some(v) == current.map(|c| &c.version) && Some(v) != acked_version
                     })
@@ -123,8 +126,8 @@ fn client_config(p: &ProxyInfo, snap: &Snapshot, exclude_contents: bool) -> Clie
             generic.push(GenericXdsConfig {
                 type_url: t.type_url.clone(),
                 version_info: acked_version
-                    .cloned()
-                    .or_else(|| current.map(|c| c.version.clone()))
+                    .or_else(|| current.map(|c| &c.version))
+                    .map(|v| v.to_string())
                     .unwrap_or_default(),
                 xds_config: if exclude_contents {
                     None
@@ -138,7 +141,8 @@ fn client_config(p: &ProxyInfo, snap: &Snapshot, exclude_contents: bool) -> Clie
                     version_info: n
                         .attempted
                         .as_ref()
-                        .and_then(|a| a.resources.get(&name).cloned())
+                        .and_then(|a| a.resources.get(name.as_str()))
+                        .map(|v| v.to_string())
                         .unwrap_or_default(),
                     ..Default::default()
                 }),
@@ -346,9 +350,9 @@ fn proxy_to_api(p: &ProxyInfo, snap: &Snapshot) -> api::ProxyStatus {
             let ty = ResourceType::from_type_url(&t.type_url)?;
             let all = snap.resources(ty);
             let view = view_of(t, all);
-            let current: std::collections::BTreeMap<String, String> = view
+            let current: crate::xds::connection::Versions = view
                 .iter()
-                .map(|r| (r.name.to_string(), r.version.clone()))
+                .map(|r| (r.name.clone(), r.version.clone()))
                 .collect();
             let acked = t.acked_resources.clone().unwrap_or_default();
             let acked_version = t
@@ -409,18 +413,18 @@ fn view_of<'a>(
 /// The resources a delta client ACKed, as the snapshot's `Arc`s where versions match
 /// (for a comparable aggregate version).
 fn acked_arcs(
-    acked: &std::collections::BTreeMap<String, String>,
+    acked: &crate::xds::connection::Versions,
     all: &crate::xds::snapshot::ResourceMap,
 ) -> Vec<Arc<crate::xds::Resource>> {
     acked
         .iter()
         .map(|(n, v)| {
-            all.get(n.as_str())
+            all.get(&**n)
                 .filter(|r| r.version == *v)
                 .cloned()
                 .unwrap_or_else(|| {
                     Arc::new(crate::xds::Resource {
-                        name: n.as_str().into(),
+                        name: n.clone(),
                         version: v.clone(),
                         type_url: Default::default(),
                         value: Vec::new(),

@@ -422,7 +422,7 @@ mod tests {
             .flat_map(|t| {
                 s.resources(*t)
                     .values()
-                    .map(|r| (r.name.to_string(), r.version.clone()))
+                    .map(|r| (r.name.to_string(), r.version.to_string()))
             })
             .collect()
     }

@@ -72,8 +72,9 @@ impl ResourceType {
 pub struct Resource {
     /// Shared with the key of the snapshot's map (one copy of each name).
     pub name: Arc<str>,
-    /// Hex digest of the encoded bytes: stable across restarts and replicas.
-    pub version: String,
+    /// Hex digest of the encoded bytes: stable across restarts and replicas. Shared with
+    /// every stream's record of what its client has.
+    pub version: Arc<str>,
     /// Its type URL: borrowed for the types we serve (no copy per resource).
     pub type_url: std::borrow::Cow<'static, str>,
     /// The encoded message, encoded once.
@@ -99,7 +100,7 @@ impl Resource {
         type_url: std::borrow::Cow<'static, str>,
         value: Vec<u8>,
     ) -> Arc<Resource> {
-        let version = content_version(&value);
+        let version = content_version(&value).into();
         Arc::new(Resource {
             name: name.into(),
             version,
