@@ -586,9 +586,11 @@ async fn control_plane_restart(scoped: bool) {
     }
     if scoped {
         // Envoy reports no versions for a glob (scope set) subscription, so the scopes —
-        // small — are the one thing resent; the route configurations are not.
+        // small, but ~60% of this example's bytes: one route configuration per object
+        // against a scope per host and listener — are the one thing resent; the route
+        // configurations are not.
         assert!(
-            (after - before) * 10 < first * 6,
+            (after - before) * 10 < first * 7,
             "reconnect downloaded {} B of {first} B",
             after - before
         );

@@ -283,6 +283,7 @@ pub fn scoped_resources(
     if int.is_empty() && ext.is_empty() {
         return (routes, scopes);
     }
+    let int = merge_same_routes(int);
     let shared = scoped_route_config_name(ing);
     let mut external_rc = shared.clone();
     let redirected = ing.http_option == HttpOption::Redirected && !ext.is_empty();
@@ -310,6 +311,20 @@ pub fn scoped_resources(
         ..Default::default()
     });
     (routes, scopes)
+}
+
+/// Virtual hosts with the same routes become one, their domains joined: a Route's
+/// cluster-local and external rules have the same paths, so its RouteConfiguration carries
+/// those routes once (each listener still reaches only the hosts it has scopes for).
+fn merge_same_routes(vhosts: Vec<VirtualHost>) -> Vec<VirtualHost> {
+    let mut out: Vec<VirtualHost> = Vec::with_capacity(vhosts.len());
+    for v in vhosts {
+        match out.iter_mut().find(|o| o.routes == v.routes) {
+            Some(o) => o.domains.extend(v.domains),
+            None => out.push(v),
+        }
+    }
+    out
 }
 
 fn ads() -> ConfigSource {
