@@ -40,7 +40,7 @@ pub fn hosts_and_clusters(ing: &crate::translate::Ingress) -> (Vec<String>, Vec<
     let hosts = ing
         .rules
         .iter()
-        .filter_map(|r| r.hosts.first().cloned())
+        .filter_map(|r| r.hosts.first().map(|h| h.to_string()))
         .collect();
     let mut clusters: Vec<String> = ing.backends().map(|b| b.cluster_name()).collect();
     clusters.sort();

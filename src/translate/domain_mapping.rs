@@ -89,7 +89,7 @@ pub fn translate_domain_mapping(
             let Some(rule) = target
                 .rules
                 .iter()
-                .find(|rule| rule.hosts.contains(&target_host))
+                .find(|rule| rule.hosts.iter().any(|h| **h == *target_host))
             else {
                 return Err(vec![Problem::new(
                     "spec.ref",
@@ -132,7 +132,7 @@ pub fn translate_domain_mapping(
         creation_timestamp: dm.metadata.creation_timestamp.clone().unwrap_or_default(),
         http_option,
         rules: vec![Rule {
-            hosts: vec![name.clone()],
+            hosts: vec![name.as_str().into()],
             visibility: Visibility::ExternalIP,
             paths: paths.into(),
         }],

@@ -452,11 +452,11 @@ fn http_filters(layout: RouteLayout) -> Vec<HttpFilter> {
     filters
 }
 
-fn virtual_host(name: &str, hosts: &[String], routes: Vec<Route>) -> VirtualHost {
+fn virtual_host(name: &str, hosts: &[std::sync::Arc<str>], routes: Vec<Route>) -> VirtualHost {
     // Each host with and without a port, as a web server would match it.
     let domains = hosts
         .iter()
-        .flat_map(|h| [h.clone(), format!("{h}:*")])
+        .flat_map(|h| [h.to_string(), format!("{h}:*")])
         .collect();
     VirtualHost {
         name: name.to_string(),

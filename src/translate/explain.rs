@@ -82,7 +82,7 @@ pub fn explain<I: std::borrow::Borrow<Ingress>>(ingresses: &[I], req: &Request) 
     let found = ingresses.iter().map(|i| i.borrow()).find_map(|ing| {
         ing.rules
             .iter()
-            .find(|r| r.hosts.contains(&host))
+            .find(|r| r.hosts.iter().any(|h| **h == *host))
             .map(|r| (ing, r))
     });
     let Some((ing, rule)) = found else {
@@ -149,7 +149,11 @@ pub fn explain<I: std::borrow::Borrow<Ingress>>(ingresses: &[I], req: &Request) 
         listener,
         reason: String::new(),
         matched: Some(Match {
-            virtual_host: rule.hosts.first().cloned().unwrap_or_default(),
+            virtual_host: rule
+                .hosts
+                .first()
+                .map(|h| h.to_string())
+                .unwrap_or_default(),
             route_index: index,
             path_prefix: if p.prefix.is_empty() {
                 "/".into()

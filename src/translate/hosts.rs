@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use foldhash::HashMap;
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 use super::{Ingress, Problem, RejectReason, Rejection};
@@ -30,8 +31,9 @@ impl Claim {
 pub struct HostOwners {
     /// Every accepted translation, served or not.
     candidates: HashMap<ObjectRef, Arc<Ingress>>,
-    /// Host → its claimants, oldest first (mostly one).
-    claims: HashMap<String, Vec<Claim>>,
+    /// Host → its claimants, oldest first (mostly one: inline, no allocation). Keyed by
+    /// the Ingress' own host strings.
+    claims: HashMap<Arc<str>, SmallVec<[Claim; 1]>>,
     served: imbl::OrdMap<ObjectRef, Arc<Ingress>>,
     rejected: BTreeMap<ObjectRef, Rejection>,
 }
@@ -73,8 +75,8 @@ impl HostOwners {
             }
             match new {
                 Some(new) => {
-                    for h in new.hosts() {
-                        let set = self.claims.entry(h.to_string()).or_default();
+                    for h in new.host_arcs() {
+                        let set = self.claims.entry(h.clone()).or_default();
                         let claim = Claim(new.clone());
                         if !set.iter().any(|c| Arc::ptr_eq(&c.0, &new)) {
                             let at = set.partition_point(|c| c.key() < claim.key());

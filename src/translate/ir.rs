@@ -31,7 +31,8 @@ pub struct Ingress {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rule {
     /// Sorted, lowercase, without ports.
-    pub hosts: Vec<String>,
+    /// Shared with host ownership's claims.
+    pub hosts: Vec<std::sync::Arc<str>>,
     pub visibility: Visibility,
     /// First match wins.
     /// Shared: a Route's cluster-local and external rules have the same paths.
@@ -78,12 +79,15 @@ impl Backend {
 impl Ingress {
     /// Every host of every rule.
     pub fn hosts(&self) -> impl Iterator<Item = &str> {
-        self.rules
-            .iter()
-            .flat_map(|r| r.hosts.iter().map(String::as_str))
+        self.rules.iter().flat_map(|r| r.hosts.iter().map(|h| &**h))
     }
 
     /// Every backend any split uses.
+    /// The hosts as the shared strings the rules hold.
+    pub fn host_arcs(&self) -> impl Iterator<Item = &std::sync::Arc<str>> {
+        self.rules.iter().flat_map(|r| r.hosts.iter())
+    }
+
     pub fn backends(&self) -> impl Iterator<Item = &Backend> {
         self.rules
             .iter()

@@ -207,7 +207,7 @@ pub fn translate_kingress(k: &KIngress, store: &Store) -> Result<Ingress, Vec<Pr
             .collect();
         with_probes.extend(out_paths);
         rules.push(Rule {
-            hosts: hosts.into_iter().collect(),
+            hosts: hosts.into_iter().map(Into::into).collect(),
             visibility,
             paths: with_probes.into(),
         });

@@ -442,7 +442,10 @@ pub fn make_ingress(
         };
         let paths: std::sync::Arc<[HttpPath]> = paths.into();
         rules.push(Rule {
-            hosts: expand_cluster_local(&hostname, ns, &cfg.cluster_domain),
+            hosts: expand_cluster_local(&hostname, ns, &cfg.cluster_domain)
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             visibility: Visibility::ClusterLocal,
             paths: paths.clone(),
         });
@@ -478,7 +481,7 @@ pub fn make_ingress(
             continue;
         }
         rules.push(Rule {
-            hosts: vec![host],
+            hosts: vec![host.into()],
             visibility: Visibility::ExternalIP,
             paths,
         });

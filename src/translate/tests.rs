@@ -289,7 +289,7 @@ pub fn with_header_match(mut p: HttpPath, key: &str, value: &str) -> HttpPath {
 
 pub fn rule(hosts: &[&str], visibility: Visibility, paths: Vec<HttpPath>) -> Rule {
     Rule {
-        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        hosts: hosts.iter().map(|h| (*h).into()).collect(),
         visibility,
         paths: paths.into(),
     }
@@ -308,8 +308,18 @@ pub fn cluster_local_hosts(hostname: &str) -> Vec<String> {
 pub fn rule_hosts(ing: &Ingress) -> Vec<(Visibility, Vec<String>)> {
     ing.rules
         .iter()
-        .map(|r| (r.visibility, r.hosts.clone()))
+        .map(|r| {
+            (
+                r.visibility,
+                r.hosts.iter().map(|h| h.to_string()).collect(),
+            )
+        })
         .collect()
+}
+
+/// A rule's hosts as `&str`s, to compare with literals.
+pub fn strs(hosts: &[std::sync::Arc<str>]) -> Vec<&str> {
+    hosts.iter().map(|h| &**h).collect()
 }
 
 /// The rule serving `host`.
@@ -317,7 +327,7 @@ pub fn rule_hosts(ing: &Ingress) -> Vec<(Visibility, Vec<String>)> {
 pub fn rule_for<'a>(ing: &'a Ingress, host: &str) -> &'a Rule {
     ing.rules
         .iter()
-        .find(|r| r.hosts.iter().any(|h| h == host))
+        .find(|r| r.hosts.iter().any(|h| **h == *host))
         .unwrap_or_else(|| panic!("no rule for {host} in {:#?}", rule_hosts(ing)))
 }
 

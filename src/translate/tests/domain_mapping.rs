@@ -73,7 +73,7 @@ fn domain_mapping_rewrites_host_and_adds_original_host() {
     assert_eq!(
         ing.rules,
         [Rule {
-            hosts: vec![DOMAIN.to_string()],
+            hosts: vec![DOMAIN.into()],
             visibility: Visibility::ExternalIP,
             paths: vec![HttpPath {
                 rewrite_host: Some("hello.default.svc.cluster.local".into()),
@@ -124,7 +124,7 @@ fn domain_mapping_to_a_cluster_local_service_is_served_externally() {
     svc.metadata.labels = map(&[(VISIBILITY_LABEL, "cluster-local")]);
     store.apply(Object::KService(svc));
     let ing = translate(&store, &example_config(), &to_hello()).unwrap();
-    assert_eq!(ing.rules[0].hosts, [DOMAIN]);
+    assert_eq!(strs(&ing.rules[0].hosts), [DOMAIN]);
     assert_eq!(ing.rules[0].visibility, Visibility::ExternalIP);
 }
 

@@ -26,7 +26,7 @@ fn external_hosts(ing: &Ingress) -> Vec<String> {
     ing.rules
         .iter()
         .filter(|r| r.visibility == Visibility::ExternalIP)
-        .flat_map(|r| r.hosts.clone())
+        .flat_map(|r| r.hosts.iter().map(|h| h.to_string()))
         .collect()
 }
 
@@ -379,7 +379,7 @@ fn cluster_local_hosts_expand_to_three_short_forms() {
         ]
     );
     let ing = translate_route(&store(), &example_config(), &hello(&[])).unwrap();
-    assert_eq!(ing.rules[0].hosts, cluster_local_hosts("hello"));
+    assert_eq!(strs(&ing.rules[0].hosts), cluster_local_hosts("hello"));
     assert_eq!(ing.rules[0].visibility, Visibility::ClusterLocal);
 }
 

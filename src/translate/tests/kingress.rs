@@ -99,7 +99,7 @@ fn probe_paths_come_first_and_set_the_hash() {
 #[test]
 fn defaults_visibility_lowercases_hosts_and_keeps_split_headers() {
     let ing = translate_kingress(&basic(), &Store::new()).unwrap();
-    assert_eq!(ing.rules[0].hosts, vec!["hello.example.com"]);
+    assert_eq!(super::strs(&ing.rules[0].hosts), vec!["hello.example.com"]);
     assert_eq!(ing.rules[0].visibility, Visibility::ExternalIP);
     let s = &ing.rules[0].paths[1].splits[0];
     assert_eq!(s.backend.cluster_name(), "default/hello-1:80");
@@ -118,8 +118,8 @@ fn first_rule_wins_a_host_named_twice() {
          "http": {"paths": [{"splits": [split("two", json!(80), 100)]}]}},
     ]}));
     let ing = translate_kingress(&k, &Store::new()).unwrap();
-    assert_eq!(ing.rules[0].hosts, vec!["a.example.com"]);
-    assert_eq!(ing.rules[1].hosts, vec!["b.example.com"]);
+    assert_eq!(super::strs(&ing.rules[0].hosts), vec!["a.example.com"]);
+    assert_eq!(super::strs(&ing.rules[1].hosts), vec!["b.example.com"]);
 }
 
 #[test]

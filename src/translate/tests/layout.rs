@@ -39,8 +39,11 @@ fn default_path_80_20() -> HttpPath {
     )
 }
 
-fn hosts_of(hostname: &str) -> Vec<String> {
+fn hosts_of(hostname: &str) -> Vec<std::sync::Arc<str>> {
     cluster_local_hosts(hostname)
+        .into_iter()
+        .map(Into::into)
+        .collect()
 }
 
 fn cl_rule(hostname: &str, paths: Vec<HttpPath>) -> Rule {
@@ -162,7 +165,7 @@ fn rules_are_ordered_default_first_then_tags_alphabetically() {
     let order: Vec<(Visibility, String)> = ing
         .rules
         .iter()
-        .map(|r| (r.visibility, r.hosts.last().unwrap().clone()))
+        .map(|r| (r.visibility, r.hosts.last().unwrap().to_string()))
         .collect();
     assert_eq!(
         order,

@@ -216,7 +216,7 @@ fn config_maps_are_read_from_the_system_namespace() {
     s.apply(Object::ConfigMap(other));
     let out = translator().translate(&s);
     assert_eq!(
-        out.ingresses[0].rules[1].hosts,
+        strs(&out.ingresses[0].rules[1].hosts),
         ["hello.default.example.com"]
     );
 }
