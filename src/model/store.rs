@@ -338,8 +338,10 @@ pub struct Store {
     pub config_maps: Objects<ConfigMap>,
     pub kingresses: Objects<KIngress>,
     /// (namespace, service name) → EndpointSlice keys.
-    /// (A sorted `Vec`: nearly always one slice, and a `BTreeSet` node is ~0.5 KB.)
-    slices_by_service: BTreeMap<ObjectKey, Vec<ObjectKey>>,
+    slices_by_service: Index,
+    /// (namespace, configuration name) → the keys of the Revisions labelled with it: a
+    /// Configuration's latest ready Revision is found without walking its namespace.
+    revisions_by_configuration: Index,
     /// A fresh number each time an object (or a Configuration's set of Revisions) changes:
     /// lets translation tell, without comparing objects, whether its inputs changed.
     stamps: foldhash::HashMap<Dep, u64>,
@@ -374,6 +376,26 @@ pub enum Dep {
 
 const CONFIGURATION_LABEL: &str = "serving.knative.dev/configuration";
 
+/// Keys grouped under another key, each group a sorted `Vec`: nearly always one entry, and
+/// a `BTreeSet` node is ~0.5 KB.
+type Index = BTreeMap<ObjectKey, Vec<ObjectKey>>;
+
+fn index_insert(index: &mut Index, at: ObjectKey, key: &ObjectKey) {
+    let keys = index.entry(at).or_default();
+    if let Err(i) = keys.binary_search(key) {
+        keys.insert(i, key.clone());
+    }
+}
+
+fn index_remove(index: &mut Index, at: &ObjectKey, key: &ObjectKey) {
+    if let Some(keys) = index.get_mut(at) {
+        keys.retain(|k| k != key);
+        if keys.is_empty() {
+            index.remove(at);
+        }
+    }
+}
+
 impl Store {
     pub fn new() -> Store {
         Store::default()
@@ -390,12 +412,15 @@ impl Store {
         debug_assert_eq!(key, obj.key());
         let kind = obj.kind();
         if let Object::Revision(r) = &obj {
-            self.touch_configuration_revisions(&key);
+            // The Configuration it was labelled with loses it (or sees it change).
+            if let Some(old) = self.configuration_of_revision(&key) {
+                self.bump(Dep::ConfigurationRevisions(old.clone()));
+                index_remove(&mut self.revisions_by_configuration, &old, &key);
+            }
             if let Some(c) = r.metadata.labels.get(CONFIGURATION_LABEL) {
-                self.bump(Dep::ConfigurationRevisions(ObjectKey::new(
-                    key.namespace.clone(),
-                    c.clone(),
-                )));
+                let config = ObjectKey::new(key.namespace.clone(), c.as_str());
+                self.bump(Dep::ConfigurationRevisions(config.clone()));
+                index_insert(&mut self.revisions_by_configuration, config, &key);
             }
         }
         self.bump(Dep::Object(kind, key.clone()));
@@ -425,12 +450,9 @@ impl Store {
                 self.delete(Kind::EndpointSlice, &key);
                 self.bump(Dep::Object(kind, key.clone()));
                 if let Some(svc) = o.metadata.labels.get(SERVICE_NAME_LABEL) {
-                    let idx = ObjectKey::new(key.namespace.clone(), svc.clone());
+                    let idx = ObjectKey::new(key.namespace.clone(), svc.as_str());
                     self.bump(Dep::ServiceSlices(idx.clone()));
-                    let keys = self.slices_by_service.entry(idx).or_default();
-                    if let Err(at) = keys.binary_search(&key) {
-                        keys.insert(at, key.clone());
-                    }
+                    index_insert(&mut self.slices_by_service, idx, &key);
                 }
                 self.endpoint_slices.insert(key, o);
             }
@@ -525,7 +547,10 @@ impl Store {
     /// Removes an object; returns whether it existed.
     pub fn delete(&mut self, kind: Kind, key: &ObjectKey) -> bool {
         if kind == Kind::Revision {
-            self.touch_configuration_revisions(key);
+            if let Some(config) = self.configuration_of_revision(key) {
+                self.bump(Dep::ConfigurationRevisions(config.clone()));
+                index_remove(&mut self.revisions_by_configuration, &config, key);
+            }
         }
         self.stamps.remove(&Dep::Object(kind, key.clone()));
         self.dirty.0.insert(Dep::Object(kind, key.clone()));
@@ -542,14 +567,9 @@ impl Store {
                     return false;
                 };
                 if let Some(svc) = old.metadata.labels.get(SERVICE_NAME_LABEL) {
-                    let idx = ObjectKey::new(key.namespace.clone(), svc.clone());
+                    let idx = ObjectKey::new(key.namespace.clone(), svc.as_str());
                     self.bump(Dep::ServiceSlices(idx.clone()));
-                    if let Some(set) = self.slices_by_service.get_mut(&idx) {
-                        set.retain(|k| k != key);
-                        if set.is_empty() {
-                            self.slices_by_service.remove(&idx);
-                        }
-                    }
+                    index_remove(&mut self.slices_by_service, &idx, key);
                 }
                 true
             }
@@ -573,19 +593,11 @@ impl Store {
         std::mem::take(&mut self.dirty.0)
     }
 
-    /// Marks the Revision set of the Configuration an existing Revision belongs to.
-    fn touch_configuration_revisions(&mut self, key: &ObjectKey) {
-        let label = self
-            .revisions
-            .get(key)
-            .and_then(|r| r.metadata.labels.get(CONFIGURATION_LABEL))
-            .cloned();
-        if let Some(c) = label {
-            self.bump(Dep::ConfigurationRevisions(ObjectKey::new(
-                key.namespace.clone(),
-                c,
-            )));
-        }
+    /// The (namespace, configuration) a stored Revision is labelled with.
+    fn configuration_of_revision(&self, key: &ObjectKey) -> Option<ObjectKey> {
+        let r = self.revisions.get(key)?;
+        let c = r.metadata.labels.get(CONFIGURATION_LABEL)?;
+        Some(ObjectKey::new(key.namespace.clone(), c.as_str()))
     }
 
     /// When `dep` last changed; `None` if it does not exist (or never changed).
@@ -604,6 +616,19 @@ impl Store {
             .into_iter()
             .flatten()
             .filter_map(|k| self.endpoint_slices.get(k))
+    }
+
+    /// The Revisions labelled with a Configuration, in name order.
+    pub fn revisions_of_configuration<'a>(
+        &'a self,
+        namespace: &str,
+        configuration: &str,
+    ) -> impl Iterator<Item = &'a Revision> + 'a {
+        self.revisions_by_configuration
+            .get(&ObjectKey::new(namespace, configuration))
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.revisions.get(k))
     }
 
     /// Number of objects of every kind.

@@ -343,19 +343,8 @@ pub fn latest_ready_revision(store: &Store, ns: &str, config: &str) -> Result<St
             "Configuration {config:?} referenced in traffic not found"
         ));
     }
-    let range = ObjectKey::new(ns, "")..;
     store
-        .revisions
-        .range(range)
-        .take_while(|(k, _)| &*k.namespace == ns)
-        .map(|(_, r)| r)
-        .filter(|r| {
-            r.metadata
-                .labels
-                .get(CONFIGURATION_LABEL)
-                .map(String::as_str)
-                == Some(config)
-        })
+        .revisions_of_configuration(ns, config)
         .filter(|r| revision_ready(r))
         .max_by_key(|r| {
             let generation = r
