@@ -107,7 +107,8 @@ pub fn build_with<I: std::borrow::Borrow<Ingress>>(
     let mut backends = BTreeSet::new();
     for ing in ingresses {
         let ing = ing.borrow();
-        per_ingress.push((ing, virtual_hosts(ing)));
+        let merge = listeners.layout == RouteLayout::Scoped;
+        per_ingress.push((ing, virtual_hosts(ing, merge)));
         backends.extend(ing.backends().cloned());
     }
     let (routes, scoped_routes) = route_layout(listeners.layout, &per_ingress);
@@ -147,23 +148,49 @@ pub fn build_with<I: std::borrow::Borrow<Ingress>>(
 /// One Ingress' virtual hosts: (external, internal).
 pub type IngressHosts = (Vec<VirtualHost>, Vec<VirtualHost>);
 
-pub fn virtual_hosts(ing: &Ingress) -> IngressHosts {
+/// With `merge`, rules with the same paths make one internal virtual host, their domains
+/// joined: a Route's cluster-local and external rules share their paths, so a
+/// RouteConfiguration holding both (the scoped layout's) carries those routes once. Each
+/// listener still reaches only the hosts it has scopes for.
+pub fn virtual_hosts(ing: &Ingress, merge: bool) -> IngressHosts {
     let mut external = Vec::new();
-    let mut internal = Vec::new();
+    let mut internal: Vec<VirtualHost> = Vec::new();
+    // (paths, index of their internal virtual host)
+    let mut seen: Vec<(&[super::ir::HttpPath], usize)> = Vec::new();
+    let redirected = ing.http_option == HttpOption::Redirected;
     for rule in &ing.rules {
         let Some(name) = rule.hosts.first() else {
             continue;
         };
-        let routes: Vec<Route> = rule.paths.iter().map(make_route).collect();
+        let paths: &[super::ir::HttpPath] = &rule.paths;
+        let same = seen
+            .iter()
+            .find(|(p, _)| std::ptr::eq(*p, paths) || *p == paths)
+            .map(|(_, i)| *i);
+        let routes = || -> Vec<Route> { paths.iter().map(make_route).collect() };
+        let mut internal_routes = None;
         if rule.visibility == Visibility::ExternalIP {
-            let ext = if ing.http_option == HttpOption::Redirected {
+            let ext = if redirected {
                 vec![https_redirect_route()]
             } else {
-                routes.clone()
+                let r = routes();
+                if same.is_none() {
+                    internal_routes = Some(r.clone());
+                }
+                r
             };
             external.push(virtual_host(name, &rule.hosts, ext));
         }
-        internal.push(virtual_host(name, &rule.hosts, routes));
+        match same {
+            Some(i) => internal[i].domains.extend(domains(&rule.hosts)),
+            None => {
+                if merge {
+                    seen.push((paths, internal.len()));
+                }
+                let routes = internal_routes.unwrap_or_else(routes);
+                internal.push(virtual_host(name, &rule.hosts, routes));
+            }
+        }
     }
     (external, internal)
 }
@@ -283,7 +310,6 @@ pub fn scoped_resources(
     if int.is_empty() && ext.is_empty() {
         return (routes, scopes);
     }
-    let int = merge_same_routes(int);
     let shared = scoped_route_config_name(ing);
     let mut external_rc = shared.clone();
     let redirected = ing.http_option == HttpOption::Redirected && !ext.is_empty();
@@ -311,20 +337,6 @@ pub fn scoped_resources(
         ..Default::default()
     });
     (routes, scopes)
-}
-
-/// Virtual hosts with the same routes become one, their domains joined: a Route's
-/// cluster-local and external rules have the same paths, so its RouteConfiguration carries
-/// those routes once (each listener still reaches only the hosts it has scopes for).
-fn merge_same_routes(vhosts: Vec<VirtualHost>) -> Vec<VirtualHost> {
-    let mut out: Vec<VirtualHost> = Vec::with_capacity(vhosts.len());
-    for v in vhosts {
-        match out.iter_mut().find(|o| o.routes == v.routes) {
-            Some(o) => o.domains.extend(v.domains),
-            None => out.push(v),
-        }
-    }
-    out
 }
 
 fn ads() -> ConfigSource {
@@ -453,17 +465,20 @@ fn http_filters(layout: RouteLayout) -> Vec<HttpFilter> {
 }
 
 fn virtual_host(name: &str, hosts: &[std::sync::Arc<str>], routes: Vec<Route>) -> VirtualHost {
-    // Each host with and without a port, as a web server would match it.
-    let domains = hosts
-        .iter()
-        .flat_map(|h| [h.to_string(), format!("{h}:*")])
-        .collect();
     VirtualHost {
         name: name.to_string(),
-        domains,
+        domains: domains(hosts),
         routes,
         ..Default::default()
     }
+}
+
+/// Each host with and without a port, as a web server would match it.
+fn domains(hosts: &[std::sync::Arc<str>]) -> Vec<String> {
+    hosts
+        .iter()
+        .flat_map(|h| [h.to_string(), format!("{h}:*")])
+        .collect()
 }
 
 fn set_headers(headers: &super::ir::Headers) -> Vec<HeaderValueOption> {

@@ -345,7 +345,7 @@ impl IncrementalBuilder {
 
 /// One object's resources, encoded.
 fn encode_ingress(ing: Arc<Ingress>, scoped: bool) -> CachedIngress {
-    let vhosts = virtual_hosts(&ing);
+    let vhosts = virtual_hosts(&ing, scoped);
     let (routes, scopes, hosts) = if scoped {
         let (r, s) = scoped_resources(&ing, vhosts);
         let (r, s) = (encode_all(&r, |r| &r.name), encode_all(&s, |s| &s.name));

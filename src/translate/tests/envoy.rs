@@ -817,6 +817,41 @@ mod scoped_layout {
     }
 
     #[test]
+    fn scoped_layout_carries_each_traffic_names_routes_once() {
+        let (ing, _) = traffic_example_ingress();
+        let cfg = scoped(&ing);
+        let shared = scoped_route_config_name(&ing);
+        let rc = cfg.routes.iter().find(|r| r.name == shared).unwrap();
+        // Default, v1 and v2: each one virtual host holding its cluster-local and its
+        // external domains, where the per-listener layout has two with the same routes.
+        assert_eq!(rc.virtual_hosts.len(), 3, "{:#?}", rc.virtual_hosts);
+        let per_listener = build(
+            std::slice::from_ref(&ing),
+            &Store::new(),
+            &ListenerSettings {
+                layout: RouteLayout::PerListener,
+                ..ListenerSettings::default()
+            },
+        );
+        for host in [
+            "traffic-example.default.example.com",
+            "traffic-example.default.svc.cluster.local",
+            "v1-traffic-example.default.example.com",
+            "v1-traffic-example.default",
+            "v2-traffic-example.default.svc",
+        ] {
+            let merged = rc
+                .virtual_hosts
+                .iter()
+                .find(|v| v.domains.iter().any(|d| d == host))
+                .unwrap_or_else(|| panic!("no virtual host for {host}"));
+            let alone = vhost_for(&per_listener, INTERNAL, host).unwrap();
+            assert_eq!(merged.routes, alone.routes, "{host}");
+            assert!(merged.domains.contains(&format!("{host}:*")), "{host}");
+        }
+    }
+
+    #[test]
     fn scoped_layout_keeps_cluster_local_hosts_off_the_external_scope_set() {
         let (ing, _) = traffic_example_ingress();
         let cfg = scoped(&ing);
