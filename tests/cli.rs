@@ -105,7 +105,8 @@ fn render_serves_the_valid_objects_and_warns_about_the_rest() {
                 .cloned()
                 .unwrap_or_default()
         })
-        .map(|vh| vh["name"].as_str().unwrap_or("").to_string())
+        .flat_map(|vh| vh["domains"].as_array().cloned().unwrap_or_default())
+        .map(|d| d.as_str().unwrap_or("").to_string())
         .collect();
     assert!(
         hosts.contains(&"good.default.example.com".to_string()),

@@ -425,3 +425,29 @@ fn zero_percent_splits_are_left_out_of_paths() {
         [split("r2", 80, 100)]
     );
 }
+
+#[test]
+fn latest_ready_revision_follows_revisions_relabelled_and_deleted() {
+    use crate::model::Kind;
+    use crate::translate::route::latest_ready_revision;
+    // Configurations without a status: the latest ready Revision is worked out from the
+    // Revisions labelled with each (the store's index of them).
+    let mut s = store_with(
+        vec![mk_revision("a-1", "a"), mk_revision("a-2", "a")],
+        vec![mk_configuration("a", None), mk_configuration("b", None)],
+    );
+    assert_eq!(latest_ready_revision(&s, NS, "a").as_deref(), Ok("a-2"));
+    assert!(latest_ready_revision(&s, NS, "b").is_err());
+    // a-2 moves to b.
+    s.apply(Object::Revision(mk_revision("a-2", "b")));
+    assert_eq!(latest_ready_revision(&s, NS, "a").as_deref(), Ok("a-1"));
+    assert_eq!(latest_ready_revision(&s, NS, "b").as_deref(), Ok("a-2"));
+    // A Revision of the same name in another namespace is not one of them.
+    let mut elsewhere = mk_revision("a-3", "a");
+    elsewhere.metadata.namespace = "other".into();
+    s.apply(Object::Revision(elsewhere));
+    assert_eq!(latest_ready_revision(&s, NS, "a").as_deref(), Ok("a-1"));
+    s.delete(Kind::Revision, &crate::model::ObjectKey::new(NS, "a-1"));
+    assert!(latest_ready_revision(&s, NS, "a").is_err());
+    assert_eq!(latest_ready_revision(&s, NS, "b").as_deref(), Ok("a-2"));
+}
