@@ -387,6 +387,20 @@ fn index_insert(index: &mut Index, at: ObjectKey, key: &ObjectKey) {
     }
 }
 
+/// The objects an index groups under (namespace, name), in key order.
+fn indexed<'a, T>(
+    index: &'a Index,
+    objects: &'a Objects<T>,
+    namespace: &str,
+    name: &str,
+) -> impl Iterator<Item = &'a T> + 'a {
+    index
+        .get(&ObjectKey::new(namespace, name))
+        .into_iter()
+        .flatten()
+        .filter_map(|k| objects.get(k))
+}
+
 fn index_remove(index: &mut Index, at: &ObjectKey, key: &ObjectKey) {
     if let Some(keys) = index.get_mut(at) {
         keys.retain(|k| k != key);
@@ -412,15 +426,24 @@ impl Store {
         debug_assert_eq!(key, obj.key());
         let kind = obj.kind();
         if let Object::Revision(r) = &obj {
-            // The Configuration it was labelled with loses it (or sees it change).
-            if let Some(old) = self.configuration_of_revision(&key) {
+            // Both the Configuration it was labelled with and the one it is labelled with
+            // now see their set of Revisions change; the index moves only on a relabel.
+            let old = self.configuration_of_revision(&key);
+            let new = (r.metadata.labels.get(CONFIGURATION_LABEL))
+                .map(|c| ObjectKey::new(key.namespace.clone(), c.as_str()));
+            if let Some(old) = &old {
                 self.bump(Dep::ConfigurationRevisions(old.clone()));
-                index_remove(&mut self.revisions_by_configuration, &old, &key);
             }
-            if let Some(c) = r.metadata.labels.get(CONFIGURATION_LABEL) {
-                let config = ObjectKey::new(key.namespace.clone(), c.as_str());
-                self.bump(Dep::ConfigurationRevisions(config.clone()));
-                index_insert(&mut self.revisions_by_configuration, config, &key);
+            if let Some(new) = &new {
+                self.bump(Dep::ConfigurationRevisions(new.clone()));
+            }
+            if old != new {
+                if let Some(old) = &old {
+                    index_remove(&mut self.revisions_by_configuration, old, &key);
+                }
+                if let Some(new) = new {
+                    index_insert(&mut self.revisions_by_configuration, new, &key);
+                }
             }
         }
         self.bump(Dep::Object(kind, key.clone()));
@@ -611,11 +634,12 @@ impl Store {
         namespace: &str,
         service: &str,
     ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
-        self.slices_by_service
-            .get(&ObjectKey::new(namespace, service))
-            .into_iter()
-            .flatten()
-            .filter_map(|k| self.endpoint_slices.get(k))
+        indexed(
+            &self.slices_by_service,
+            &self.endpoint_slices,
+            namespace,
+            service,
+        )
     }
 
     /// The Revisions labelled with a Configuration, in name order.
@@ -624,11 +648,12 @@ impl Store {
         namespace: &str,
         configuration: &str,
     ) -> impl Iterator<Item = &'a Revision> + 'a {
-        self.revisions_by_configuration
-            .get(&ObjectKey::new(namespace, configuration))
-            .into_iter()
-            .flatten()
-            .filter_map(|k| self.revisions.get(k))
+        indexed(
+            &self.revisions_by_configuration,
+            &self.revisions,
+            namespace,
+            configuration,
+        )
     }
 
     /// Number of objects of every kind.

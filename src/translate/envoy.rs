@@ -167,17 +167,18 @@ pub fn virtual_hosts(ing: &Ingress, merge: bool) -> IngressHosts {
             .iter()
             .find(|(p, _)| std::ptr::eq(*p, paths) || *p == paths)
             .map(|(_, i)| *i);
-        let routes = || -> Vec<Route> { paths.iter().map(make_route).collect() };
-        let mut internal_routes = None;
-        if rule.visibility == Visibility::ExternalIP {
+        let external_rule = rule.visibility == Visibility::ExternalIP;
+        // Built only when a virtual host carries them.
+        let routes: Vec<Route> = if same.is_none() || (external_rule && !redirected) {
+            paths.iter().map(make_route).collect()
+        } else {
+            Vec::new()
+        };
+        if external_rule {
             let ext = if redirected {
                 vec![https_redirect_route()]
             } else {
-                let r = routes();
-                if same.is_none() {
-                    internal_routes = Some(r.clone());
-                }
-                r
+                routes.clone()
             };
             external.push(virtual_host(name, &rule.hosts, ext));
         }
@@ -187,7 +188,6 @@ pub fn virtual_hosts(ing: &Ingress, merge: bool) -> IngressHosts {
                 if merge {
                     seen.push((paths, internal.len()));
                 }
-                let routes = internal_routes.unwrap_or_else(routes);
                 internal.push(virtual_host(name, &rule.hosts, routes));
             }
         }
