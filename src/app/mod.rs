@@ -294,10 +294,9 @@ async fn coalesce(
 
 /// Every gRPC service of the xDS port: ADS, CSDS, our Inspect API, health, reflection.
 async fn grpc_services(shared: Arc<Shared>) -> anyhow::Result<tonic::transport::server::Router> {
-    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
     use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
 
-    const ADS: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+    const ADS: &str = AdsService::NAME;
     const CSDS: &str = "envoy.service.status.v3.ClientStatusDiscoveryService";
     const INSPECT: &str = "knative_xds.v1.Inspect";
 
@@ -324,10 +323,7 @@ async fn grpc_services(shared: Arc<Shared>) -> anyhow::Result<tonic::transport::
         .context("gRPC reflection (v1alpha)")?;
     Ok(tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_service(
-            AggregatedDiscoveryServiceServer::new(AdsService::new(shared.clone()))
-                .max_decoding_message_size(64 << 20),
-        )
+        .add_service(AdsService::new(shared.clone(), 64 << 20))
         .add_service(ClientStatusDiscoveryServiceServer::new(Csds::new(
             shared.clone(),
         )))

@@ -8,40 +8,106 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
+use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::metrics::Metrics;
 use super::state::{unix_ms, ProxyInfo, Shared};
 use crate::xds::connection::{Connection, ConnectionEvent, Protocol, ProtocolError};
+use crate::xds::wire::{DeltaResponse, SotwResponse};
 use crate::xds::{ResourceType, Snapshot};
 
 /// How many responses may wait for a slow stream before its task waits (only that task).
 const STREAM_BUFFER: usize = 16;
 
+/// `envoy.service.discovery.v3.AggregatedDiscoveryService`, written out rather than
+/// generated: the generated server would send prost messages, which own a copy of every
+/// resource; ours sends [`SotwResponse`]/[`DeltaResponse`], which share the snapshot's
+/// encoded resources (same bytes on the wire).
 #[derive(Clone)]
 pub struct AdsService {
     shared: Arc<Shared>,
+    max_decoding_message_size: usize,
 }
 
 impl AdsService {
-    pub fn new(shared: Arc<Shared>) -> AdsService {
-        AdsService { shared }
+    pub const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+
+    /// `max_decoding_message_size`: the largest request accepted (a NACK carries Envoy's
+    /// error text; a request may list many names).
+    pub fn new(shared: Arc<Shared>, max_decoding_message_size: usize) -> AdsService {
+        AdsService {
+            shared,
+            max_decoding_message_size,
+        }
+    }
+}
+
+impl tonic::server::NamedService for AdsService {
+    const NAME: &'static str = AdsService::NAME;
+}
+
+/// One RPC of the service: a stream of `F`'s requests answered by a stream of its responses.
+struct Rpc<F>(Arc<Shared>, std::marker::PhantomData<F>);
+
+impl<F: Flavor> tonic::server::StreamingService<F::Req> for Rpc<F> {
+    type Response = F::Resp;
+    type ResponseStream = RespStream<F::Resp>;
+    type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<F::Req>>) -> Self::Future {
+        let stream = start::<F>(self.0.clone(), request);
+        Box::pin(async move { Ok(Response::new(stream)) })
+    }
+}
+
+impl<B> Service<http::Request<B>> for AdsService
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let shared = self.shared.clone();
+        let limit = Some(self.max_decoding_message_size);
+        match req.uri().path().strip_prefix(concat!(
+            "/envoy.service.discovery.v3.AggregatedDiscoveryService",
+            "/"
+        )) {
+            Some("StreamAggregatedResources") => Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+                    .apply_max_message_size_config(limit, None);
+                let rpc = Rpc::<Sotw>(shared, std::marker::PhantomData);
+                Ok(grpc.streaming(rpc, req).await)
+            }),
+            Some("DeltaAggregatedResources") => Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+                    .apply_max_message_size_config(limit, None);
+                let rpc = Rpc::<Delta>(shared, std::marker::PhantomData);
+                Ok(grpc.streaming(rpc, req).await)
+            }),
+            _ => Box::pin(async move { Ok(Status::unimplemented("").into_http()) }),
+        }
     }
 }
 
 /// The protocol-specific half of a stream.
 trait Flavor: Send + 'static {
     type Req: Message + Default + Send + 'static;
-    type Resp: Message + Send + 'static;
+    type Resp: Message + Send + Sync + 'static;
     const PROTOCOL: Protocol;
     const NAME: &'static str;
     fn request(
@@ -56,20 +122,20 @@ trait Flavor: Send + 'static {
 struct Sotw;
 impl Flavor for Sotw {
     type Req = DiscoveryRequest;
-    type Resp = DiscoveryResponse;
+    type Resp = SotwResponse;
     const PROTOCOL: Protocol = Protocol::Sotw;
     const NAME: &'static str = "sotw";
     fn request(
         c: &mut Connection,
         r: DiscoveryRequest,
         s: &Snapshot,
-    ) -> Result<Vec<DiscoveryResponse>, ProtocolError> {
+    ) -> Result<Vec<SotwResponse>, ProtocolError> {
         c.handle_sotw_request(r, s)
     }
-    fn snapshot(c: &mut Connection, s: &Snapshot) -> Vec<DiscoveryResponse> {
+    fn snapshot(c: &mut Connection, s: &Snapshot) -> Vec<SotwResponse> {
         c.sotw_snapshot_changed(s)
     }
-    fn type_url(r: &DiscoveryResponse) -> &str {
+    fn type_url(r: &SotwResponse) -> &str {
         &r.type_url
     }
 }
@@ -77,45 +143,25 @@ impl Flavor for Sotw {
 struct Delta;
 impl Flavor for Delta {
     type Req = DeltaDiscoveryRequest;
-    type Resp = DeltaDiscoveryResponse;
+    type Resp = DeltaResponse;
     const PROTOCOL: Protocol = Protocol::Delta;
     const NAME: &'static str = "delta";
     fn request(
         c: &mut Connection,
         r: DeltaDiscoveryRequest,
         s: &Snapshot,
-    ) -> Result<Vec<DeltaDiscoveryResponse>, ProtocolError> {
+    ) -> Result<Vec<DeltaResponse>, ProtocolError> {
         c.handle_delta_request(r, s)
     }
-    fn snapshot(c: &mut Connection, s: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+    fn snapshot(c: &mut Connection, s: &Snapshot) -> Vec<DeltaResponse> {
         c.delta_snapshot_changed(s)
     }
-    fn type_url(r: &DeltaDiscoveryResponse) -> &str {
+    fn type_url(r: &DeltaResponse) -> &str {
         &r.type_url
     }
 }
 
 type RespStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = RespStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = RespStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(start::<Sotw>(self.shared.clone(), request)))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(start::<Delta>(self.shared.clone(), request)))
-    }
-}
 
 fn start<F: Flavor>(
     shared: Arc<Shared>,

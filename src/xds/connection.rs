@@ -14,15 +14,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-    Resource as XdsResource,
-};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use envoy_types::pb::google::rpc::Status;
 use serde::Serialize;
 
 use super::resource::{Resource, ResourceType};
 use super::snapshot::{aggregate_version, ResourceMap, Snapshot};
+use super::wire::{DeltaResponse, SotwResponse};
 
 /// Resource name → content version. Names and versions are the snapshot's own shared
 /// strings, so a stream's record of what its client has costs no copy of either (at 10,000
@@ -417,7 +415,7 @@ impl Connection {
         &mut self,
         req: DiscoveryRequest,
         snap: &Snapshot,
-    ) -> Result<Vec<DiscoveryResponse>, ProtocolError> {
+    ) -> Result<Vec<SotwResponse>, ProtocolError> {
         self.expect(Protocol::Sotw)?;
         let key = self.resolve(&req.type_url)?;
         let DiscoveryRequest {
@@ -533,7 +531,7 @@ impl Connection {
         &mut self,
         req: DeltaDiscoveryRequest,
         snap: &Snapshot,
-    ) -> Result<Vec<DeltaDiscoveryResponse>, ProtocolError> {
+    ) -> Result<Vec<DeltaResponse>, ProtocolError> {
         self.expect(Protocol::Delta)?;
         let key = self.resolve(&req.type_url)?;
         let DeltaDiscoveryRequest {
@@ -727,7 +725,7 @@ impl Connection {
 
     /// A new snapshot was published: what must be pushed to this client, in CDS→EDS→LDS→RDS
     /// order. Empty on a delta connection.
-    pub fn sotw_snapshot_changed(&mut self, snap: &Snapshot) -> Vec<DiscoveryResponse> {
+    pub fn sotw_snapshot_changed(&mut self, snap: &Snapshot) -> Vec<SotwResponse> {
         if self.protocol != Protocol::Sotw {
             return Vec::new();
         }
@@ -735,7 +733,7 @@ impl Connection {
     }
 
     /// Delta counterpart of [`Connection::sotw_snapshot_changed`]. Empty on a SotW connection.
-    pub fn delta_snapshot_changed(&mut self, snap: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+    pub fn delta_snapshot_changed(&mut self, snap: &Snapshot) -> Vec<DeltaResponse> {
         if self.protocol != Protocol::Delta {
             return Vec::new();
         }
@@ -900,7 +898,7 @@ impl Connection {
         }
     }
 
-    fn sotw_sync(&mut self, snap: &Snapshot) -> Vec<DiscoveryResponse> {
+    fn sotw_sync(&mut self, snap: &Snapshot) -> Vec<SotwResponse> {
         self.synced = Some(snap.id());
         let changes = snap.lineage_changes();
         let Connection {
@@ -1020,18 +1018,17 @@ impl Connection {
                     removed: 0,
                 },
             );
-            out.push(DiscoveryResponse {
+            out.push(SotwResponse {
                 version_info: version,
-                resources: resources.iter().map(|r| r.any()).collect(),
+                resources: resources.into_iter().cloned().collect(),
                 type_url: key.type_url().to_string(),
                 nonce,
-                ..Default::default()
             });
         }
         out
     }
 
-    fn delta_sync(&mut self, snap: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+    fn delta_sync(&mut self, snap: &Snapshot) -> Vec<DeltaResponse> {
         self.delta_sync_with(snap, None)
     }
 
@@ -1042,7 +1039,7 @@ impl Connection {
         &mut self,
         snap: &Snapshot,
         changes: Option<&super::snapshot::Changes>,
-    ) -> Vec<DeltaDiscoveryResponse> {
+    ) -> Vec<DeltaResponse> {
         self.synced = Some(snap.id());
         let Connection {
             delta,
@@ -1130,21 +1127,12 @@ impl Connection {
                     removed: removed.len(),
                 },
             );
-            out.push(DeltaDiscoveryResponse {
+            out.push(DeltaResponse {
                 system_version_info: version,
-                resources: send
-                    .iter()
-                    .map(|r| XdsResource {
-                        name: r.name.to_string(),
-                        version: r.version.to_string(),
-                        resource: Some(r.any()),
-                        ..Default::default()
-                    })
-                    .collect(),
+                resources: send.into_iter().cloned().collect(),
                 type_url: key.type_url().to_string(),
                 removed_resources: removed,
                 nonce,
-                ..Default::default()
             });
         }
         out
@@ -1335,9 +1323,55 @@ mod tests {
     };
     use envoy_types::pb::envoy::config::listener::v3::Listener;
     use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+    use envoy_types::pb::envoy::service::discovery::v3::{
+        DeltaDiscoveryResponse, DiscoveryResponse,
+    };
     use envoy_types::pb::google::protobuf::Any;
     use prost::Message;
     use std::collections::HashMap;
+
+    /// The state machine's calls with prost responses (what the client decodes).
+    trait Prost {
+        fn sotw(
+            &mut self,
+            r: DiscoveryRequest,
+            s: &Snapshot,
+        ) -> Result<Vec<DiscoveryResponse>, ProtocolError>;
+        fn delta(
+            &mut self,
+            r: DeltaDiscoveryRequest,
+            s: &Snapshot,
+        ) -> Result<Vec<DeltaDiscoveryResponse>, ProtocolError>;
+        fn sotw_changed(&mut self, s: &Snapshot) -> Vec<DiscoveryResponse>;
+        fn delta_changed(&mut self, s: &Snapshot) -> Vec<DeltaDiscoveryResponse>;
+    }
+
+    impl Prost for Connection {
+        fn sotw(
+            &mut self,
+            r: DiscoveryRequest,
+            s: &Snapshot,
+        ) -> Result<Vec<DiscoveryResponse>, ProtocolError> {
+            let out = self.handle_sotw_request(r, s)?;
+            Ok(out.iter().map(SotwResponse::to_prost).collect())
+        }
+        fn delta(
+            &mut self,
+            r: DeltaDiscoveryRequest,
+            s: &Snapshot,
+        ) -> Result<Vec<DeltaDiscoveryResponse>, ProtocolError> {
+            let out = self.handle_delta_request(r, s)?;
+            Ok(out.iter().map(DeltaResponse::to_prost).collect())
+        }
+        fn sotw_changed(&mut self, s: &Snapshot) -> Vec<DiscoveryResponse> {
+            let out = self.sotw_snapshot_changed(s);
+            out.iter().map(SotwResponse::to_prost).collect()
+        }
+        fn delta_changed(&mut self, s: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+            let out = self.delta_snapshot_changed(s);
+            out.iter().map(DeltaResponse::to_prost).collect()
+        }
+    }
 
     use ResourceType::{Cluster as Cds, Endpoint as Eds, Listener as Lds, Route as Rds};
 
@@ -1540,8 +1574,8 @@ mod tests {
             (Lds, vec![]),
             (Rds, vec!["r1"]),
         ] {
-            let r = one(c.handle_sotw_request(req(ty, &n, "", ""), s).unwrap());
-            assert!(c.handle_sotw_request(ack(&r, &n), s).unwrap().is_empty());
+            let r = one(c.sotw(req(ty, &n, "", ""), s).unwrap());
+            assert!(c.sotw(ack(&r, &n), s).unwrap().is_empty());
         }
         c
     }
@@ -1552,7 +1586,7 @@ mod tests {
         let mut c = Connection::new(Protocol::Sotw);
         let mut r = req(Cds, &[], "", "");
         r.node = Some(node("envoy-1"));
-        let resp = one(c.handle_sotw_request(r, &s).unwrap());
+        let resp = one(c.sotw(r, &s).unwrap());
         assert_eq!(names(&resp), ["a", "b"]);
         assert_eq!(resp.type_url, Cds.type_url());
         assert_eq!(
@@ -1563,7 +1597,7 @@ mod tests {
         assert_eq!(c.node().unwrap().id, "envoy-1");
         // Explicit "*" is wildcard too.
         let mut c = Connection::new(Protocol::Sotw);
-        let resp = one(c.handle_sotw_request(req(Lds, &["*"], "", ""), &s).unwrap());
+        let resp = one(c.sotw(req(Lds, &["*"], "", ""), &s).unwrap());
         assert_eq!(names(&resp), ["http"]);
     }
 
@@ -1571,17 +1605,11 @@ mod tests {
     fn sotw_ack_gives_no_reply() {
         let s = base();
         let mut c = Connection::new(Protocol::Sotw);
-        let resp = one(c.handle_sotw_request(req(Cds, &[], "", ""), &s).unwrap());
-        assert!(c
-            .handle_sotw_request(ack(&resp, &[]), &s)
-            .unwrap()
-            .is_empty());
+        let resp = one(c.sotw(req(Cds, &[], "", ""), &s).unwrap());
+        assert!(c.sotw(ack(&resp, &[]), &s).unwrap().is_empty());
         // Envoy repeats an identical ACK after some updates: still nothing, counted once.
-        assert!(c
-            .handle_sotw_request(ack(&resp, &[]), &s)
-            .unwrap()
-            .is_empty());
-        assert!(c.sotw_snapshot_changed(&s).is_empty());
+        assert!(c.sotw(ack(&resp, &[]), &s).unwrap().is_empty());
+        assert!(c.sotw_changed(&s).is_empty());
         let st = type_status(&c, Cds);
         assert_eq!(
             st.acked_version.as_deref(),
@@ -1606,19 +1634,16 @@ mod tests {
         let mut s2 = s1.clone();
         s2.resources_mut(Cds)
             .insert("a".into(), cluster("a", "bad"));
-        let pushed = c.sotw_snapshot_changed(&s2);
+        let pushed = c.sotw_changed(&s2);
         assert_eq!(types(&pushed), [Some(Cds), Some(Eds)]);
         let cds = &pushed[0];
         c.take_events();
 
-        assert!(c
-            .handle_sotw_request(nack(cds, &[], &v1), &s2)
-            .unwrap()
-            .is_empty());
+        assert!(c.sotw(nack(cds, &[], &v1), &s2).unwrap().is_empty());
         // Neither the same snapshot again nor a request re-sends the rejected content.
-        assert!(c.sotw_snapshot_changed(&s2).is_empty());
+        assert!(c.sotw_changed(&s2).is_empty());
         assert!(c
-            .handle_sotw_request(req(Cds, &[], &v1, &cds.nonce), &s2)
+            .sotw(req(Cds, &[], &v1, &cds.nonce), &s2)
             .unwrap()
             .is_empty());
 
@@ -1645,23 +1670,20 @@ mod tests {
         let mut s2 = s1.clone();
         s2.resources_mut(Cds)
             .insert("a".into(), cluster("a", "bad"));
-        let cds = c.sotw_snapshot_changed(&s2).remove(0);
-        c.handle_sotw_request(nack(&cds, &[], "x"), &s2).unwrap();
+        let cds = c.sotw_changed(&s2).remove(0);
+        c.sotw(nack(&cds, &[], "x"), &s2).unwrap();
 
         let mut s3 = s1.clone();
         s3.resources_mut(Cds)
             .insert("a".into(), cluster("a", "fixed"));
-        let pushed = c.sotw_snapshot_changed(&s3);
+        let pushed = c.sotw_changed(&s3);
         assert_eq!(types(&pushed), [Some(Cds), Some(Eds)]);
         assert_eq!(names(&pushed[0]), ["a", "b"]);
         assert_eq!(
             pushed[0].version_info,
             aggregate_version(s3.resources(Cds).values())
         );
-        assert!(c
-            .handle_sotw_request(ack(&pushed[0], &[]), &s3)
-            .unwrap()
-            .is_empty());
+        assert!(c.sotw(ack(&pushed[0], &[]), &s3).unwrap().is_empty());
         let st = type_status(&c, Cds);
         assert_eq!(st.acked_version, Some(pushed[0].version_info.clone()));
         assert_eq!(st.nacks, 1);
@@ -1672,28 +1694,26 @@ mod tests {
     fn sotw_changed_resource_names_get_new_view() {
         let s = base();
         let mut c = Connection::new(Protocol::Sotw);
-        let r1 = one(c.handle_sotw_request(req(Eds, &["a"], "", ""), &s).unwrap());
+        let r1 = one(c.sotw(req(Eds, &["a"], "", ""), &s).unwrap());
         assert_eq!(names(&r1), ["a"]);
         // The ACK carries a grown name set: answer with the new view.
-        let r2 = one(c.handle_sotw_request(ack(&r1, &["a", "b"]), &s).unwrap());
+        let r2 = one(c.sotw(ack(&r1, &["a", "b"]), &s).unwrap());
         assert_eq!(names(&r2), ["a", "b"]);
         assert_ne!(r2.version_info, r1.version_info);
         // Shrinking is answered too, even though it equals what the client had before.
-        let r3 = one(c.handle_sotw_request(ack(&r2, &["a"]), &s).unwrap());
+        let r3 = one(c.sotw(ack(&r2, &["a"]), &s).unwrap());
         assert_eq!(names(&r3), ["a"]);
         assert_eq!(r3.version_info, r1.version_info);
         // Names that don't exist yet are remembered and sent when they appear.
-        let r4 = one(c.handle_sotw_request(ack(&r3, &["a", "c"]), &s).unwrap());
+        let r4 = one(c.sotw(ack(&r3, &["a", "c"]), &s).unwrap());
         assert_eq!(names(&r4), ["a"]);
         let mut s2 = s.clone();
         s2.resources_mut(Eds).insert("c".into(), cla("c", 1));
         // A content change sends only what changed (EDS/RDS resources are independent).
-        let r5 = one(c.sotw_snapshot_changed(&s2));
+        let r5 = one(c.sotw_changed(&s2));
         assert_eq!(names(&r5), ["c"]);
         // RDS by name: only the requested route.
-        let r = one(c
-            .handle_sotw_request(req(Rds, &["r2"], "", ""), &s2)
-            .unwrap());
+        let r = one(c.sotw(req(Rds, &["r2"], "", ""), &s2).unwrap());
         assert_eq!(names(&r), ["r2"]);
     }
 
@@ -1701,21 +1721,13 @@ mod tests {
     fn sotw_stale_nonce_ignored() {
         let s1 = base();
         let mut c = Connection::new(Protocol::Sotw);
-        let r1 = one(c
-            .handle_sotw_request(req(Eds, &["a"], "", ""), &s1)
-            .unwrap());
+        let r1 = one(c.sotw(req(Eds, &["a"], "", ""), &s1).unwrap());
         let mut s2 = s1.clone();
         s2.resources_mut(Eds).insert("a".into(), cla("a", 2));
-        let r2 = one(c.sotw_snapshot_changed(&s2));
+        let r2 = one(c.sotw_changed(&s2));
         // A request answering r1 (even with new names or an error) crossed r2: ignored.
-        assert!(c
-            .handle_sotw_request(ack(&r1, &["a", "b"]), &s2)
-            .unwrap()
-            .is_empty());
-        assert!(c
-            .handle_sotw_request(nack(&r1, &["a"], ""), &s2)
-            .unwrap()
-            .is_empty());
+        assert!(c.sotw(ack(&r1, &["a", "b"]), &s2).unwrap().is_empty());
+        assert!(c.sotw(nack(&r1, &["a"], ""), &s2).unwrap().is_empty());
         let st = type_status(&c, Eds);
         assert_eq!((st.acks, st.nacks), (0, 0));
         assert_eq!(st.names, ["a"]);
@@ -1725,7 +1737,7 @@ mod tests {
             .iter()
             .any(|e| matches!(e, ConnectionEvent::StaleNonce { nonce, .. } if *nonce == r1.nonce)));
         // The answer to r2 carries the new names.
-        let r3 = one(c.handle_sotw_request(ack(&r2, &["a", "b"]), &s2).unwrap());
+        let r3 = one(c.sotw(ack(&r2, &["a", "b"]), &s2).unwrap());
         assert_eq!(names(&r3), ["a", "b"]);
     }
 
@@ -1737,29 +1749,24 @@ mod tests {
         let eds_v = type_status(&old, Eds).acked_version.unwrap();
 
         let mut c = Connection::new(Protocol::Sotw);
+        assert!(c.sotw(req(Cds, &[], &cds_v, ""), &s).unwrap().is_empty());
         assert!(c
-            .handle_sotw_request(req(Cds, &[], &cds_v, ""), &s)
+            .sotw(req(Eds, &["a", "b"], &eds_v, ""), &s)
             .unwrap()
             .is_empty());
-        assert!(c
-            .handle_sotw_request(req(Eds, &["a", "b"], &eds_v, ""), &s)
-            .unwrap()
-            .is_empty());
-        assert!(c.sotw_snapshot_changed(&s).is_empty());
+        assert!(c.sotw_changed(&s).is_empty());
         assert_eq!(type_status(&c, Cds).acked_version, Some(cds_v.clone()));
         assert!(c.is_subscribed(Cds));
 
         // A stale version on reconnect gets the current content.
         let mut c2 = Connection::new(Protocol::Sotw);
-        let r = one(c2
-            .handle_sotw_request(req(Cds, &[], "old", ""), &s)
-            .unwrap());
+        let r = one(c2.sotw(req(Cds, &[], "old", ""), &s).unwrap());
         assert_eq!(r.version_info, cds_v);
 
         // The subscription stays: later changes are pushed.
         let mut s2 = s.clone();
         s2.resources_mut(Eds).insert("b".into(), cla("b", 7));
-        let r = one(c.sotw_snapshot_changed(&s2));
+        let r = one(c.sotw_changed(&s2));
         assert_eq!(names(&r), ["b"], "only the changed CLA");
     }
 
@@ -1769,7 +1776,7 @@ mod tests {
         let mut c = sotw_synced(&s1);
         let mut s2 = s1.clone();
         s2.resources_mut(Cds).insert("a".into(), cluster("a", "2"));
-        let pushed = c.sotw_snapshot_changed(&s2);
+        let pushed = c.sotw_changed(&s2);
         assert_eq!(types(&pushed), [Some(Cds), Some(Eds)]);
         // Only the changed cluster's CLA, at the unchanged EDS version.
         assert_eq!(names(&pushed[1]), ["a"]);
@@ -1778,31 +1785,28 @@ mod tests {
             type_status(&c, Eds).acked_version.unwrap()
         );
         // Envoy's re-request with the old EDS nonce, then the ACK: nothing more.
+        assert!(c.sotw(ack(&pushed[0], &[]), &s2).unwrap().is_empty());
         assert!(c
-            .handle_sotw_request(ack(&pushed[0], &[]), &s2)
+            .sotw(ack(&pushed[1], &["a", "b"]), &s2)
             .unwrap()
             .is_empty());
-        assert!(c
-            .handle_sotw_request(ack(&pushed[1], &["a", "b"]), &s2)
-            .unwrap()
-            .is_empty());
-        assert!(c.sotw_snapshot_changed(&s2).is_empty());
+        assert!(c.sotw_changed(&s2).is_empty());
 
         // A new cluster: its CLA comes with the EDS request naming it.
         let mut s3 = s2.clone();
         s3.resources_mut(Cds).insert("c".into(), cluster("c", "1"));
         s3.resources_mut(Eds).insert("c".into(), cla("c", 1));
-        let pushed = c.sotw_snapshot_changed(&s3);
+        let pushed = c.sotw_changed(&s3);
         assert_eq!(types(&pushed), [Some(Cds)]);
         let eds_v = type_status(&c, Eds).acked_version.unwrap();
         let r = one(c
-            .handle_sotw_request(
+            .sotw(
                 req(Eds, &["a", "b", "c"], &eds_v, &pushed_nonce(&c, Eds)),
                 &s3,
             )
             .unwrap());
         assert_eq!(names(&r), ["a", "b", "c"]);
-        assert!(c.sotw_snapshot_changed(&s3).is_empty());
+        assert!(c.sotw_changed(&s3).is_empty());
     }
 
     fn pushed_nonce(c: &Connection, ty: ResourceType) -> String {
@@ -1824,14 +1828,10 @@ mod tests {
         s2.resources_mut(Cds).insert("b".into(), cluster("b", "2"));
 
         let mut c = Connection::new(Protocol::Sotw);
-        let r = one(c
-            .handle_sotw_request(req(Cds, &[], &cds_v, ""), &s2)
-            .unwrap());
+        let r = one(c.sotw(req(Cds, &[], &cds_v, ""), &s2).unwrap());
         assert_eq!(names(&r), ["a", "b"]);
         // Every cluster is new to this stream, so each subscribed CLA is sent.
-        let r = one(c
-            .handle_sotw_request(req(Eds, &["a", "b"], &eds_v, ""), &s2)
-            .unwrap());
+        let r = one(c.sotw(req(Eds, &["a", "b"], &eds_v, ""), &s2).unwrap());
         assert_eq!(names(&r), ["a", "b"]);
         assert_eq!(r.version_info, eds_v);
     }
@@ -1846,7 +1846,7 @@ mod tests {
             &[listener("http", "2")],
             &[route("r1", "2"), route("r2", "1")],
         );
-        let pushed = c.sotw_snapshot_changed(&s2);
+        let pushed = c.sotw_changed(&s2);
         assert_eq!(types(&pushed), [Some(Cds), Some(Eds), Some(Lds), Some(Rds)]);
         let nonces: Vec<u64> = pushed.iter().map(|r| r.nonce.parse().unwrap()).collect();
         assert!(nonces.windows(2).all(|w| w[0] < w[1]), "{nonces:?}");
@@ -1856,11 +1856,11 @@ mod tests {
         s3.resources_mut(Rds).insert("r1".into(), route("r1", "3"));
         s3.resources_mut(Lds)
             .insert("http".into(), listener("http", "3"));
-        assert_eq!(types(&c.sotw_snapshot_changed(&s3)), [Some(Lds), Some(Rds)]);
+        assert_eq!(types(&c.sotw_changed(&s3)), [Some(Lds), Some(Rds)]);
         // A route the client didn't ask for changing pushes nothing.
         let mut s4 = s3.clone();
         s4.resources_mut(Rds).insert("r2".into(), route("r2", "9"));
-        assert!(c.sotw_snapshot_changed(&s4).is_empty());
+        assert!(c.sotw_changed(&s4).is_empty());
     }
 
     #[test]
@@ -1872,12 +1872,10 @@ mod tests {
         s2.resources_mut(Rds).insert("r3".into(), route("r3", "1"));
         // The RDS request is processed before the push of s2: CDS must still go first.
         let r1 = pushed_nonce(&c, Rds);
-        let out = c
-            .handle_sotw_request(req(Rds, &["r1", "r3"], "v", &r1), &s2)
-            .unwrap();
+        let out = c.sotw(req(Rds, &["r1", "r3"], "v", &r1), &s2).unwrap();
         assert_eq!(types(&out), [Some(Cds), Some(Rds)]);
         assert_eq!(names(&out[1]), ["r1", "r3"]);
-        assert!(c.sotw_snapshot_changed(&s2).is_empty());
+        assert!(c.sotw_changed(&s2).is_empty());
     }
 
     #[test]
@@ -1888,12 +1886,12 @@ mod tests {
         s2.resources_mut(Cds).remove("b");
         s2.resources_mut(Eds).remove("b");
         // CDS is a complete set; the EDS view only lost "b", so nothing to send there.
-        let pushed = c.sotw_snapshot_changed(&s2);
+        let pushed = c.sotw_changed(&s2);
         assert_eq!(types(&pushed), [Some(Cds)]);
         assert_eq!(names(&pushed[0]), ["a"]);
         // Removing every cluster is an empty, complete set.
         let s3 = snap(&[], &[], &[listener("http", "1")], &[route("r1", "1")]);
-        let pushed = c.sotw_snapshot_changed(&s3);
+        let pushed = c.sotw_changed(&s3);
         assert_eq!(types(&pushed), [Some(Cds)]);
         assert!(pushed[0].resources.is_empty());
     }
@@ -1902,17 +1900,17 @@ mod tests {
     fn sotw_legacy_wildcard_and_explicit_empty_list() {
         let s = base();
         let mut c = Connection::new(Protocol::Sotw);
-        let r = one(c.handle_sotw_request(req(Cds, &[], "", ""), &s).unwrap());
+        let r = one(c.sotw(req(Cds, &[], "", ""), &s).unwrap());
         // Empty again: still legacy wildcard, nothing changed.
-        assert!(c.handle_sotw_request(ack(&r, &[]), &s).unwrap().is_empty());
-        let r = one(c.handle_sotw_request(ack(&r, &["a"]), &s).unwrap());
+        assert!(c.sotw(ack(&r, &[]), &s).unwrap().is_empty());
+        let r = one(c.sotw(ack(&r, &["a"]), &s).unwrap());
         assert_eq!(names(&r), ["a"]);
         // After explicit names an empty list unsubscribes everything.
-        let r = one(c.handle_sotw_request(ack(&r, &[]), &s).unwrap());
+        let r = one(c.sotw(ack(&r, &[]), &s).unwrap());
         assert!(r.resources.is_empty());
         assert!(!type_status(&c, Cds).wildcard);
         // EDS never uses legacy wildcard.
-        let r = one(c.handle_sotw_request(req(Eds, &[], "", ""), &s).unwrap());
+        let r = one(c.sotw(req(Eds, &[], "", ""), &s).unwrap());
         assert!(r.resources.is_empty());
     }
 
@@ -1922,20 +1920,20 @@ mod tests {
         let mut c = Connection::new(Protocol::Sotw);
         let mut seen = BTreeSet::new();
         for (ty, n) in [(Cds, vec![]), (Eds, vec!["a", "b"])] {
-            let r = one(c.handle_sotw_request(req(ty, &n, "", ""), &s).unwrap());
+            let r = one(c.sotw(req(ty, &n, "", ""), &s).unwrap());
             assert!(seen.insert(r.nonce.clone()));
             if ty == Eds {
                 // The new clusters' CLAs are ACKed: routes may follow.
-                assert!(c.handle_sotw_request(ack(&r, &n), &s).unwrap().is_empty());
+                assert!(c.sotw(ack(&r, &n), &s).unwrap().is_empty());
             }
         }
         for (ty, n) in [(Lds, vec![]), (Rds, vec!["r1"])] {
-            let r = one(c.handle_sotw_request(req(ty, &n, "", ""), &s).unwrap());
+            let r = one(c.sotw(req(ty, &n, "", ""), &s).unwrap());
             assert!(seen.insert(r.nonce.clone()));
         }
         // An EDS request echoing the CDS nonce is stale for EDS.
         assert!(c
-            .handle_sotw_request(req(Eds, &["a", "b"], "", "1"), &s)
+            .sotw(req(Eds, &["a", "b"], "", "1"), &s)
             .unwrap()
             .is_empty());
         assert_eq!(c.status().nonces_issued, 4);
@@ -2021,7 +2019,7 @@ mod tests {
                 let mut removed = r.removed_resources.clone();
                 removed.sort();
                 seen.push((r.type_url.clone(), names, removed));
-                queue.extend(c.handle_delta_request(dack(&r), s).unwrap());
+                queue.extend(c.delta(dack(&r), s).unwrap());
             }
             seen
         };
@@ -2032,9 +2030,7 @@ mod tests {
                 (Lds, vec!["*"]),
                 (Rds, rds_refs.clone()),
             ] {
-                let out = c
-                    .handle_delta_request(dreq(ty, &names, &[], ""), s)
-                    .unwrap();
+                let out = c.delta(dreq(ty, &names, &[], ""), s).unwrap();
                 answer(c, out, s);
             }
         }
@@ -2043,8 +2039,8 @@ mod tests {
             let plain = w.snapshot();
             let next = plain.clone().published_after(Some(&published));
             assert!(next.changes_since(published.id()).is_some());
-            let a = inc.delta_snapshot_changed(&next);
-            let b = full.delta_snapshot_changed(&plain);
+            let a = inc.delta_changed(&next);
+            let b = full.delta_changed(&plain);
             let (a, b) = (answer(&mut inc, a, &next), answer(&mut full, b, &plain));
             assert_eq!(a, b, "step {step}");
             assert!(inc.in_sync(&next), "step {step}");
@@ -2083,17 +2079,14 @@ mod tests {
                 let mut n = names(&r);
                 n.sort();
                 seen.push((r.type_url.clone(), r.version_info.clone(), n));
-                queue.extend(
-                    c.handle_sotw_request(ack(&r, &subscribed(&r.type_url)), s)
-                        .unwrap(),
-                );
+                queue.extend(c.sotw(ack(&r, &subscribed(&r.type_url)), s).unwrap());
             }
             seen
         };
         for (c, s) in [(&mut inc, &published), (&mut full, &first)] {
             for ty in [Cds, Eds, Lds, Rds] {
                 let out = c
-                    .handle_sotw_request(req(ty, &subscribed(ty.type_url()), "", ""), s)
+                    .sotw(req(ty, &subscribed(ty.type_url()), "", ""), s)
                     .unwrap();
                 answer(c, out, s);
             }
@@ -2102,8 +2095,8 @@ mod tests {
             w.change();
             let plain = w.snapshot();
             let next = plain.clone().published_after(Some(&published));
-            let a = inc.sotw_snapshot_changed(&next);
-            let b = full.sotw_snapshot_changed(&plain);
+            let a = inc.sotw_changed(&next);
+            let b = full.sotw_changed(&plain);
             let (a, b) = (answer(&mut inc, a, &next), answer(&mut full, b, &plain));
             assert_eq!(a, b, "step {step}");
             assert_eq!(inc.in_sync(&next), full.in_sync(&plain), "step {step}");
@@ -2124,22 +2117,15 @@ mod tests {
             &[listener("http", "1")],
             &[route("r1", "2"), route("r2", "1")],
         );
-        let out = c.sotw_snapshot_changed(&s2);
+        let out = c.sotw_changed(&s2);
         assert_eq!(types(&out), vec![Some(Cds)], "routes held: {out:?}");
         let cds = &out[0];
-        assert!(c
-            .handle_sotw_request(ack(cds, &[]), &s2)
-            .unwrap()
-            .is_empty());
+        assert!(c.sotw(ack(cds, &[]), &s2).unwrap().is_empty());
         // Envoy asks for the new cluster's CLA; the routes still wait.
-        let eds = one(c
-            .handle_sotw_request(req(Eds, &["a", "b", "c"], "", ""), &s2)
-            .unwrap());
+        let eds = one(c.sotw(req(Eds, &["a", "b", "c"], "", ""), &s2).unwrap());
         assert_eq!(names(&eds), vec!["a", "b", "c"]);
         // Its ACK releases the route change.
-        let rds = one(c
-            .handle_sotw_request(ack(&eds, &["a", "b", "c"]), &s2)
-            .unwrap());
+        let rds = one(c.sotw(ack(&eds, &["a", "b", "c"]), &s2).unwrap());
         assert_eq!(ResourceType::from_type_url(&rds.type_url), Some(Rds));
         assert_eq!(names(&rds), vec!["r1"]);
     }
@@ -2148,22 +2134,13 @@ mod tests {
     fn delta_routes_wait_for_new_cluster_endpoints_and_a_nack_releases_them() {
         let s1 = base();
         let mut c = Connection::new(Protocol::Delta);
-        let cds = done(
-            c.handle_delta_request(dreq(Cds, &["*"], &[], ""), &s1)
-                .unwrap(),
-        );
+        let cds = done(c.delta(dreq(Cds, &["*"], &[], ""), &s1).unwrap());
         // LDS asked before the CLAs arrive: held.
-        assert!(c.handle_delta_request(dack(&cds), &s1).unwrap().is_empty());
-        assert!(c
-            .handle_delta_request(dreq(Lds, &["*"], &[], ""), &s1)
-            .unwrap()
-            .is_empty());
-        let eds = done(
-            c.handle_delta_request(dreq(Eds, &["a", "b"], &[], ""), &s1)
-                .unwrap(),
-        );
+        assert!(c.delta(dack(&cds), &s1).unwrap().is_empty());
+        assert!(c.delta(dreq(Lds, &["*"], &[], ""), &s1).unwrap().is_empty());
+        let eds = done(c.delta(dreq(Eds, &["a", "b"], &[], ""), &s1).unwrap());
         // The CLAs' ACK releases the listener.
-        let lds = done(c.handle_delta_request(dack(&eds), &s1).unwrap());
+        let lds = done(c.delta(dack(&eds), &s1).unwrap());
         assert_eq!(ResourceType::from_type_url(&lds.type_url), Some(Lds));
         // A new cluster whose CLA is rejected does not hold routes forever.
         let s2 = snap(
@@ -2172,17 +2149,14 @@ mod tests {
             &[listener("http", "2")],
             &[route("r1", "1"), route("r2", "1")],
         );
-        assert!(c.handle_delta_request(dack(&lds), &s1).unwrap().is_empty());
-        let out = c.delta_snapshot_changed(&s2);
+        assert!(c.delta(dack(&lds), &s1).unwrap().is_empty());
+        let out = c.delta_changed(&s2);
         assert_eq!(out.len(), 1, "only CDS: {out:?}");
-        c.handle_delta_request(dack(&out[0]), &s2).unwrap();
-        let eds = done(
-            c.handle_delta_request(dreq(Eds, &["c"], &[], ""), &s2)
-                .unwrap(),
-        );
+        c.delta(dack(&out[0]), &s2).unwrap();
+        let eds = done(c.delta(dreq(Eds, &["c"], &[], ""), &s2).unwrap());
         let mut nack = dack(&eds);
         nack.error_detail = Some(status("bad endpoints"));
-        let lds = done(c.handle_delta_request(nack, &s2).unwrap());
+        let lds = done(c.delta(nack, &s2).unwrap());
         assert_eq!(ResourceType::from_type_url(&lds.type_url), Some(Lds));
     }
 
@@ -2191,14 +2165,14 @@ mod tests {
         let s = base();
         let mut c = Connection::new(Protocol::Sotw);
         assert!(c.node().is_none());
-        c.handle_sotw_request(req(Cds, &[], "", ""), &s).unwrap();
+        c.sotw(req(Cds, &[], "", ""), &s).unwrap();
         assert!(c.node().is_none());
         let mut r = req(Lds, &[], "", "");
         r.node = Some(node("first"));
-        c.handle_sotw_request(r, &s).unwrap();
+        c.sotw(r, &s).unwrap();
         let mut r = req(Eds, &["a"], "", "");
         r.node = Some(node("second"));
-        c.handle_sotw_request(r, &s).unwrap();
+        c.sotw(r, &s).unwrap();
         assert_eq!(c.node().unwrap().id, "first");
         assert_eq!(c.status().node_id.as_deref(), Some("first"));
         assert_eq!(c.status().node_cluster.as_deref(), Some("gw"));
@@ -2209,26 +2183,22 @@ mod tests {
         let s1 = base();
         let mut c1 = Connection::new(Protocol::Sotw);
         let mut c2 = Connection::new(Protocol::Sotw);
-        let a1 = one(c1
-            .handle_sotw_request(req(Rds, &["r1"], "", ""), &s1)
-            .unwrap());
-        let a2 = one(c2
-            .handle_sotw_request(req(Rds, &["r2"], "", ""), &s1)
-            .unwrap());
+        let a1 = one(c1.sotw(req(Rds, &["r1"], "", ""), &s1).unwrap());
+        let a2 = one(c2.sotw(req(Rds, &["r2"], "", ""), &s1).unwrap());
         assert_ne!(a1.version_info, a2.version_info);
-        c1.handle_sotw_request(ack(&a1, &["r1"]), &s1).unwrap();
-        c2.handle_sotw_request(ack(&a2, &["r2"]), &s1).unwrap();
+        c1.sotw(ack(&a1, &["r1"]), &s1).unwrap();
+        c2.sotw(ack(&a2, &["r2"]), &s1).unwrap();
 
         let mut s2 = s1.clone();
         s2.resources_mut(Rds).insert("r2".into(), route("r2", "2"));
-        assert!(c1.sotw_snapshot_changed(&s2).is_empty());
-        let p = one(c2.sotw_snapshot_changed(&s2));
+        assert!(c1.sotw_changed(&s2).is_empty());
+        let p = one(c2.sotw_changed(&s2));
         assert_eq!(names(&p), ["r2"]);
 
         let mut s3 = s2.clone();
         s3.resources_mut(Rds).insert("r1".into(), route("r1", "2"));
-        assert_eq!(names(&one(c1.sotw_snapshot_changed(&s3))), ["r1"]);
-        assert!(c2.sotw_snapshot_changed(&s3).is_empty());
+        assert_eq!(names(&one(c1.sotw_changed(&s3))), ["r1"]);
+        assert!(c2.sotw_changed(&s3).is_empty());
     }
 
     #[test]
@@ -2236,14 +2206,12 @@ mod tests {
         let s1 = base();
         let mut c1 = Connection::new(Protocol::Delta);
         let mut c2 = Connection::new(Protocol::Delta);
-        c1.handle_delta_request(dreq(Rds, &["r1"], &[], ""), &s1)
-            .unwrap();
-        c2.handle_delta_request(dreq(Rds, &["r2"], &[], ""), &s1)
-            .unwrap();
+        c1.delta(dreq(Rds, &["r1"], &[], ""), &s1).unwrap();
+        c2.delta(dreq(Rds, &["r2"], &[], ""), &s1).unwrap();
         let mut s2 = s1.clone();
         s2.resources_mut(Rds).insert("r2".into(), route("r2", "2"));
-        assert!(c1.delta_snapshot_changed(&s2).is_empty());
-        assert_eq!(dnames(&done(c2.delta_snapshot_changed(&s2))), ["r2"]);
+        assert!(c1.delta_changed(&s2).is_empty());
+        assert_eq!(dnames(&done(c2.delta_changed(&s2))), ["r2"]);
     }
 
     #[test]
@@ -2253,14 +2221,11 @@ mod tests {
         let mut r = req(Cds, &[], "", "");
         r.type_url = SECRET_URL.into();
         r.resource_names = vec!["cert".into()];
-        let resp = one(c.handle_sotw_request(r, &s).unwrap());
+        let resp = one(c.sotw(r, &s).unwrap());
         assert!(resp.resources.is_empty());
         assert_eq!(resp.type_url, SECRET_URL);
-        assert!(c
-            .handle_sotw_request(ack(&resp, &["cert"]), &s)
-            .unwrap()
-            .is_empty());
-        assert!(c.sotw_snapshot_changed(&s).is_empty());
+        assert!(c.sotw(ack(&resp, &["cert"]), &s).unwrap().is_empty());
+        assert!(c.sotw_changed(&s).is_empty());
         assert!(c.take_events().contains(&ConnectionEvent::UnservedType {
             type_url: SECRET_URL.into()
         }));
@@ -2278,12 +2243,12 @@ mod tests {
         let mut d = Connection::new(Protocol::Delta);
         let mut r = dreq(Cds, &[], &[], "");
         r.type_url = RUNTIME_URL.into();
-        let resp = done(d.handle_delta_request(r, &s).unwrap());
+        let resp = done(d.delta(r, &s).unwrap());
         assert!(resp.resources.is_empty() && resp.removed_resources.is_empty());
-        assert!(d.handle_delta_request(dack(&resp), &s).unwrap().is_empty());
+        assert!(d.delta(dack(&resp), &s).unwrap().is_empty());
         let mut r = dreq(Cds, &["cert"], &[], "");
         r.type_url = SECRET_URL.into();
-        let resp = done(d.handle_delta_request(r, &s).unwrap());
+        let resp = done(d.delta(r, &s).unwrap());
         assert_eq!(resp.removed_resources, ["cert"]);
 
         // Not a type URL at all: the stream is broken.
@@ -2296,7 +2261,7 @@ mod tests {
             let mut r = req(Cds, &[], "", "");
             r.type_url = bad.into();
             assert_eq!(
-                c.handle_sotw_request(r, &s),
+                c.sotw(r, &s),
                 Err(ProtocolError::UnknownTypeUrl(bad.into()))
             );
         }
@@ -2309,21 +2274,13 @@ mod tests {
         for i in 0..MAX_UNSERVED_TYPES {
             let mut r = req(Cds, &[], "", "");
             r.type_url = format!("type.googleapis.com/x.T{i}");
-            c.handle_sotw_request(r, &s).unwrap();
+            c.sotw(r, &s).unwrap();
         }
         let mut r = req(Cds, &[], "", "");
         r.type_url = "type.googleapis.com/x.Tmore".into();
-        assert_eq!(
-            c.handle_sotw_request(r, &s),
-            Err(ProtocolError::TooManyTypes)
-        );
+        assert_eq!(c.sotw(r, &s), Err(ProtocolError::TooManyTypes));
         // Known types still work.
-        assert_eq!(
-            c.handle_sotw_request(req(Cds, &[], "", ""), &s)
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(c.sotw(req(Cds, &[], "", ""), &s).unwrap().len(), 1);
     }
 
     #[test]
@@ -2332,17 +2289,11 @@ mod tests {
         let mut c = Connection::new(Protocol::Sotw);
         let mut r = req(Cds, &[], "", "");
         r.type_url.clear();
-        assert_eq!(
-            c.handle_sotw_request(r, &s),
-            Err(ProtocolError::MissingTypeUrl)
-        );
+        assert_eq!(c.sotw(r, &s), Err(ProtocolError::MissingTypeUrl));
         let mut d = Connection::new(Protocol::Delta);
         let mut r = dreq(Cds, &[], &[], "");
         r.type_url.clear();
-        assert_eq!(
-            d.handle_delta_request(r, &s),
-            Err(ProtocolError::MissingTypeUrl)
-        );
+        assert_eq!(d.delta(r, &s), Err(ProtocolError::MissingTypeUrl));
         assert!(d.status().types.is_empty());
     }
 
@@ -2351,13 +2302,13 @@ mod tests {
         let s = base();
         let mut c = Connection::new(Protocol::Sotw);
         assert!(matches!(
-            c.handle_delta_request(dreq(Cds, &[], &[], ""), &s),
+            c.delta(dreq(Cds, &[], &[], ""), &s),
             Err(ProtocolError::WrongProtocol { .. })
         ));
-        assert!(c.delta_snapshot_changed(&s).is_empty());
+        assert!(c.delta_changed(&s).is_empty());
         let mut d = Connection::new(Protocol::Delta);
-        assert!(d.handle_sotw_request(req(Cds, &[], "", ""), &s).is_err());
-        assert!(d.sotw_snapshot_changed(&s).is_empty());
+        assert!(d.sotw(req(Cds, &[], "", ""), &s).is_err());
+        assert!(d.sotw_changed(&s).is_empty());
     }
 
     #[test]
@@ -2366,14 +2317,14 @@ mod tests {
         let mut c = Connection::new(Protocol::Delta);
         let mut r = dreq(Cds, &[], &[], "");
         r.node = Some(node("d"));
-        let resp = done(c.handle_delta_request(r, &s).unwrap());
+        let resp = done(c.delta(r, &s).unwrap());
         assert_eq!(dnames(&resp), ["a", "b"]);
         assert_eq!(
             *resp.resources[0].version,
             *s.get(Cds, "a").unwrap().version
         );
         assert!(resp.removed_resources.is_empty());
-        assert!(c.handle_delta_request(dack(&resp), &s).unwrap().is_empty());
+        assert!(c.delta(dack(&resp), &s).unwrap().is_empty());
         let st = type_status(&c, Cds);
         assert!(st.wildcard);
         assert_eq!(st.acks, 1);
@@ -2381,10 +2332,7 @@ mod tests {
         // Wildcard with no resources at all is still answered on the first request.
         let mut c = Connection::new(Protocol::Delta);
         let empty = Snapshot::default();
-        let resp = done(
-            c.handle_delta_request(dreq(Lds, &["*"], &[], ""), &empty)
-                .unwrap(),
-        );
+        let resp = done(c.delta(dreq(Lds, &["*"], &[], ""), &empty).unwrap());
         assert!(resp.resources.is_empty());
     }
 
@@ -2392,33 +2340,24 @@ mod tests {
     fn delta_subscribe_unsubscribe() {
         let s1 = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r = done(
-            c.handle_delta_request(dreq(Eds, &["a"], &[], ""), &s1)
-                .unwrap(),
-        );
+        let r = done(c.delta(dreq(Eds, &["a"], &[], ""), &s1).unwrap());
         assert_eq!(dnames(&r), ["a"]);
-        let r = done(
-            c.handle_delta_request(dreq(Eds, &["b"], &[], &r.nonce), &s1)
-                .unwrap(),
-        );
+        let r = done(c.delta(dreq(Eds, &["b"], &[], &r.nonce), &s1).unwrap());
         assert_eq!(dnames(&r), ["b"]);
         // Unsubscribe needs no response; changes to it are no longer pushed.
         assert!(c
-            .handle_delta_request(dreq(Eds, &[], &["a"], &r.nonce), &s1)
+            .delta(dreq(Eds, &[], &["a"], &r.nonce), &s1)
             .unwrap()
             .is_empty());
         assert_eq!(type_status(&c, Eds).names, ["b"]);
         let mut s2 = s1.clone();
         s2.resources_mut(Eds).insert("a".into(), cla("a", 2));
-        assert!(c.delta_snapshot_changed(&s2).is_empty());
+        assert!(c.delta_changed(&s2).is_empty());
         s2.resources_mut(Eds).insert("b".into(), cla("b", 2));
-        let r = done(c.delta_snapshot_changed(&s2));
+        let r = done(c.delta_changed(&s2));
         assert_eq!(dnames(&r), ["b"]);
         // Subscribing again sends it.
-        let r = done(
-            c.handle_delta_request(dreq(Eds, &["a"], &[], &r.nonce), &s2)
-                .unwrap(),
-        );
+        let r = done(c.delta(dreq(Eds, &["a"], &[], &r.nonce), &s2).unwrap());
         assert_eq!(dnames(&r), ["a"]);
     }
 
@@ -2426,15 +2365,9 @@ mod tests {
     fn delta_explicit_resubscribe_is_answered() {
         let s = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r = done(
-            c.handle_delta_request(dreq(Rds, &["r1"], &[], ""), &s)
-                .unwrap(),
-        );
-        c.handle_delta_request(dack(&r), &s).unwrap();
-        let r = done(
-            c.handle_delta_request(dreq(Rds, &["r1"], &[], &r.nonce), &s)
-                .unwrap(),
-        );
+        let r = done(c.delta(dreq(Rds, &["r1"], &[], ""), &s).unwrap());
+        c.delta(dack(&r), &s).unwrap();
+        let r = done(c.delta(dreq(Rds, &["r1"], &[], &r.nonce), &s).unwrap());
         assert_eq!(dnames(&r), ["r1"]);
     }
 
@@ -2445,12 +2378,12 @@ mod tests {
         let mut r = dreq(Cds, &[], &[], "");
         r.initial_resource_versions = versions(&s, Cds);
         // Wildcard first request: answered, but empty.
-        let resp = done(c.handle_delta_request(r, &s).unwrap());
+        let resp = done(c.delta(r, &s).unwrap());
         assert!(resp.resources.is_empty() && resp.removed_resources.is_empty());
         let mut r = dreq(Eds, &["a", "b"], &[], "");
         r.initial_resource_versions = versions(&s, Eds);
-        assert!(c.handle_delta_request(r, &s).unwrap().is_empty());
-        assert!(c.delta_snapshot_changed(&s).is_empty());
+        assert!(c.delta(r, &s).unwrap().is_empty());
+        assert!(c.delta_changed(&s).is_empty());
         assert_eq!(
             type_status(&c, Eds).acked_resources.unwrap().len(),
             2,
@@ -2466,7 +2399,7 @@ mod tests {
         r.initial_resource_versions = versions(&s, Lds);
         r.initial_resource_versions
             .insert("gone".into(), "x".into());
-        let resp = done(c.handle_delta_request(r, &s).unwrap());
+        let resp = done(c.delta(r, &s).unwrap());
         assert!(resp.resources.is_empty());
         assert_eq!(resp.removed_resources, ["gone"]);
 
@@ -2474,7 +2407,7 @@ mod tests {
         r.initial_resource_versions = versions(&s, Rds);
         r.initial_resource_versions
             .insert("r2".into(), "old".into());
-        let resp = done(c.handle_delta_request(r, &s).unwrap());
+        let resp = done(c.delta(r, &s).unwrap());
         assert_eq!(dnames(&resp), ["r2"]);
         assert!(resp.removed_resources.is_empty());
     }
@@ -2483,28 +2416,22 @@ mod tests {
     fn delta_removed_resources_on_delete() {
         let s1 = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r = done(
-            c.handle_delta_request(dreq(Cds, &[], &[], ""), &s1)
-                .unwrap(),
-        );
-        c.handle_delta_request(dack(&r), &s1).unwrap();
-        let r = done(
-            c.handle_delta_request(dreq(Eds, &["a", "b"], &[], ""), &s1)
-                .unwrap(),
-        );
-        c.handle_delta_request(dack(&r), &s1).unwrap();
+        let r = done(c.delta(dreq(Cds, &[], &[], ""), &s1).unwrap());
+        c.delta(dack(&r), &s1).unwrap();
+        let r = done(c.delta(dreq(Eds, &["a", "b"], &[], ""), &s1).unwrap());
+        c.delta(dack(&r), &s1).unwrap();
         let mut s2 = s1.clone();
         s2.resources_mut(Cds).remove("b");
         s2.resources_mut(Eds).remove("b");
-        let pushed = c.delta_snapshot_changed(&s2);
+        let pushed = c.delta_changed(&s2);
         assert_eq!(pushed.len(), 2);
         assert_eq!(pushed[0].type_url, Cds.type_url());
         assert!(pushed[0].resources.is_empty());
         assert_eq!(pushed[0].removed_resources, ["b"]);
         assert_eq!(pushed[1].removed_resources, ["b"]);
         // Told once.
-        assert!(c.delta_snapshot_changed(&s2).is_empty());
-        c.handle_delta_request(dack(&pushed[0]), &s2).unwrap();
+        assert!(c.delta_changed(&s2).is_empty());
+        c.delta(dack(&pushed[0]), &s2).unwrap();
         let acked = type_status(&c, Cds).acked_resources.unwrap();
         assert_eq!(acked.keys().map(|k| &**k).collect::<Vec<_>>(), ["a"]);
     }
@@ -2513,23 +2440,20 @@ mod tests {
     fn delta_nonexistent_subscribed_name_reported_removed() {
         let s1 = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r = done(
-            c.handle_delta_request(dreq(Eds, &["a", "x"], &[], ""), &s1)
-                .unwrap(),
-        );
+        let r = done(c.delta(dreq(Eds, &["a", "x"], &[], ""), &s1).unwrap());
         assert_eq!(dnames(&r), ["a"]);
         assert_eq!(r.removed_resources, ["x"]);
         // Only once.
-        assert!(c.handle_delta_request(dack(&r), &s1).unwrap().is_empty());
+        assert!(c.delta(dack(&r), &s1).unwrap().is_empty());
         let mut s2 = s1.clone();
         s2.resources_mut(Eds).insert("b".into(), cla("b", 5));
-        assert!(c.delta_snapshot_changed(&s2).is_empty());
+        assert!(c.delta_changed(&s2).is_empty());
         // Sent when it appears, reported again when it goes.
         s2.resources_mut(Eds).insert("x".into(), cla("x", 1));
-        let r = done(c.delta_snapshot_changed(&s2));
+        let r = done(c.delta_changed(&s2));
         assert_eq!(dnames(&r), ["x"]);
         s2.resources_mut(Eds).remove("x");
-        let r = done(c.delta_snapshot_changed(&s2));
+        let r = done(c.delta_changed(&s2));
         assert_eq!(r.removed_resources, ["x"]);
     }
 
@@ -2537,21 +2461,18 @@ mod tests {
     fn delta_nack_recorded_not_resent() {
         let s1 = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r = done(
-            c.handle_delta_request(dreq(Cds, &[], &[], ""), &s1)
-                .unwrap(),
-        );
-        c.handle_delta_request(dack(&r), &s1).unwrap();
+        let r = done(c.delta(dreq(Cds, &[], &[], ""), &s1).unwrap());
+        c.delta(dack(&r), &s1).unwrap();
         let mut s2 = s1.clone();
         s2.resources_mut(Cds)
             .insert("a".into(), cluster("a", "bad"));
-        let r = done(c.delta_snapshot_changed(&s2));
+        let r = done(c.delta_changed(&s2));
         assert_eq!(dnames(&r), ["a"]);
         c.take_events();
         let mut n = dack(&r);
         n.error_detail = Some(status("Invalid duration"));
-        assert!(c.handle_delta_request(n, &s2).unwrap().is_empty());
-        assert!(c.delta_snapshot_changed(&s2).is_empty());
+        assert!(c.delta(n, &s2).unwrap().is_empty());
+        assert!(c.delta_changed(&s2).is_empty());
         // The client does not run s2: not in sync, by either check.
         assert!(!c.in_sync(&s2));
         assert!(!c.in_sync_by_content(&s2));
@@ -2576,7 +2497,7 @@ mod tests {
         let mut s3 = s1.clone();
         s3.resources_mut(Cds)
             .insert("a".into(), cluster("a", "good"));
-        let r = done(c.delta_snapshot_changed(&s3));
+        let r = done(c.delta_changed(&s3));
         assert_eq!(dnames(&r), ["a"]);
     }
 
@@ -2584,22 +2505,14 @@ mod tests {
     fn delta_stale_nonce_still_honours_subscription() {
         let s1 = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r1 = done(
-            c.handle_delta_request(dreq(Rds, &["r1"], &[], ""), &s1)
-                .unwrap(),
-        );
+        let r1 = done(c.delta(dreq(Rds, &["r1"], &[], ""), &s1).unwrap());
         let mut s2 = s1.clone();
         s2.resources_mut(Rds).insert("r1".into(), route("r1", "2"));
-        let _r2 = done(c.delta_snapshot_changed(&s2));
+        let _r2 = done(c.delta_changed(&s2));
         // Carries r1's nonce (superseded by r2) but subscribes r2: must be answered.
-        let r = done(
-            c.handle_delta_request(dreq(Rds, &["r2"], &[], "bogus"), &s2)
-                .unwrap(),
-        );
+        let r = done(c.delta(dreq(Rds, &["r2"], &[], "bogus"), &s2).unwrap());
         assert_eq!(dnames(&r), ["r2"]);
-        let r = c
-            .handle_delta_request(dreq(Rds, &[], &["r1"], &r1.nonce), &s2)
-            .unwrap();
+        let r = c.delta(dreq(Rds, &[], &["r1"], &r1.nonce), &s2).unwrap();
         assert!(r.is_empty());
         assert_eq!(type_status(&c, Rds).names, ["r2"]);
     }
@@ -2609,53 +2522,41 @@ mod tests {
         let s1 = base();
         let mut c = Connection::new(Protocol::Delta);
         for (ty, n) in [(Cds, vec![]), (Eds, vec!["a", "b"])] {
-            let r = done(c.handle_delta_request(dreq(ty, &n, &[], ""), &s1).unwrap());
-            c.handle_delta_request(dack(&r), &s1).unwrap();
+            let r = done(c.delta(dreq(ty, &n, &[], ""), &s1).unwrap());
+            c.delta(dack(&r), &s1).unwrap();
         }
         let mut s2 = s1.clone();
         s2.resources_mut(Cds).insert("a".into(), cluster("a", "2"));
-        let pushed = c.delta_snapshot_changed(&s2);
+        let pushed = c.delta_changed(&s2);
         assert_eq!(pushed.len(), 2);
         assert_eq!(dnames(&pushed[0]), ["a"]);
         assert_eq!(pushed[1].type_url, Eds.type_url());
         assert_eq!(dnames(&pushed[1]), ["a"]);
-        assert!(c.delta_snapshot_changed(&s2).is_empty());
+        assert!(c.delta_changed(&s2).is_empty());
 
         // Reconnect with a changed cluster: its CLA is sent although the client has it.
         let mut d = Connection::new(Protocol::Delta);
         let mut r = dreq(Cds, &[], &[], "");
         r.initial_resource_versions = versions(&s1, Cds);
-        assert_eq!(
-            dnames(&done(d.handle_delta_request(r, &s2).unwrap())),
-            ["a"]
-        );
+        assert_eq!(dnames(&done(d.delta(r, &s2).unwrap())), ["a"]);
         let mut r = dreq(Eds, &["a", "b"], &[], "");
         r.initial_resource_versions = versions(&s1, Eds);
-        assert_eq!(
-            dnames(&done(d.handle_delta_request(r, &s2).unwrap())),
-            ["a"]
-        );
+        assert_eq!(dnames(&done(d.delta(r, &s2).unwrap())), ["a"]);
     }
 
     #[test]
     fn delta_wildcard_explicit_overlap_unsubscribe_is_answered() {
         let s = base();
         let mut c = Connection::new(Protocol::Delta);
-        let r = done(
-            c.handle_delta_request(dreq(Cds, &["*", "a", "zz"], &[], ""), &s)
-                .unwrap(),
-        );
+        let r = done(c.delta(dreq(Cds, &["*", "a", "zz"], &[], ""), &s).unwrap());
         assert_eq!(dnames(&r), ["a", "b"]);
         assert_eq!(r.removed_resources, ["zz"]);
-        let r = done(
-            c.handle_delta_request(dreq(Cds, &[], &["a", "zz"], &r.nonce), &s)
-                .unwrap(),
-        );
+        let r = done(c.delta(dreq(Cds, &[], &["a", "zz"], &r.nonce), &s).unwrap());
         assert_eq!(dnames(&r), ["a"]);
         assert_eq!(r.removed_resources, ["zz"]);
         // Dropping the wildcard keeps only explicit names.
         assert!(
-            c.handle_delta_request(dreq(Cds, &["b"], &["*"], &r.nonce), &s)
+            c.delta(dreq(Cds, &["b"], &["*"], &r.nonce), &s)
                 .unwrap()
                 .len()
                 == 1
@@ -2668,8 +2569,7 @@ mod tests {
     fn status_serializes() {
         let s = base();
         let mut c = sotw_synced(&s);
-        c.handle_sotw_request(req(Cds, &[], "", "9999"), &s)
-            .unwrap();
+        c.sotw(req(Cds, &[], "", "9999"), &s).unwrap();
         let json = serde_json::to_value(c.status()).unwrap();
         assert_eq!(json["protocol"], "sotw");
         assert_eq!(json["types"].as_array().unwrap().len(), 4);
@@ -2724,7 +2624,7 @@ mod tests {
                 let err = (rnd(4) == 0).then(|| status("e"));
                 match proto {
                     Protocol::Sotw => {
-                        let _ = c.handle_sotw_request(
+                        let _ = c.sotw(
                             DiscoveryRequest {
                                 type_url: url,
                                 resource_names: names,
@@ -2735,10 +2635,10 @@ mod tests {
                             },
                             s,
                         );
-                        let _ = c.sotw_snapshot_changed(s);
+                        let _ = c.sotw_changed(s);
                     }
                     Protocol::Delta => {
-                        let _ = c.handle_delta_request(
+                        let _ = c.delta(
                             DeltaDiscoveryRequest {
                                 type_url: url,
                                 resource_names_subscribe: names,
@@ -2753,7 +2653,7 @@ mod tests {
                             },
                             s,
                         );
-                        let _ = c.delta_snapshot_changed(s);
+                        let _ = c.delta_changed(s);
                     }
                 }
                 let _ = c.status();

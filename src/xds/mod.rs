@@ -6,6 +6,7 @@ pub mod connection;
 pub mod json;
 pub mod resource;
 pub mod snapshot;
+pub mod wire;
 
 pub use resource::{Resource, ResourceType};
 pub use snapshot::Snapshot;
