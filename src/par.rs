@@ -2,6 +2,8 @@
 //! folder, encoding a cold start's resources), without a thread pool crate: scoped threads,
 //! one per core.
 
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `items.iter().map(f)`, in order, on every core when there are at least `min_per_thread`
@@ -47,6 +49,61 @@ pub fn map<T: Sync, R: Send>(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// `for item in items { then(item, f(item)) }`: `f` on every core (as [`map`]) while `then`
+/// runs on the calling thread, in order, on each result as soon as it and every one before
+/// it are ready. The caller's serial work on early items overlaps the workers' on later
+/// ones, instead of waiting for all of them. A panic in `f` is resumed on the caller's
+/// thread when its turn comes.
+pub fn map_then<T: Sync, R: Send>(
+    items: &[T],
+    min_per_thread: usize,
+    f: impl Fn(&T) -> R + Sync,
+    mut then: impl FnMut(&T, R),
+) {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len() / min_per_thread.max(1));
+    if threads <= 1 {
+        for item in items {
+            then(item, f(item));
+        }
+        return;
+    }
+    let next = AtomicUsize::new(0);
+    let (next, f) = (&next, &f);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..threads {
+            let tx = tx.clone();
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let result = catch_unwind(AssertUnwindSafe(|| f(item)));
+                let failed = result.is_err();
+                // The caller is gone only if it panicked: stop.
+                if tx.send((i, result)).is_err() || failed {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        // Results that arrived before an earlier one (a few: workers take items in turn).
+        let mut early = BTreeMap::new();
+        let mut due = 0;
+        for (i, result) in rx {
+            early.insert(i, result);
+            while let Some(result) = early.remove(&due) {
+                match result {
+                    Ok(r) => then(&items[due], r),
+                    Err(panic) => resume_unwind(panic),
+                }
+                due += 1;
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -56,5 +113,47 @@ mod tests {
         assert_eq!(super::map(&items, 64, |i| i * 2), doubled);
         assert_eq!(super::map(&[1, 2, 3], 64, |i| i + 1), [2, 3, 4]);
         assert!(super::map(&[] as &[u8], 1, |i| *i).is_empty());
+    }
+
+    #[test]
+    fn map_then_hands_over_every_result_in_order() {
+        let items: Vec<usize> = (0..2_000).collect();
+        for min in [1, 64, 10_000] {
+            let mut seen = Vec::new();
+            super::map_then(
+                &items,
+                min,
+                |i| {
+                    // Uneven cost, so results arrive out of order.
+                    if i % 7 == 0 {
+                        std::thread::yield_now();
+                    }
+                    i * 2
+                },
+                |i, r| seen.push((*i, r)),
+            );
+            let want: Vec<(usize, usize)> = items.iter().map(|i| (*i, i * 2)).collect();
+            assert_eq!(seen, want, "min_per_thread {min}");
+        }
+    }
+
+    #[test]
+    fn map_then_resumes_a_workers_panic() {
+        let items: Vec<usize> = (0..500).collect();
+        let mut before = 0;
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            super::map_then(
+                &items,
+                1,
+                |i| {
+                    assert!(*i != 300, "item 300");
+                    *i
+                },
+                |_, _| before += 1,
+            )
+        }));
+        assert!(panic.is_err());
+        // Everything before the failed item was handed over, nothing after it.
+        assert_eq!(before, 300);
     }
 }

@@ -31,9 +31,32 @@ impl fmt::Display for FileError {
     }
 }
 
+/// A file's size and modification time: it is re-read when either changes.
+type Stamp = (u64, Option<SystemTime>);
+
+/// Reads and parses `p` unless its stamp is `known` (the one already loaded).
+fn read_if_changed(
+    p: &Path,
+    known: Option<Stamp>,
+) -> Option<(Stamp, Result<Vec<Object>, FileError>)> {
+    let m = std::fs::metadata(p).ok()?;
+    let stamp = (m.len(), m.modified().ok());
+    if known == Some(stamp) {
+        return None;
+    }
+    let parsed = std::fs::read_to_string(p)
+        .map_err(|e| FileError {
+            path: p.to_path_buf(),
+            line: None,
+            message: e.to_string(),
+        })
+        .and_then(|text| parse_file(p, &text));
+    Some((stamp, parsed))
+}
+
 #[derive(Debug, Clone)]
 struct FileState {
-    stamp: (u64, Option<SystemTime>),
+    stamp: Stamp,
     /// The objects the file defines. The store holds the copy of each object's first
     /// file; only the other files' copies (duplicates) are kept here, in `shadowed`.
     objects: Vec<ObjectRef>,
@@ -153,49 +176,39 @@ impl Manifests {
 
     /// Re-reads one file if its size or modification time changed.
     fn refresh_file(&mut self, p: PathBuf, reload: &mut Reload) {
-        if let Some((stamp, parsed)) = self.read_if_changed(&p) {
+        let known = self.files.get(&p).map(|f| f.stamp);
+        if let Some((stamp, parsed)) = read_if_changed(&p, known) {
             self.settle_file(p, stamp, parsed, reload);
         }
     }
 
-    /// Reads and parses `p` unless its stamp is the one already loaded.
-    #[allow(clippy::type_complexity)]
-    fn read_if_changed(
-        &self,
-        p: &Path,
-    ) -> Option<((u64, Option<SystemTime>), Result<Vec<Object>, FileError>)> {
-        let m = std::fs::metadata(p).ok()?;
-        let stamp = (m.len(), m.modified().ok());
-        if self.files.get(p).is_some_and(|f| f.stamp == stamp) {
-            return None;
-        }
-        let parsed = std::fs::read_to_string(p)
-            .map_err(|e| FileError {
-                path: p.to_path_buf(),
-                line: None,
-                message: e.to_string(),
-            })
-            .and_then(|text| parse_file(p, &text));
-        Some((stamp, parsed))
-    }
-
-    /// Reads and parses the changed ones of `paths` on every core, then applies them in
-    /// path order (so which file owns a duplicate object does not depend on timing).
+    /// Reads and parses the changed ones of `paths` on every core while this thread applies
+    /// each in path order (so which file owns a duplicate object does not depend on timing).
     fn refresh_files(&mut self, paths: Vec<PathBuf>, reload: &mut Reload) {
-        let this = &*self;
-        let read = crate::par::map(&paths, 64, |p| this.read_if_changed(p));
-        for (p, read) in paths.into_iter().zip(read) {
-            if let Some((stamp, parsed)) = read {
-                self.settle_file(p, stamp, parsed, reload);
-            }
-        }
+        let paths: Vec<(PathBuf, Option<Stamp>)> = paths
+            .into_iter()
+            .map(|p| {
+                let known = self.files.get(&p).map(|f| f.stamp);
+                (p, known)
+            })
+            .collect();
+        crate::par::map_then(
+            &paths,
+            64,
+            |(p, known)| read_if_changed(p, *known),
+            |(p, _), read| {
+                if let Some((stamp, parsed)) = read {
+                    self.settle_file(p.clone(), stamp, parsed, reload);
+                }
+            },
+        );
     }
 
     /// Takes a file's new contents into the store (or records why it could not be read).
     fn settle_file(
         &mut self,
         p: PathBuf,
-        stamp: (u64, Option<SystemTime>),
+        stamp: Stamp,
         parsed: Result<Vec<Object>, FileError>,
         reload: &mut Reload,
     ) {
