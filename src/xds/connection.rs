@@ -34,6 +34,9 @@ const MAX_UNSERVED_TYPES: usize = 16;
 const MAX_EVENTS: usize = 1024;
 /// Unanswered delta responses remembered per type for ACK bookkeeping.
 const MAX_OUTSTANDING: usize = 16;
+/// Encoded resource bytes above which a delta response is split (a new Envoy's first
+/// sync at 10,000 Routes is ~30 MB).
+const MAX_RESPONSE_BYTES: usize = 4 << 20;
 /// Longest NACK message / type URL kept (client-controlled strings).
 const MAX_TEXT: usize = 4096;
 
@@ -589,7 +592,12 @@ impl Connection {
                                     for n in &sent.removed {
                                         st.acked.remove(n.as_str());
                                     }
-                                    st.acked.extend(sent.resources);
+                                    if st.acked.is_empty() {
+                                        // A first sync: no second copy of a big map.
+                                        st.acked = sent.resources;
+                                    } else {
+                                        st.acked.extend(sent.resources);
+                                    }
                                     sent.version
                                 }
                                 None => String::new(),
@@ -1105,35 +1113,42 @@ impl Connection {
                 TypeKey::Served(ty) => snap.type_version(*ty).to_string(),
                 TypeKey::Unserved(_) => aggregate_version(std::iter::empty()),
             };
-            let nonce = next_nonce(nonce_counter);
-            st.outstanding.push_back(ResponseStatus {
-                nonce: nonce.clone(),
-                version: version.clone(),
-                resources: view_map(&send),
-                removed: removed.clone(),
-            });
-            if st.outstanding.len() > MAX_OUTSTANDING {
-                st.outstanding.pop_front();
-            }
-            st.responses += 1;
-            push_event(
-                events,
-                events_dropped,
-                ConnectionEvent::Sent {
-                    type_url: key.type_url().to_string(),
+            // A large set goes in several responses (removals in the first): neither side
+            // holds one huge message, and the client can apply the first while the next is
+            // on its way.
+            let mut removed = Some(removed);
+            for part in by_size(&send, MAX_RESPONSE_BYTES) {
+                let removed = removed.take().unwrap_or_default();
+                let nonce = next_nonce(nonce_counter);
+                st.outstanding.push_back(ResponseStatus {
                     nonce: nonce.clone(),
                     version: version.clone(),
-                    resources: send.len(),
-                    removed: removed.len(),
-                },
-            );
-            out.push(DeltaResponse {
-                system_version_info: version,
-                resources: send.into_iter().cloned().collect(),
-                type_url: key.type_url().to_string(),
-                removed_resources: removed,
-                nonce,
-            });
+                    resources: view_map(part),
+                    removed: removed.clone(),
+                });
+                if st.outstanding.len() > MAX_OUTSTANDING {
+                    st.outstanding.pop_front();
+                }
+                st.responses += 1;
+                push_event(
+                    events,
+                    events_dropped,
+                    ConnectionEvent::Sent {
+                        type_url: key.type_url().to_string(),
+                        nonce: nonce.clone(),
+                        version: version.clone(),
+                        resources: part.len(),
+                        removed: removed.len(),
+                    },
+                );
+                out.push(DeltaResponse {
+                    system_version_info: version.clone(),
+                    resources: part.iter().map(|r| Arc::clone(r)).collect(),
+                    type_url: key.type_url().to_string(),
+                    removed_resources: removed,
+                    nonce,
+                });
+            }
         }
         out
     }
@@ -1288,6 +1303,26 @@ fn retain_warming(warming: &mut BTreeSet<String>, snap: &Snapshot) {
         snap.resources(ResourceType::Endpoint),
     );
     warming.retain(|n| clusters.contains_key(n.as_str()) && endpoints.contains_key(n.as_str()));
+}
+
+/// `resources` in consecutive parts of at most `limit` encoded bytes each (a larger resource
+/// alone); one empty part when there are none.
+fn by_size<'a, 'r>(
+    resources: &'a [&'r Arc<Resource>],
+    limit: usize,
+) -> Vec<&'a [&'r Arc<Resource>]> {
+    let mut parts = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, r) in resources.iter().enumerate() {
+        let size = r.value.len() + r.name.len();
+        if i > start && bytes + size > limit {
+            parts.push(&resources[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    parts.push(&resources[start..]);
+    parts
 }
 
 fn view_map(resources: &[&Arc<Resource>]) -> Versions {
@@ -2334,6 +2369,47 @@ mod tests {
         let empty = Snapshot::default();
         let resp = done(c.delta(dreq(Lds, &["*"], &[], ""), &empty).unwrap());
         assert!(resp.resources.is_empty());
+    }
+
+    #[test]
+    fn delta_large_set_goes_in_parts_each_acked() {
+        // Six clusters of ~1 MB: more than one response may carry.
+        let big = |name: &str| cluster(name, &"x".repeat(1 << 20));
+        let names = ["a", "b", "c", "d", "e", "f"];
+        let clusters: Vec<_> = names.iter().map(|n| big(n)).collect();
+        let mut s1 = snap(&clusters, &[], &[], &[]);
+        s1.resources_mut(Cds).remove("f");
+        let s1 = s1.published_after(None);
+        let mut c = Connection::new(Protocol::Delta);
+        let parts = c.delta(dreq(Cds, &[], &[], ""), &s1).unwrap();
+        assert!(parts.len() > 1, "{} parts", parts.len());
+        for p in &parts {
+            assert_eq!(p.type_url, Cds.type_url());
+            let bytes: usize = (p.resources.iter())
+                .map(|r| r.resource.as_ref().unwrap().value.len())
+                .sum();
+            assert!(
+                p.resources.len() == 1 || bytes <= MAX_RESPONSE_BYTES,
+                "{bytes} B"
+            );
+        }
+        // Every cluster once, in order, each part with its own nonce.
+        let sent: Vec<String> = parts.iter().flat_map(dnames).collect();
+        assert_eq!(sent, names[..5]);
+        let nonces: BTreeSet<&str> = parts.iter().map(|p| p.nonce.as_str()).collect();
+        assert_eq!(nonces.len(), parts.len());
+        // Not in sync until the last part is ACKed; removals ride in the first part.
+        for p in &parts {
+            assert!(!c.in_sync(&s1));
+            assert!(c.delta(dack(p), &s1).unwrap().is_empty());
+        }
+        assert!(c.in_sync(&s1));
+        assert_eq!(type_status(&c, Cds).acked_resources.unwrap().len(), 5);
+        let s2 = snap(&clusters[1..], &[], &[], &[]).published_after(Some(&s1));
+        let parts = c.delta_changed(&s2);
+        assert_eq!(parts[0].removed_resources, ["a"]);
+        assert_eq!(parts.iter().flat_map(dnames).collect::<Vec<_>>(), ["f"]);
+        assert!(parts[1..].iter().all(|p| p.removed_resources.is_empty()));
     }
 
     #[test]
