@@ -457,7 +457,14 @@ impl Connection {
         if answers_latest {
             if !st.answered {
                 st.answered = true;
-                let sent = st.latest.clone();
+                // Answered: its record of what it carried moves to the ACK/NACK bookkeeping
+                // (no copy of a type's whole view is kept or made).
+                let sent = st.latest.as_mut().map(|l| ResponseStatus {
+                    nonce: l.nonce.clone(),
+                    version: l.version.clone(),
+                    resources: std::mem::take(&mut l.resources),
+                    removed: std::mem::take(&mut l.removed),
+                });
                 released = warming_answered(&key, sent.as_ref(), error_detail.is_some());
                 event = Some(match error_detail {
                     Some(err) => record_nack(
@@ -473,7 +480,7 @@ impl Connection {
                         let (version, resources) =
                             sent.map(|s| (s.version, s.resources)).unwrap_or_default();
                         // A partial (EDS re-send) response adds to what was ACKed before.
-                        st.acked.extend(resources);
+                        add_acked(&mut st.acked, resources);
                         let view = &st.view;
                         st.acked.retain(|n, _| view.contains_key(n));
                         st.acked_version = Some(version.clone());
@@ -592,12 +599,7 @@ impl Connection {
                                     for n in &sent.removed {
                                         st.acked.remove(n.as_str());
                                     }
-                                    if st.acked.is_empty() {
-                                        // A first sync: no second copy of a big map.
-                                        st.acked = sent.resources;
-                                    } else {
-                                        st.acked.extend(sent.resources);
-                                    }
+                                    add_acked(&mut st.acked, sent.resources);
                                     sent.version
                                 }
                                 None => String::new(),
@@ -1323,6 +1325,16 @@ fn by_size<'a, 'r>(
     }
     parts.push(&resources[start..]);
     parts
+}
+
+/// Adds what an ACKed response carried to what the client has ACKed. A first sync takes
+/// the map itself: no second copy of a type's whole view is built.
+fn add_acked(acked: &mut Versions, sent: Versions) {
+    if acked.is_empty() {
+        *acked = sent;
+    } else {
+        acked.extend(sent);
+    }
 }
 
 fn view_map(resources: &[&Arc<Resource>]) -> Versions {
