@@ -347,6 +347,10 @@ struct DeltaState {
     resend: BTreeSet<String>,
     /// First wildcard request: answer even if empty so Envoy finishes initialising.
     reply_pending: bool,
+    /// The snapshot this type was last synced against, with its subscription as it is now:
+    /// a request that changes nothing of this type needs no new look at its resources (a
+    /// new Envoy subscribes to routes in several requests as it learns their names).
+    looked: Option<u64>,
     outstanding: VecDeque<ResponseStatus>,
     /// Names of NACKed responses not since ACKed in a later one: the client lacks them.
     rejected: BTreeSet<String>,
@@ -665,6 +669,9 @@ impl Connection {
         }
         let subscription_changed =
             !resource_names_subscribe.is_empty() || !resource_names_unsubscribe.is_empty();
+        if subscription_changed {
+            st.looked = None;
+        }
         for name in resource_names_subscribe {
             if name == "*" {
                 st.sub.wildcard = true;
@@ -1068,6 +1075,15 @@ impl Connection {
             }
             let all = key.resources(snap);
             let is_eds = key.is(ResourceType::Endpoint);
+            let settled = changes.is_none()
+                && st.looked == Some(snap.id())
+                && st.resend.is_empty()
+                && !st.reply_pending
+                && (!is_eds || eds_resend.is_empty());
+            if settled {
+                continue;
+            }
+            st.looked = Some(snap.id());
             let (send, removed) = match (changes, key) {
                 (Some(ch), TypeKey::Served(ty)) => {
                     changed_delta(st, all, ch.names(*ty), is_eds, eds_resend)
