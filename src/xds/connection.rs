@@ -384,6 +384,8 @@ pub struct Connection {
     /// subscription (an ACK) needs no look at a snapshot already synced — which keeps ACKs
     /// cheap however many resources there are.
     synced: Option<u64>,
+    /// [`MAX_RESPONSE_BYTES`] (smaller in tests).
+    part_bytes: usize,
 }
 
 impl Connection {
@@ -399,6 +401,7 @@ impl Connection {
             events_dropped: 0,
             synced: None,
             warming: BTreeSet::new(),
+            part_bytes: MAX_RESPONSE_BYTES,
         }
     }
 
@@ -1065,6 +1068,7 @@ impl Connection {
             nonce_counter,
             events,
             events_dropped,
+            part_bytes,
             ..
         } = self;
         retain_warming(warming, snap);
@@ -1135,7 +1139,10 @@ impl Connection {
             // holds one huge message, and the client can apply the first while the next is
             // on its way.
             let mut removed = Some(removed);
-            for part in by_size(&send, MAX_RESPONSE_BYTES) {
+            let parts = by_size(&send, *part_bytes);
+            // Every part's answer must be recognised, however many there are.
+            let keep = MAX_OUTSTANDING.max(parts.len());
+            for part in parts {
                 let removed = removed.take().unwrap_or_default();
                 let nonce = next_nonce(nonce_counter);
                 st.outstanding.push_back(ResponseStatus {
@@ -1144,7 +1151,7 @@ impl Connection {
                     resources: view_map(part),
                     removed: removed.clone(),
                 });
-                if st.outstanding.len() > MAX_OUTSTANDING {
+                while st.outstanding.len() > keep {
                     st.outstanding.pop_front();
                 }
                 st.responses += 1;
@@ -2438,6 +2445,26 @@ mod tests {
         assert_eq!(parts[0].removed_resources, ["a"]);
         assert_eq!(parts.iter().flat_map(dnames).collect::<Vec<_>>(), ["f"]);
         assert!(parts[1..].iter().all(|p| p.removed_resources.is_empty()));
+    }
+
+    #[test]
+    fn delta_more_parts_than_outstanding_responses_are_all_recognised() {
+        let names: Vec<String> = (0..MAX_OUTSTANDING + 4)
+            .map(|i| format!("c{i:02}"))
+            .collect();
+        let clusters: Vec<_> = names.iter().map(|n| cluster(n, "1")).collect();
+        let s = snap(&clusters, &[], &[], &[]);
+        let mut c = Connection::new(Protocol::Delta);
+        c.part_bytes = 1; // one resource per response
+        let parts = c.delta(dreq(Cds, &[], &[], ""), &s).unwrap();
+        assert_eq!(parts.len(), names.len());
+        for p in &parts {
+            c.delta(dack(p), &s).unwrap();
+        }
+        let st = type_status(&c, Cds);
+        assert_eq!(st.acks, names.len() as u64);
+        assert_eq!(st.acked_resources.unwrap().len(), names.len());
+        assert!(c.in_sync(&s));
     }
 
     #[test]
