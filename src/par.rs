@@ -14,10 +14,7 @@ pub fn map<T: Sync, R: Send>(
     min_per_thread: usize,
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(items.len() / min_per_thread.max(1));
+    let threads = threads_for(items.len(), min_per_thread);
     if threads <= 1 {
         return items.iter().map(f).collect();
     }
@@ -49,6 +46,14 @@ pub fn map<T: Sync, R: Send>(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// One per core, but none with fewer than `min_per_thread` items.
+fn threads_for(items: usize, min_per_thread: usize) -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items / min_per_thread.max(1))
+}
+
 /// `for item in items { then(item, f(item)) }`: `f` on every core (as [`map`]) while `then`
 /// runs on the calling thread, in order, on each result as soon as it and every one before
 /// it are ready. The caller's serial work on early items overlaps the workers' on later
@@ -60,10 +65,7 @@ pub fn map_then<T: Sync, R: Send>(
     f: impl Fn(&T) -> R + Sync,
     mut then: impl FnMut(&T, R),
 ) {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(items.len() / min_per_thread.max(1));
+    let threads = threads_for(items.len(), min_per_thread);
     if threads <= 1 {
         for item in items {
             then(item, f(item));

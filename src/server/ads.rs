@@ -83,25 +83,32 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let shared = self.shared.clone();
         let limit = Some(self.max_decoding_message_size);
-        match req.uri().path().strip_prefix(concat!(
-            "/envoy.service.discovery.v3.AggregatedDiscoveryService",
-            "/"
-        )) {
-            Some("StreamAggregatedResources") => Box::pin(async move {
-                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
-                    .apply_max_message_size_config(limit, None);
-                let rpc = Rpc::<Sotw>(shared, std::marker::PhantomData);
-                Ok(grpc.streaming(rpc, req).await)
-            }),
-            Some("DeltaAggregatedResources") => Box::pin(async move {
-                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
-                    .apply_max_message_size_config(limit, None);
-                let rpc = Rpc::<Delta>(shared, std::marker::PhantomData);
-                Ok(grpc.streaming(rpc, req).await)
-            }),
+        let method = (req.uri().path().strip_prefix('/'))
+            .and_then(|p| p.strip_prefix(AdsService::NAME))
+            .and_then(|p| p.strip_prefix('/'));
+        match method {
+            Some("StreamAggregatedResources") => Box::pin(rpc::<Sotw, B>(shared, limit, req)),
+            Some("DeltaAggregatedResources") => Box::pin(rpc::<Delta, B>(shared, limit, req)),
             _ => Box::pin(async move { Ok(Status::unimplemented("").into_http()) }),
         }
     }
+}
+
+/// Serves one ADS call of flavour `F` (requests up to `limit` bytes).
+async fn rpc<F: Flavor, B>(
+    shared: Arc<Shared>,
+    limit: Option<usize>,
+    req: http::Request<B>,
+) -> Result<http::Response<tonic::body::Body>, std::convert::Infallible>
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+        .apply_max_message_size_config(limit, None);
+    Ok(grpc
+        .streaming(Rpc::<F>(shared, std::marker::PhantomData), req)
+        .await)
 }
 
 /// The protocol-specific half of a stream.

@@ -174,10 +174,14 @@ impl Manifests {
         }
     }
 
+    /// The stamp of the file's loaded contents.
+    fn stamp_of(&self, p: &Path) -> Option<Stamp> {
+        self.files.get(p).map(|f| f.stamp)
+    }
+
     /// Re-reads one file if its size or modification time changed.
     fn refresh_file(&mut self, p: PathBuf, reload: &mut Reload) {
-        let known = self.files.get(&p).map(|f| f.stamp);
-        if let Some((stamp, parsed)) = read_if_changed(&p, known) {
+        if let Some((stamp, parsed)) = read_if_changed(&p, self.stamp_of(&p)) {
             self.settle_file(p, stamp, parsed, reload);
         }
     }
@@ -188,7 +192,7 @@ impl Manifests {
         let paths: Vec<(PathBuf, Option<Stamp>)> = paths
             .into_iter()
             .map(|p| {
-                let known = self.files.get(&p).map(|f| f.stamp);
+                let known = self.stamp_of(&p);
                 (p, known)
             })
             .collect();

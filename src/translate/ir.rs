@@ -79,15 +79,15 @@ impl Backend {
 impl Ingress {
     /// Every host of every rule.
     pub fn hosts(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().flat_map(|r| r.hosts.iter().map(|h| &**h))
+        self.host_arcs().map(|h| &**h)
     }
 
-    /// Every backend any split uses.
-    /// The hosts as the shared strings the rules hold.
+    /// [`Ingress::hosts`] as the shared strings the rules hold.
     pub fn host_arcs(&self) -> impl Iterator<Item = &std::sync::Arc<str>> {
         self.rules.iter().flat_map(|r| r.hosts.iter())
     }
 
+    /// Every backend any split uses.
     pub fn backends(&self) -> impl Iterator<Item = &Backend> {
         self.rules
             .iter()

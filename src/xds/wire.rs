@@ -130,16 +130,6 @@ fn put_delta_resource(tag: u32, r: &Resource, buf: &mut impl BufMut) {
     put_str(3, r.name.as_bytes(), buf);
 }
 
-/// Decoding is not supported: every field is skipped (these types are only ever sent).
-fn skip(
-    tag: u32,
-    wire_type: WireType,
-    buf: &mut impl Buf,
-    ctx: DecodeContext,
-) -> Result<(), DecodeError> {
-    skip_field(wire_type, tag, buf, ctx)
-}
-
 impl Message for SotwResponse {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         put_str(1, self.version_info.as_bytes(), buf);
@@ -157,7 +147,8 @@ impl Message for SotwResponse {
         buf: &mut impl Buf,
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
-        skip(tag, wire_type, buf, ctx)
+        // Decoding is not supported: every field is skipped (these types are only sent).
+        skip_field(wire_type, tag, buf, ctx)
     }
 
     fn encoded_len(&self) -> usize {
@@ -198,7 +189,8 @@ impl Message for DeltaResponse {
         buf: &mut impl Buf,
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
-        skip(tag, wire_type, buf, ctx)
+        // Decoding is not supported: every field is skipped (these types are only sent).
+        skip_field(wire_type, tag, buf, ctx)
     }
 
     fn encoded_len(&self) -> usize {
