@@ -10,7 +10,7 @@ use anyhow::Context;
 use tracing::{error, info};
 
 use crate::server::grpc::{Csds, Inspect};
-use crate::server::{admin, ads::AdsService, Shared};
+use crate::server::{admin, ads::AdsService, lazy::Lazy, Shared};
 use crate::sources::kube::{self as kube_source, KubeOptions};
 use crate::sources::manifests::Manifests;
 use crate::sources::watch::FolderWatch;
@@ -292,35 +292,35 @@ async fn coalesce(
     }
 }
 
+const CSDS: &str = "envoy.service.status.v3.ClientStatusDiscoveryService";
+const INSPECT: &str = "knative_xds.v1.Inspect";
+
+/// gRPC reflection of every service we serve, with the Envoy API (for `Any` payloads).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::xds::json::descriptor_set())
+        .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(AdsService::NAME)
+        .with_service_name(CSDS)
+        .with_service_name(INSPECT)
+        .with_service_name("grpc.health.v1.Health")
+}
+
 /// Every gRPC service of the xDS port: ADS, CSDS, our Inspect API, health, reflection.
 async fn grpc_services(shared: Arc<Shared>) -> anyhow::Result<tonic::transport::server::Router> {
     use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
 
-    const ADS: &str = AdsService::NAME;
-    const CSDS: &str = "envoy.service.status.v3.ClientStatusDiscoveryService";
-    const INSPECT: &str = "knative_xds.v1.Inspect";
-
     let (health, health_service) = tonic_health::server::health_reporter();
     // The port only opens after the first snapshot, so everything is serving from the start.
-    for name in ["", ADS, CSDS, INSPECT] {
+    for name in ["", AdsService::NAME, CSDS, INSPECT] {
         health
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
     }
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::xds::json::descriptor_set())
-            .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name(ADS)
-            .with_service_name(CSDS)
-            .with_service_name(INSPECT)
-            .with_service_name("grpc.health.v1.Health")
-    };
-    let reflection_v1 = reflection().build_v1().context("gRPC reflection (v1)")?;
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .context("gRPC reflection (v1alpha)")?;
+    // Built on grpcurl's first request: see `Lazy`.
+    let reflection_v1 = Lazy::new(|| reflection().build_v1().map_err(|e| e.to_string()));
+    let reflection_v1alpha = Lazy::new(|| reflection().build_v1alpha().map_err(|e| e.to_string()));
     Ok(tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(AdsService::new(shared.clone(), 64 << 20))
@@ -333,4 +333,14 @@ async fn grpc_services(shared: Arc<Shared>) -> anyhow::Result<tonic::transport::
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Reflection is built on first use, so the start no longer proves its inputs decode.
+    #[test]
+    fn reflection_builds_from_the_compiled_in_descriptors() {
+        super::reflection().build_v1().expect("v1");
+        super::reflection().build_v1alpha().expect("v1alpha");
+    }
 }

@@ -159,7 +159,7 @@ impl KnativeConfig {
     /// Knative's `LookupDomainForLabels`: the cluster-local domain for the visibility label,
     /// else the matching selector with the most keys (ties: the smallest domain).
     pub fn domain_for_labels(&self, labels: &super::StrMap) -> String {
-        if labels.get(VISIBILITY_LABEL).map(String::as_str) == Some(VISIBILITY_CLUSTER_LOCAL) {
+        if labels.get(VISIBILITY_LABEL) == Some(VISIBILITY_CLUSTER_LOCAL) {
             return self.cluster_local_domain();
         }
         let mut best: Option<&DomainEntry> = None;

@@ -430,7 +430,7 @@ impl Store {
             // now see their set of Revisions change; the index moves only on a relabel.
             let old = self.configuration_of_revision(&key);
             let new = (r.metadata.labels.get(CONFIGURATION_LABEL))
-                .map(|c| ObjectKey::new(key.namespace.clone(), c.as_str()));
+                .map(|c| ObjectKey::new(key.namespace.clone(), c));
             if let Some(old) = &old {
                 self.bump(Dep::ConfigurationRevisions(old.clone()));
             }
@@ -473,7 +473,7 @@ impl Store {
                 self.delete(Kind::EndpointSlice, &key);
                 self.bump(Dep::Object(kind, key.clone()));
                 if let Some(svc) = o.metadata.labels.get(SERVICE_NAME_LABEL) {
-                    let idx = ObjectKey::new(key.namespace.clone(), svc.as_str());
+                    let idx = ObjectKey::new(key.namespace.clone(), svc);
                     self.bump(Dep::ServiceSlices(idx.clone()));
                     index_insert(&mut self.slices_by_service, idx, &key);
                 }
@@ -590,7 +590,7 @@ impl Store {
                     return false;
                 };
                 if let Some(svc) = old.metadata.labels.get(SERVICE_NAME_LABEL) {
-                    let idx = ObjectKey::new(key.namespace.clone(), svc.as_str());
+                    let idx = ObjectKey::new(key.namespace.clone(), svc);
                     self.bump(Dep::ServiceSlices(idx.clone()));
                     index_remove(&mut self.slices_by_service, &idx, key);
                 }
@@ -620,7 +620,7 @@ impl Store {
     fn configuration_of_revision(&self, key: &ObjectKey) -> Option<ObjectKey> {
         let r = self.revisions.get(key)?;
         let c = r.metadata.labels.get(CONFIGURATION_LABEL)?;
-        Some(ObjectKey::new(key.namespace.clone(), c.as_str()))
+        Some(ObjectKey::new(key.namespace.clone(), c))
     }
 
     /// When `dep` last changed; `None` if it does not exist (or never changed).

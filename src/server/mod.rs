@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod ads;
 pub mod grpc;
+pub mod lazy;
 pub mod metrics;
 pub mod state;
 

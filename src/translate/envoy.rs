@@ -487,7 +487,7 @@ fn set_headers(headers: &super::ir::Headers) -> Vec<HeaderValueOption> {
         .map(|(k, v)| HeaderValueOption {
             header: Some(HeaderValue {
                 key: k.to_string(),
-                value: v.clone(),
+                value: v.to_string(),
                 ..Default::default()
             }),
             // Knative's appendHeaders set, never append.
@@ -513,7 +513,7 @@ fn route_match(path: &HttpPath) -> RouteMatch {
                 name: k.to_string(),
                 header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
                     StringMatcher {
-                        match_pattern: Some(string_matcher::MatchPattern::Exact(v.clone())),
+                        match_pattern: Some(string_matcher::MatchPattern::Exact(v.to_string())),
                         ..Default::default()
                     },
                 )),

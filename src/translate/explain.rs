@@ -141,7 +141,7 @@ pub fn explain<I: std::borrow::Borrow<Ingress>>(ingresses: &[I], req: &Request) 
             headers: s
                 .append_headers
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         })
         .collect();
@@ -163,13 +163,13 @@ pub fn explain<I: std::borrow::Borrow<Ingress>>(ingresses: &[I], req: &Request) 
             header_matches: p
                 .headers
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             targets,
             headers: p
                 .append_headers
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             host_rewrite: p.rewrite_host.clone(),
             source: ing.origin.clone(),

@@ -27,10 +27,7 @@ const HASH_OVERRIDE: &str = "override";
 
 /// The ingress class a KIngress asks for (`None` without the annotation).
 pub fn class_of(k: &KIngress) -> Option<&str> {
-    k.metadata
-        .annotations
-        .get(CLASS_ANNOTATION)
-        .map(String::as_str)
+    k.metadata.annotations.get(CLASS_ANNOTATION)
 }
 
 /// Knative's `ComputeHash` as lowercase hex: sha256(json.Marshal(spec) ‖ namespace ‖ name),
@@ -200,7 +197,7 @@ pub fn translate_kingress(k: &KIngress, store: &Store) -> Result<Ingress, Vec<Pr
             .iter()
             .map(|p| {
                 let mut probe = p.clone();
-                probe.headers.insert(HASH_HEADER, HASH_OVERRIDE.to_string());
+                probe.headers.insert(HASH_HEADER, HASH_OVERRIDE);
                 probe.append_headers.insert(HASH_HEADER, hash.clone());
                 probe
             })

@@ -421,7 +421,7 @@ pub fn make_ingress(
                 .collect();
             let mut base = base;
             base.append_headers
-                .insert(headers::DEFAULT_ROUTE, "true".to_string());
+                .insert(headers::DEFAULT_ROUTE, "true");
             paths.push(base);
             paths
         } else {

@@ -278,12 +278,12 @@ pub fn path(splits: Vec<Split>) -> HttpPath {
 }
 
 pub fn with_append(mut p: HttpPath, key: &str, value: &str) -> HttpPath {
-    p.append_headers.insert(key.to_string(), value.to_string());
+    p.append_headers.insert(key, value);
     p
 }
 
 pub fn with_header_match(mut p: HttpPath, key: &str, value: &str) -> HttpPath {
-    p.headers.insert(key.to_string(), value.to_string());
+    p.headers.insert(key, value);
     p
 }
 

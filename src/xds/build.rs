@@ -574,7 +574,7 @@ mod tests {
                 r.metadata.name = format!("{}-new", r.metadata.name);
                 r.metadata.labels.insert(
                     crate::translate::route::CONFIGURATION_GENERATION_LABEL,
-                    "99".into(),
+                    "99",
                 );
                 store.apply(Object::Revision(r));
                 check(&store, &mut b, &mut t, "newer revision");

@@ -69,7 +69,7 @@ fn domain_mapping_rewrites_host_and_adds_original_host() {
     let mut expected_split = split("hello-00001", 80, 100);
     expected_split
         .append_headers
-        .insert(headers::ORIGINAL_HOST, DOMAIN.into());
+        .insert(headers::ORIGINAL_HOST, DOMAIN);
     assert_eq!(
         ing.rules,
         [Rule {
@@ -101,7 +101,7 @@ fn domain_mapping_to_a_route_with_tag_header_routing_keeps_its_paths() {
     let paths = &ing.rules[0].paths;
     let tags: Vec<_> = paths
         .iter()
-        .map(|p| p.headers.get(headers::TAG).cloned())
+        .map(|p| p.headers.get(headers::TAG).map(str::to_string))
         .collect();
     assert_eq!(tags, [Some("new".into()), Some("old".into()), None]);
     for p in paths.iter() {
@@ -109,11 +109,10 @@ fn domain_mapping_to_a_route_with_tag_header_routing_keeps_its_paths() {
             p.rewrite_host.as_deref(),
             Some("hello.default.svc.cluster.local")
         );
-        assert!(p.splits.iter().all(|s| s
-            .append_headers
-            .get(headers::ORIGINAL_HOST)
-            .map(String::as_str)
-            == Some(DOMAIN)));
+        assert!(p
+            .splits
+            .iter()
+            .all(|s| s.append_headers.get(headers::ORIGINAL_HOST) == Some(DOMAIN)));
     }
 }
 

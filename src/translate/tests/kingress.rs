@@ -83,11 +83,8 @@ fn probe_paths_come_first_and_set_the_hash() {
     for (i, prefix) in ["/foo", "/"].iter().enumerate() {
         let probe = &paths[i];
         assert_eq!(probe.prefix, *prefix);
-        assert_eq!(
-            probe.headers.get(HASH_HEADER).map(String::as_str),
-            Some("override")
-        );
-        assert_eq!(probe.append_headers.get(HASH_HEADER), Some(&hash));
+        assert_eq!(probe.headers.get(HASH_HEADER), Some("override"));
+        assert_eq!(probe.append_headers.get(HASH_HEADER), Some(hash.as_str()));
         let normal = &paths[i + 2];
         assert_eq!(normal.prefix, *prefix);
         assert!(normal.headers.is_empty() && !normal.append_headers.contains_key(HASH_HEADER));
@@ -237,7 +234,7 @@ fn only_our_class_is_served_and_routes_are_ignored_in_ingress_mode() {
     theirs.spec.rules[0].hosts = vec!["theirs.example.com".into()];
     theirs.metadata.annotations.insert(
         crate::translate::kingress::CLASS_ANNOTATION,
-        "kourier.ingress.networking.knative.dev".into(),
+        "kourier.ingress.networking.knative.dev",
     );
     let mut unannotated = theirs.clone();
     unannotated.metadata.name = "none".into();
