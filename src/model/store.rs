@@ -247,9 +247,30 @@ impl Object {
 
 /// The objects of one kind by key: a `BTreeMap` whose values are boxed. A B-tree node holds
 /// eleven entries and is often half full; unboxed, each entry would cost the whole object
-/// (up to ~400 bytes) again in empty slots.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Objects<T>(BTreeMap<ObjectKey, Box<T>>);
+/// (up to ~400 bytes) again in empty slots. Each object carries its [`Store::stamp`].
+#[derive(Debug, Clone)]
+pub struct Objects<T>(BTreeMap<ObjectKey, Box<Stamped<T>>>);
+
+#[derive(Debug, Clone)]
+pub struct Stamped<T> {
+    stamp: u64,
+    value: T,
+}
+
+/// A number never handed out before in this process, so stamps never repeat across stores
+/// (a cache filled from one store must not mistake another store's objects for the ones it
+/// saw).
+fn next_stamp() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Stamps are not part of the value: two stores with the same objects are equal.
+impl<T: PartialEq> PartialEq for Objects<T> {
+    fn eq(&self, other: &Objects<T>) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
 
 impl<T> Default for Objects<T> {
     fn default() -> Self {
@@ -259,26 +280,34 @@ impl<T> Default for Objects<T> {
 
 impl<T> Objects<T> {
     pub fn get(&self, key: &ObjectKey) -> Option<&T> {
-        self.0.get(key).map(|b| &**b)
+        self.0.get(key).map(|b| &b.value)
+    }
+
+    /// When the object last changed (`None`: not here).
+    pub fn stamp(&self, key: &ObjectKey) -> Option<u64> {
+        self.0.get(key).map(|b| b.stamp)
     }
 
     pub fn contains_key(&self, key: &ObjectKey) -> bool {
         self.0.contains_key(key)
     }
 
+    /// Inserts or replaces the object, with a fresh stamp.
     pub fn insert(&mut self, key: ObjectKey, value: T) -> Option<T> {
-        self.0.insert(key, Box::new(value)).map(|b| *b)
+        let stamp = next_stamp();
+        let old = self.0.insert(key, Box::new(Stamped { stamp, value }));
+        old.map(|b| b.value)
     }
 
     pub fn remove(&mut self, key: &ObjectKey) -> Option<T> {
-        self.0.remove(key).map(|b| *b)
+        self.0.remove(key).map(|b| b.value)
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&ObjectKey, &T)> {
-        self.0.iter().map(|(k, v)| (k, &**v))
+        self.0.iter().map(|(k, v)| (k, &v.value))
     }
 
-    pub fn keys(&self) -> std::collections::btree_map::Keys<'_, ObjectKey, Box<T>> {
+    pub fn keys(&self) -> std::collections::btree_map::Keys<'_, ObjectKey, Box<Stamped<T>>> {
         self.0.keys()
     }
 
@@ -286,11 +315,11 @@ impl<T> Objects<T> {
         &self,
         range: impl std::ops::RangeBounds<ObjectKey>,
     ) -> impl DoubleEndedIterator<Item = (&ObjectKey, &T)> {
-        self.0.range(range).map(|(k, v)| (k, &**v))
+        self.0.range(range).map(|(k, v)| (k, &v.value))
     }
 
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &T> {
-        self.0.values().map(|v| &**v)
+        self.0.values().map(|v| &v.value)
     }
 
     pub fn len(&self) -> usize {
@@ -305,18 +334,18 @@ impl<T> Objects<T> {
 impl<T> std::ops::Index<&ObjectKey> for Objects<T> {
     type Output = T;
     fn index(&self, key: &ObjectKey) -> &T {
-        &self.0[key]
+        &self.0[key].value
     }
 }
 
 impl<'a, T> IntoIterator for &'a Objects<T> {
     type Item = (&'a ObjectKey, &'a T);
     type IntoIter = std::iter::Map<
-        std::collections::btree_map::Iter<'a, ObjectKey, Box<T>>,
-        fn((&'a ObjectKey, &'a Box<T>)) -> (&'a ObjectKey, &'a T),
+        std::collections::btree_map::Iter<'a, ObjectKey, Box<Stamped<T>>>,
+        fn((&'a ObjectKey, &'a Box<Stamped<T>>)) -> (&'a ObjectKey, &'a T),
     >;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (k, &**v))
+        self.0.iter().map(|(k, v)| (k, &v.value))
     }
 }
 
@@ -342,9 +371,6 @@ pub struct Store {
     /// (namespace, configuration name) → the keys of the Revisions labelled with it: a
     /// Configuration's latest ready Revision is found without walking its namespace.
     revisions_by_configuration: Index,
-    /// A fresh number each time an object (or a Configuration's set of Revisions) changes:
-    /// lets translation tell, without comparing objects, whether its inputs changed.
-    stamps: foldhash::HashMap<Dep, u64>,
     /// What changed since the last [`Store::take_dirty`]: lets the serve loop translate
     /// only what a change touches.
     dirty: Dirty,
@@ -378,12 +404,34 @@ const CONFIGURATION_LABEL: &str = "serving.knative.dev/configuration";
 
 /// Keys grouped under another key, each group a sorted `Vec`: nearly always one entry, and
 /// a `BTreeSet` node is ~0.5 KB.
-type Index = BTreeMap<ObjectKey, Vec<ObjectKey>>;
+type Index = BTreeMap<ObjectKey, Group>;
+
+/// One group of an [`Index`], with the stamp of its last change (see [`Store::stamp`]).
+#[derive(Debug, Clone, Default)]
+struct Group {
+    stamp: u64,
+    keys: Vec<ObjectKey>,
+}
+
+/// Stamps are not part of the value, as for [`Objects`].
+impl PartialEq for Group {
+    fn eq(&self, other: &Group) -> bool {
+        self.keys == other.keys
+    }
+}
 
 fn index_insert(index: &mut Index, at: ObjectKey, key: &ObjectKey) {
-    let keys = index.entry(at).or_default();
-    if let Err(i) = keys.binary_search(key) {
-        keys.insert(i, key.clone());
+    let group = index.entry(at).or_default();
+    group.stamp = next_stamp();
+    if let Err(i) = group.keys.binary_search(key) {
+        group.keys.insert(i, key.clone());
+    }
+}
+
+/// Marks a group changed (one of its objects changed).
+fn index_touch(index: &mut Index, at: &ObjectKey) {
+    if let Some(group) = index.get_mut(at) {
+        group.stamp = next_stamp();
     }
 }
 
@@ -397,14 +445,15 @@ fn indexed<'a, T>(
     index
         .get(&ObjectKey::new(namespace, name))
         .into_iter()
-        .flatten()
+        .flat_map(|g| &g.keys)
         .filter_map(|k| objects.get(k))
 }
 
 fn index_remove(index: &mut Index, at: &ObjectKey, key: &ObjectKey) {
-    if let Some(keys) = index.get_mut(at) {
-        keys.retain(|k| k != key);
-        if keys.is_empty() {
+    if let Some(group) = index.get_mut(at) {
+        group.stamp = next_stamp();
+        group.keys.retain(|k| k != key);
+        if group.keys.is_empty() {
             index.remove(at);
         }
     }
@@ -431,22 +480,24 @@ impl Store {
             let old = self.configuration_of_revision(&key);
             let new = (r.metadata.labels.get(CONFIGURATION_LABEL))
                 .map(|c| ObjectKey::new(key.namespace.clone(), c));
-            if let Some(old) = &old {
-                self.bump(Dep::ConfigurationRevisions(old.clone()));
-            }
-            if let Some(new) = &new {
-                self.bump(Dep::ConfigurationRevisions(new.clone()));
-            }
-            if old != new {
+            let index = &mut self.revisions_by_configuration;
+            if old == new {
+                if let Some(c) = &old {
+                    index_touch(index, c);
+                }
+            } else {
                 if let Some(old) = &old {
-                    index_remove(&mut self.revisions_by_configuration, old, &key);
+                    index_remove(index, old, &key);
                 }
-                if let Some(new) = new {
-                    index_insert(&mut self.revisions_by_configuration, new, &key);
+                if let Some(new) = &new {
+                    index_insert(index, new.clone(), &key);
                 }
             }
+            let dirty = &mut self.dirty.0;
+            dirty.extend(old.into_iter().map(Dep::ConfigurationRevisions));
+            dirty.extend(new.into_iter().map(Dep::ConfigurationRevisions));
         }
-        self.bump(Dep::Object(kind, key.clone()));
+        self.dirty.0.insert(Dep::Object(kind, key.clone()));
         match obj {
             Object::KService(o) => {
                 self.kservices.insert(key, o);
@@ -471,10 +522,9 @@ impl Store {
             }
             Object::EndpointSlice(o) => {
                 self.delete(Kind::EndpointSlice, &key);
-                self.bump(Dep::Object(kind, key.clone()));
                 if let Some(svc) = o.metadata.labels.get(SERVICE_NAME_LABEL) {
                     let idx = ObjectKey::new(key.namespace.clone(), svc);
-                    self.bump(Dep::ServiceSlices(idx.clone()));
+                    self.dirty.0.insert(Dep::ServiceSlices(idx.clone()));
                     index_insert(&mut self.slices_by_service, idx, &key);
                 }
                 self.endpoint_slices.insert(key, o);
@@ -571,11 +621,10 @@ impl Store {
     pub fn delete(&mut self, kind: Kind, key: &ObjectKey) -> bool {
         if kind == Kind::Revision {
             if let Some(config) = self.configuration_of_revision(key) {
-                self.bump(Dep::ConfigurationRevisions(config.clone()));
                 index_remove(&mut self.revisions_by_configuration, &config, key);
+                self.dirty.0.insert(Dep::ConfigurationRevisions(config));
             }
         }
-        self.stamps.remove(&Dep::Object(kind, key.clone()));
         self.dirty.0.insert(Dep::Object(kind, key.clone()));
         match kind {
             Kind::KService => self.kservices.remove(key).is_some(),
@@ -591,23 +640,14 @@ impl Store {
                 };
                 if let Some(svc) = old.metadata.labels.get(SERVICE_NAME_LABEL) {
                     let idx = ObjectKey::new(key.namespace.clone(), svc);
-                    self.bump(Dep::ServiceSlices(idx.clone()));
                     index_remove(&mut self.slices_by_service, &idx, key);
+                    self.dirty.0.insert(Dep::ServiceSlices(idx));
                 }
                 true
             }
             Kind::ConfigMap => self.config_maps.remove(key).is_some(),
             Kind::KIngress => self.kingresses.remove(key).is_some(),
         }
-    }
-
-    fn bump(&mut self, dep: Dep) {
-        // Process-wide, so stamps never repeat across stores (a cache filled from one store
-        // must not mistake another store's objects for the ones it saw).
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let stamp = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.dirty.0.insert(dep.clone());
-        self.stamps.insert(dep, stamp);
     }
 
     /// Everything that changed (objects applied or deleted, Revision and EndpointSlice
@@ -623,9 +663,33 @@ impl Store {
         Some(ObjectKey::new(key.namespace.clone(), c))
     }
 
-    /// When `dep` last changed; `None` if it does not exist (or never changed).
+    /// A number that is new each time `dep` changes (an object applied, a group of Revisions
+    /// or EndpointSlices changed); `None` while it does not exist. Lets translation tell,
+    /// without comparing objects, whether its inputs changed. Kept beside each object and
+    /// group rather than in a map of its own (~12 MB at 10,000 Routes).
     pub fn stamp(&self, dep: &Dep) -> Option<u64> {
-        self.stamps.get(dep).copied()
+        match dep {
+            Dep::Object(kind, key) => self.object_stamp(*kind, key),
+            Dep::ConfigurationRevisions(c) => {
+                self.revisions_by_configuration.get(c).map(|g| g.stamp)
+            }
+            Dep::ServiceSlices(s) => self.slices_by_service.get(s).map(|g| g.stamp),
+        }
+    }
+
+    fn object_stamp(&self, kind: Kind, key: &ObjectKey) -> Option<u64> {
+        match kind {
+            Kind::KService => self.kservices.stamp(key),
+            Kind::Route => self.routes.stamp(key),
+            Kind::Configuration => self.configurations.stamp(key),
+            Kind::Revision => self.revisions.stamp(key),
+            Kind::DomainMapping => self.domain_mappings.stamp(key),
+            Kind::ClusterDomainClaim => self.domain_claims.stamp(key),
+            Kind::Service => self.services.stamp(key),
+            Kind::EndpointSlice => self.endpoint_slices.stamp(key),
+            Kind::ConfigMap => self.config_maps.stamp(key),
+            Kind::KIngress => self.kingresses.stamp(key),
+        }
     }
 
     /// The EndpointSlices of a Service, in name order.

@@ -420,8 +420,7 @@ pub fn make_ingress(
                 })
                 .collect();
             let mut base = base;
-            base.append_headers
-                .insert(headers::DEFAULT_ROUTE, "true");
+            base.append_headers.insert(headers::DEFAULT_ROUTE, "true");
             paths.push(base);
             paths
         } else {

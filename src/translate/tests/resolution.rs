@@ -451,3 +451,50 @@ fn latest_ready_revision_follows_revisions_relabelled_and_deleted() {
     assert!(latest_ready_revision(&s, NS, "a").is_err());
     assert_eq!(latest_ready_revision(&s, NS, "b").as_deref(), Ok("a-2"));
 }
+
+#[test]
+fn stamps_change_with_what_translation_read_and_vanish_with_it() {
+    use crate::model::store::Dep;
+    use crate::model::{Kind, ObjectKey};
+    let key = |n: &str| ObjectKey::new(NS, n);
+    let rev = |n: &str| Dep::Object(Kind::Revision, key(n));
+    let group = |c: &str| Dep::ConfigurationRevisions(key(c));
+    let mut s = store_with(
+        vec![mk_revision("a-1", "a"), mk_revision("a-2", "a")],
+        vec![mk_configuration("a", None)],
+    );
+    let before = (
+        s.stamp(&rev("a-1")),
+        s.stamp(&rev("a-2")),
+        s.stamp(&group("a")),
+    );
+    assert!(before.0.is_some() && before.1.is_some() && before.2.is_some());
+    assert_eq!(s.stamp(&group("b")), None, "no Revision labelled b yet");
+
+    // a-2 changes: its own stamp and its Configuration's group change, a-1's does not.
+    let mut changed = mk_revision("a-2", "a");
+    changed.metadata.generation = Some(7);
+    let copy = s.clone();
+    s.apply(Object::Revision(changed));
+    assert_eq!(s.stamp(&rev("a-1")), before.0);
+    assert_ne!(s.stamp(&rev("a-2")), before.1);
+    assert_ne!(s.stamp(&group("a")), before.2);
+    assert_ne!(s, copy, "the objects differ");
+
+    // Relabelled to b: both groups change. Deleted: its stamp is gone, and so is b's group.
+    let a = s.stamp(&group("a"));
+    s.apply(Object::Revision(mk_revision("a-2", "b")));
+    assert_ne!(s.stamp(&group("a")), a);
+    assert!(s.stamp(&group("b")).is_some());
+    s.delete(Kind::Revision, &key("a-2"));
+    assert_eq!((s.stamp(&rev("a-2")), s.stamp(&group("b"))), (None, None));
+
+    // Stamps are not part of a store's value: the same objects applied again are equal.
+    let mut again = store_with(
+        vec![mk_revision("a-1", "a")],
+        vec![mk_configuration("a", None)],
+    );
+    again.apply(Object::Revision(mk_revision("a-1", "a")));
+    assert_ne!(again.stamp(&rev("a-1")), s.stamp(&rev("a-1")));
+    assert_eq!(again, s);
+}
