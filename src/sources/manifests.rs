@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::model::{Kind, Object, ObjectRef, Store};
+use crate::model::{Kind, Object, ObjectKey, ObjectRef, Store};
 
 /// A file that could not be read or parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -222,8 +222,26 @@ impl Manifests {
             Ok(objects) => {
                 let old_objects = old.map(|o| o.objects).unwrap_or_default();
                 // One key per object, shared by the file's list, the owners map and the store.
-                let objects: Vec<(ObjectRef, Object)> =
-                    objects.into_iter().map(|o| (o.object_ref(), o)).collect();
+                // A file's objects nearly always share a namespace, and a Revision and its
+                // Service a name: their keys share those strings too.
+                let mut strings = foldhash::HashSet::<Arc<str>>::default();
+                let mut shared = |s: &str| match strings.get(s) {
+                    Some(a) => a.clone(),
+                    None => {
+                        let a: Arc<str> = s.into();
+                        strings.insert(a.clone());
+                        a
+                    }
+                };
+                let objects: Vec<(ObjectRef, Object)> = objects
+                    .into_iter()
+                    .map(|o| {
+                        let m = o.meta();
+                        let key = ObjectKey::new(shared(&m.namespace), shared(&m.name));
+                        let kind = o.kind();
+                        (ObjectRef { kind, key }, o)
+                    })
+                    .collect();
                 let refs = objects.iter().map(|(r, _)| r.clone()).collect();
                 let shadowed = self.replace(&p, old_objects, objects, &mut reload.changed);
                 self.files.insert(

@@ -105,8 +105,8 @@ pub fn translate_domain_mapping(
             rewrite_host: None,
             splits: vec![Split {
                 backend: Backend {
-                    namespace: ns.clone(),
-                    service: r.name.clone(),
+                    namespace: ns.as_str().into(),
+                    service: r.name.as_str().into(),
                     port: 80,
                 },
                 percent: 100,

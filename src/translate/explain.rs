@@ -134,8 +134,8 @@ pub fn explain<I: std::borrow::Borrow<Ingress>>(ingresses: &[I], req: &Request) 
         .filter(|s| s.percent > 0)
         .map(|s| Target {
             cluster: s.backend.cluster_name(),
-            namespace: s.backend.namespace.clone(),
-            service: s.backend.service.clone(),
+            namespace: s.backend.namespace.to_string(),
+            service: s.backend.service.to_string(),
             port: s.backend.port,
             percent: s.percent,
             headers: s

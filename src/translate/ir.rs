@@ -61,11 +61,12 @@ pub struct Split {
     pub append_headers: Headers,
 }
 
-/// A Kubernetes Service port: one Envoy cluster.
+/// A Kubernetes Service port: one Envoy cluster. The strings are shared: a backend is
+/// copied into every split that uses it and into the builder's maps.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Backend {
-    pub namespace: String,
-    pub service: String,
+    pub namespace: std::sync::Arc<str>,
+    pub service: std::sync::Arc<str>,
     pub port: u16,
 }
 

@@ -302,8 +302,8 @@ fn translate_path(
         };
         out.push(Split {
             backend: Backend {
-                namespace: s.service_namespace.clone(),
-                service: s.service_name.clone(),
+                namespace: s.service_namespace.as_str().into(),
+                service: s.service_name.as_str().into(),
                 port,
             },
             percent: s.percent.clamp(0, 100) as u32,

@@ -198,7 +198,8 @@ pub enum Protocol {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub tag: Option<String>,
-    pub revision: String,
+    /// Shared by every path and split that goes to it.
+    pub revision: std::sync::Arc<str>,
     pub percent: i64,
     pub protocol: Protocol,
 }
@@ -262,7 +263,7 @@ pub fn resolve_traffic(input: &RouteInput, store: &Store) -> Result<TrafficGroup
         }
         let target = Target {
             tag: t.tag.clone().filter(|t| !t.is_empty()),
-            revision: revision_name,
+            revision: revision_name.into(),
             percent: t.percent.unwrap_or(0),
             protocol: revision_protocol(rev),
         };
@@ -384,6 +385,8 @@ pub fn make_ingress(
     cfg: &KnativeConfig,
 ) -> Result<Ingress, Vec<Problem>> {
     let ns = &input.meta.namespace;
+    // One copy for every backend of the Route.
+    let backend_ns: std::sync::Arc<str> = ns.as_str().into();
     let route_name = &input.meta.name;
     let domain = cfg.domain_for_labels(&input.meta.labels);
     let route_cluster_local = domain == cfg.cluster_local_domain();
@@ -407,14 +410,14 @@ pub fn make_ingress(
                 }
             }
         };
-        let base = base_path(ns, targets);
+        let base = base_path(&backend_ns, targets);
         let paths = if !cfg.tag_header_based_routing {
             vec![base]
         } else if name.is_empty() {
             let mut paths: Vec<HttpPath> = tags
                 .iter()
                 .map(|tag| {
-                    let mut p = base_path(ns, &groups[*tag]);
+                    let mut p = base_path(&backend_ns, &groups[*tag]);
                     p.headers.insert(headers::TAG, (*tag).clone());
                     p
                 })
@@ -509,7 +512,7 @@ pub fn http_option(
 }
 
 /// One path splitting to the group's revisions (0 % splits left out).
-fn base_path(ns: &str, targets: &[Target]) -> HttpPath {
+fn base_path(ns: &std::sync::Arc<str>, targets: &[Target]) -> HttpPath {
     HttpPath {
         prefix: "/".to_string(),
         headers: Headers::new(),
@@ -520,7 +523,7 @@ fn base_path(ns: &str, targets: &[Target]) -> HttpPath {
             .filter(|t| t.percent > 0)
             .map(|t| Split {
                 backend: Backend {
-                    namespace: ns.to_string(),
+                    namespace: ns.clone(),
                     service: t.revision.clone(),
                     port: match t.protocol {
                         Protocol::Http1 => 80,
@@ -529,8 +532,8 @@ fn base_path(ns: &str, targets: &[Target]) -> HttpPath {
                 },
                 percent: t.percent.clamp(0, 100) as u32,
                 append_headers: Headers::from([
-                    (headers::NAMESPACE, ns.to_string()),
-                    (headers::REVISION, t.revision.clone()),
+                    (headers::NAMESPACE, &**ns),
+                    (headers::REVISION, &*t.revision),
                 ]),
             })
             .collect(),

@@ -257,8 +257,8 @@ pub fn assert_problem(problems: &[Problem], field: &str, message: &str) {
 pub fn split(rev: &str, port: u16, percent: u32) -> Split {
     Split {
         backend: Backend {
-            namespace: NS.to_string(),
-            service: rev.to_string(),
+            namespace: NS.into(),
+            service: rev.into(),
             port,
         },
         percent,
@@ -335,7 +335,7 @@ pub fn rule_for<'a>(ing: &'a Ingress, host: &str) -> &'a Rule {
 pub fn split_summary(p: &HttpPath) -> Vec<(String, u16, u32)> {
     p.splits
         .iter()
-        .map(|s| (s.backend.service.clone(), s.backend.port, s.percent))
+        .map(|s| (s.backend.service.to_string(), s.backend.port, s.percent))
         .collect()
 }
 

@@ -508,7 +508,7 @@ const H2C_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOption
 
 fn one_split_ingress(service: &str, port: u16) -> Ingress {
     let mut s = split(service, port, 100);
-    s.backend.service = service.to_string();
+    s.backend.service = service.into();
     mk_ingress(
         vec![rule(
             &["a.example.com"],
