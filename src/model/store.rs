@@ -259,7 +259,7 @@ pub struct Stamped<T> {
 
 /// A number never handed out before in this process, so stamps never repeat across stores
 /// (a cache filled from one store must not mistake another store's objects for the ones it
-/// saw).
+/// saw). Never 0: a cache may use 0 for "absent".
 fn next_stamp() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)

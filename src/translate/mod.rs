@@ -182,8 +182,14 @@ type Own = (Option<Arc<Ingress>>, Option<Rejection>);
 
 #[derive(Debug, Clone)]
 struct CacheEntry {
-    deps: Vec<(Dep, Option<u64>)>,
+    /// What it read and the stamp each had then ([`stamp_of`]).
+    deps: Vec<(Dep, u64)>,
     result: Result<Arc<Ingress>, Vec<Problem>>,
+}
+
+/// `dep`'s stamp, 0 while it does not exist (stamps start at 1): 8 bytes a dep, not 16.
+fn stamp_of(store: &Store, dep: &Dep) -> u64 {
+    store.stamp(dep).unwrap_or(0)
 }
 
 /// A translation and what it read.
@@ -263,7 +269,26 @@ fn route_deps(
     cfg: &KnativeConfig,
 ) -> Vec<Dep> {
     let ns = &origin.key.namespace;
-    let key = |name: &str| ObjectKey::new(ns.clone(), name);
+    // The names a Route reads are nearly all its own, its Configuration's (the same for a
+    // Knative Service) and its Revisions' (which its backends hold): share those strings.
+    let mut names: Vec<Arc<str>> = vec![origin.key.name.clone()];
+    if let Ok(ing) = result {
+        names.extend(ing.backends().map(|b| b.service.clone()));
+    }
+    let mut key = |name: &str| {
+        let name = match names.iter().find(|n| ***n == *name) {
+            Some(n) => n.clone(),
+            None => {
+                let n: Arc<str> = name.into();
+                names.push(n.clone());
+                n
+            }
+        };
+        ObjectKey {
+            namespace: ns.clone(),
+            name,
+        }
+    };
     let mut deps = vec![
         Dep::Object(origin.kind, origin.key.clone()),
         // A Knative Service shadows a Route of its name.
@@ -697,7 +722,7 @@ impl Translator {
                 if !readers.contains(origin) {
                     readers.push(origin.clone());
                 }
-                let stamp = store.stamp(&d);
+                let stamp = stamp_of(store, &d);
                 (d, stamp)
             })
             .collect();
@@ -728,9 +753,12 @@ impl Translator {
 
     /// Whether the cached translation of `origin` read nothing that changed since.
     fn is_fresh(&self, origin: &ObjectRef, store: &Store) -> bool {
-        self.route_cache
-            .get(origin)
-            .is_some_and(|entry| entry.deps.iter().all(|(d, stamp)| store.stamp(d) == *stamp))
+        self.route_cache.get(origin).is_some_and(|entry| {
+            entry
+                .deps
+                .iter()
+                .all(|(d, stamp)| stamp_of(store, d) == *stamp)
+        })
     }
 
     /// A translation result, falling back to the last good one on failure: (the Ingress
