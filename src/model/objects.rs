@@ -19,7 +19,6 @@ pub struct ObjectMeta {
     /// RFC 3339; orders owners in host conflicts (older wins).
     pub creation_timestamp: Option<String>,
     pub owner_references: Vec<OwnerReference>,
-    pub uid: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
