@@ -136,15 +136,16 @@ impl StrMap {
 
 /// Packs `entries` (sorted by key, no key twice) in one exactly sized allocation.
 fn encode(entries: &[(&str, &str)]) -> Box<[u8]> {
-    let key_index = |k: &str| WELL_KNOWN.iter().position(|w| *w == k);
+    let known: smallvec::SmallVec<[Option<usize>; 8]> = (entries.iter())
+        .map(|(k, _)| WELL_KNOWN.iter().position(|w| w == k))
+        .collect();
     let str_len = |s: &str| len_bytes(s.len()) + s.len();
-    let size: usize = entries
-        .iter()
-        .map(|(k, v)| 1 + key_index(k).map_or_else(|| str_len(k), |_| 0) + str_len(v))
+    let size: usize = (entries.iter().zip(&known))
+        .map(|((k, v), i)| 1 + i.map_or_else(|| str_len(k), |_| 0) + str_len(v))
         .sum();
     let mut out = Vec::with_capacity(size);
-    for (k, v) in entries {
-        match key_index(k) {
+    for ((k, v), i) in entries.iter().zip(known) {
+        match i {
             // The assertion above keeps every index below OTHER_KEY.
             Some(i) => out.push(i as u8),
             None => {
