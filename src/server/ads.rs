@@ -104,11 +104,44 @@ where
     B: Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
-    let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+    let mut grpc = tonic::server::Grpc::new(AdsCodec::<F>(tonic_prost::ProstCodec::default()))
         .apply_max_message_size_config(limit, None);
     Ok(grpc
         .streaming(Rpc::<F>(shared, std::marker::PhantomData), req)
         .await)
+}
+
+/// tonic's prost codec, except that each response's buffer is sized once. tonic does not
+/// reserve before encoding, so a 4 MB part grew its buffer by doubling: a copy per step, and
+/// up to twice the message held until it is written.
+struct AdsCodec<F: Flavor>(tonic_prost::ProstCodec<F::Resp, F::Req>);
+
+impl<F: Flavor> tonic::codec::Codec for AdsCodec<F> {
+    type Encode = F::Resp;
+    type Decode = F::Req;
+    type Encoder = SizedEncoder<F::Resp>;
+    type Decoder = <tonic_prost::ProstCodec<F::Resp, F::Req> as tonic::codec::Codec>::Decoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        SizedEncoder(std::marker::PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        self.0.decoder()
+    }
+}
+
+struct SizedEncoder<T>(std::marker::PhantomData<T>);
+
+impl<T: Message> tonic::codec::Encoder for SizedEncoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn encode(&mut self, item: T, buf: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        buf.reserve(item.encoded_len());
+        item.encode(buf)
+            .map_err(|e| Status::internal(format!("encoding a response: {e}")))
+    }
 }
 
 /// The protocol-specific half of a stream.
