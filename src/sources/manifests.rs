@@ -35,10 +35,7 @@ impl fmt::Display for FileError {
 type Stamp = (u64, Option<SystemTime>);
 
 /// Reads and parses `p` unless its stamp is `known` (the one already loaded).
-fn read_if_changed(
-    p: &Path,
-    known: Option<Stamp>,
-) -> Option<(Stamp, Result<Vec<Object>, FileError>)> {
+fn read_if_changed(p: &Path, known: Option<Stamp>) -> Option<(Stamp, Parsed)> {
     let m = std::fs::metadata(p).ok()?;
     let stamp = (m.len(), m.modified().ok());
     if known == Some(stamp) {
@@ -50,8 +47,37 @@ fn read_if_changed(
             line: None,
             message: e.to_string(),
         })
-        .and_then(|text| parse_file(p, &text));
+        .and_then(|text| parse_file(p, &text))
+        .map(keyed);
     Some((stamp, parsed))
+}
+
+/// A file's objects with their keys, or why it could not be read.
+type Parsed = Result<Vec<(ObjectRef, Object)>, FileError>;
+
+/// Each object with its key: one key per object, shared by the file's list, the owners map
+/// and the store. A file's objects nearly always share a namespace, and a Revision and its
+/// Service a name: their keys share those strings too. (Made where the file is parsed, off
+/// the thread that applies files in order.)
+fn keyed(objects: Vec<Object>) -> Vec<(ObjectRef, Object)> {
+    let mut strings = foldhash::HashSet::<Arc<str>>::default();
+    let mut shared = |s: &str| match strings.get(s) {
+        Some(a) => a.clone(),
+        None => {
+            let a: Arc<str> = s.into();
+            strings.insert(a.clone());
+            a
+        }
+    };
+    objects
+        .into_iter()
+        .map(|o| {
+            let m = o.meta();
+            let key = ObjectKey::new(shared(&m.namespace), shared(&m.name));
+            let kind = o.kind();
+            (ObjectRef { kind, key }, o)
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -209,39 +235,12 @@ impl Manifests {
     }
 
     /// Takes a file's new contents into the store (or records why it could not be read).
-    fn settle_file(
-        &mut self,
-        p: PathBuf,
-        stamp: Stamp,
-        parsed: Result<Vec<Object>, FileError>,
-        reload: &mut Reload,
-    ) {
+    fn settle_file(&mut self, p: PathBuf, stamp: Stamp, parsed: Parsed, reload: &mut Reload) {
         reload.files_read += 1;
         let old = self.files.remove(&p);
         match parsed {
             Ok(objects) => {
                 let old_objects = old.map(|o| o.objects).unwrap_or_default();
-                // One key per object, shared by the file's list, the owners map and the store.
-                // A file's objects nearly always share a namespace, and a Revision and its
-                // Service a name: their keys share those strings too.
-                let mut strings = foldhash::HashSet::<Arc<str>>::default();
-                let mut shared = |s: &str| match strings.get(s) {
-                    Some(a) => a.clone(),
-                    None => {
-                        let a: Arc<str> = s.into();
-                        strings.insert(a.clone());
-                        a
-                    }
-                };
-                let objects: Vec<(ObjectRef, Object)> = objects
-                    .into_iter()
-                    .map(|o| {
-                        let m = o.meta();
-                        let key = ObjectKey::new(shared(&m.namespace), shared(&m.name));
-                        let kind = o.kind();
-                        (ObjectRef { kind, key }, o)
-                    })
-                    .collect();
                 let refs = objects.iter().map(|(r, _)| r.clone()).collect();
                 let shadowed = self.replace(&p, old_objects, objects, &mut reload.changed);
                 self.files.insert(
