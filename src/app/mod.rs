@@ -13,7 +13,7 @@ use crate::server::grpc::{Csds, Inspect};
 use crate::server::{admin, ads::AdsService, lazy::Lazy, Shared};
 use crate::sources::kube::{self as kube_source, KubeOptions};
 use crate::sources::manifests::Manifests;
-use crate::sources::watch::FolderWatch;
+use crate::sources::watch::{Changed, FolderWatch};
 use crate::translate::{Options, Output, Translator};
 use crate::xds::{json::any_to_json, ResourceType, Snapshot};
 
@@ -180,8 +180,6 @@ async fn start_source(
     let task = match &cfg.source {
         SourceConfig::Manifests(dir) => {
             info!(xds = %cfg.xds_address, admin = %cfg.admin_address, manifests = %dir.display(), "knative-xds serving");
-            let mut watch =
-                FolderWatch::new(dir).with_context(|| format!("watching {}", dir.display()))?;
             let mut pipeline = Pipeline::new(
                 Source::Manifests(Manifests::new(dir)),
                 translator,
@@ -195,16 +193,26 @@ async fn start_source(
             .await
             .context("loading the manifests")?;
             loaded.with_context(|| format!("reading manifests folder {}", dir.display()))?;
+            // Watched only now: a watch during the first read doubles the work of every file
+            // opened (the kernel queues an event per open and close, the watcher thread reads
+            // them). What changed meanwhile is found by looking at everything once more
+            // (unchanged files are skipped by size and modification time).
+            let mut watch =
+                FolderWatch::new(dir).with_context(|| format!("watching {}", dir.display()))?;
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
+                let mut changed = Some(Changed::Everything);
                 loop {
+                    if let Some(changed) = changed.take() {
+                        if let Err(e) = pipeline.reload_changed(&changed) {
+                            error!(error = %e, "reading manifests folder failed; keeping the current config");
+                        }
+                    }
                     let expiry = pipeline.next_expiry();
                     tokio::select! {
-                        changed = watch.changed() => {
+                        c = watch.changed() => {
                             pipeline.shared.metrics.watch_events.inc();
-                            if let Err(e) = pipeline.reload_changed(&changed) {
-                                error!(error = %e, "reading manifests folder failed; keeping the current config");
-                            }
+                            changed = Some(c);
                         }
                         _ = sleep_until(expiry) => {
                             pipeline.publish();

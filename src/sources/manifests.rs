@@ -4,6 +4,7 @@
 //! again, and only their objects are replaced in the store. A file that fails to parse is
 //! reported with its path and line and keeps the objects it held before.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -361,15 +362,69 @@ fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()>
     Ok(())
 }
 
-/// Splits a multi-document YAML text at `---` lines, with each document's first line
-/// (1-based).
-fn documents(text: &str) -> Vec<(usize, String)> {
+/// One YAML document of a file.
+struct Document<'a> {
+    /// Its first line (1-based).
+    start: usize,
+    text: Cow<'a, str>,
+    /// Its kind when its `apiVersion:` and `kind:` lines say it plainly (see [`Sniff`]).
+    kind: Option<Option<Kind>>,
+}
+
+fn is_separator(line: &str) -> bool {
+    line == "---" || line.starts_with("--- ") || line.starts_with("---\t")
+}
+
+/// Splits a multi-document YAML text at `---` lines. One pass over the lines, which also
+/// sniffs each document's kind; the documents borrow from `text`.
+fn documents(text: &str) -> Vec<Document<'_>> {
+    // A `...` line (document end) is left out of the document: rare, so then copy.
+    if text.contains("...") {
+        return documents_owned(text);
+    }
+    let mut docs = Vec::new();
+    let (mut begin, mut offset, mut start) = (0, 0, 1);
+    let mut sniff = Sniff::default();
+    for (i, raw) in text.split_inclusive('\n').enumerate() {
+        let line = raw.strip_suffix('\n').unwrap_or(raw);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if is_separator(line) {
+            docs.push(Document {
+                start,
+                text: Cow::Borrowed(&text[begin..offset]),
+                kind: std::mem::take(&mut sniff).kind(),
+            });
+            begin = offset + raw.len();
+            start = i + 2;
+        } else {
+            sniff.line(line);
+        }
+        offset += raw.len();
+    }
+    docs.push(Document {
+        start,
+        text: Cow::Borrowed(&text[begin..]),
+        kind: sniff.kind(),
+    });
+    docs
+}
+
+/// [`documents`], for a text with `...` lines: they are dropped.
+fn documents_owned(text: &str) -> Vec<Document<'static>> {
     let mut docs = Vec::new();
     let mut current = String::new();
     let mut start = 1;
+    let mut push = |start, text: String| {
+        let kind = sniff_kind(&text);
+        docs.push(Document {
+            start,
+            text: Cow::Owned(text),
+            kind,
+        })
+    };
     for (i, line) in text.lines().enumerate() {
-        if line == "---" || line.starts_with("--- ") || line.starts_with("---\t") {
-            docs.push((start, std::mem::take(&mut current)));
+        if is_separator(line) {
+            push(start, std::mem::take(&mut current));
             start = i + 2;
             continue;
         }
@@ -379,7 +434,7 @@ fn documents(text: &str) -> Vec<(usize, String)> {
         current.push_str(line);
         current.push('\n');
     }
-    docs.push((start, current));
+    push(start, current);
     docs
 }
 
@@ -391,11 +446,15 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Object>, FileError> {
         line,
         message,
     };
-    for (start, doc) in documents(text) {
+    for Document {
+        start,
+        text: doc,
+        kind: sniffed,
+    } in documents(text)
+    {
         // Usually `apiVersion` and `kind` are plain top-level lines: then the document is
         // parsed once, straight into its type. Otherwise (or for kinds we do not read, to
         // report broken YAML all the same) it is parsed generically first.
-        let sniffed = sniff_kind(&doc);
         let kind = match sniffed {
             Some(Some(kind)) => kind,
             _ => {
@@ -445,19 +504,32 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Object>, FileError> {
 /// are there as plain or quoted scalars: `Some(None)` for a kind we do not read; `None`
 /// when the lines are not there in that simple form.
 fn sniff_kind(doc: &str) -> Option<Option<Kind>> {
-    let mut api_version = None;
-    let mut kind = None;
-    for line in doc.lines() {
-        let slot = if let Some(v) = line.strip_prefix("apiVersion:") {
-            (&mut api_version, v)
+    let mut sniff = Sniff::default();
+    doc.lines().for_each(|l| sniff.line(l));
+    sniff.kind()
+}
+
+/// [`sniff_kind`], fed one line at a time.
+#[derive(Default)]
+struct Sniff<'a> {
+    api_version: Option<&'a str>,
+    kind: Option<&'a str>,
+    /// A line that is not in the simple form, or said twice.
+    unclear: bool,
+}
+
+impl<'a> Sniff<'a> {
+    fn line(&mut self, line: &'a str) {
+        let (slot, v) = if let Some(v) = line.strip_prefix("apiVersion:") {
+            (&mut self.api_version, v)
         } else if let Some(v) = line.strip_prefix("kind:") {
-            (&mut kind, v)
+            (&mut self.kind, v)
         } else {
-            continue;
+            return;
         };
-        let v = match slot.1.split_once(" #") {
+        let v = match v.split_once(" #") {
             Some((v, _)) => v,
-            None => slot.1,
+            None => v,
         };
         let v = v.trim();
         let v = v
@@ -466,14 +538,20 @@ fn sniff_kind(doc: &str) -> Option<Option<Kind>> {
             .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
             .unwrap_or(v);
         if v.is_empty()
-            || slot.0.is_some()
+            || slot.is_some()
             || v.contains(['"', '\'', '\\', '{', '[', '&', '*', '!', '|', '>'])
         {
+            self.unclear = true;
+        }
+        *slot = Some(v);
+    }
+
+    fn kind(&self) -> Option<Option<Kind>> {
+        if self.unclear {
             return None;
         }
-        *slot.0 = Some(v);
+        Some(Kind::from_api(self.api_version?, self.kind?))
     }
-    Some(Kind::from_api(api_version?, kind?))
 }
 
 impl Manifests {
@@ -498,6 +576,34 @@ mod tests {
         assert_eq!(objs.len(), 1);
         assert_eq!(objs[0].kind(), Kind::Route);
         assert_eq!(&*objs[0].key().namespace, "default");
+    }
+
+    #[test]
+    fn documents_split_alike_with_crlf_or_end_markers() {
+        let dm = "apiVersion: serving.knative.dev/v1beta1\nkind: DomainMapping\nmetadata:\n  name: d.example.com\nspec:\n  ref:\n    name: r\n";
+        let plain = format!("{ROUTE}---\n{dm}");
+        let crlf = plain.replace('\n', "\r\n");
+        let marked = format!("{ROUTE}...\n---\n{dm}...\n");
+        let expected = parse_file(Path::new("a.yaml"), &plain).unwrap();
+        assert_eq!(expected.len(), 2);
+        assert_eq!(expected[1].kind(), Kind::DomainMapping);
+        for text in [&crlf, &marked] {
+            assert_eq!(parse_file(Path::new("a.yaml"), text).unwrap(), expected);
+        }
+        let docs = documents(&plain);
+        assert_eq!(docs.len(), 2);
+        assert!(matches!(docs[0].text, Cow::Borrowed(_)), "no copy");
+        assert_eq!(docs[1].start, 10);
+        assert_eq!(docs[1].kind, Some(Some(Kind::DomainMapping)));
+        // Said twice, or not plainly: the generic parse decides.
+        let twice = format!("kind: Route\n{ROUTE}");
+        assert_eq!(documents(&twice)[0].kind, None);
+        assert_eq!(documents("kind: [Route]\n")[0].kind, None);
+        // The same line numbers either way.
+        let broken = format!("{ROUTE}---\n{dm}---\nmetadata: [\n");
+        let e1 = parse_file(Path::new("b.yaml"), &broken).unwrap_err();
+        let e2 = parse_file(Path::new("b.yaml"), &broken.replace('\n', "\r\n")).unwrap_err();
+        assert_eq!((e1.line, e2.line), (Some(19), Some(19)), "{e1} / {e2}");
     }
 
     #[test]

@@ -13,17 +13,36 @@ use std::sync::Arc;
 use super::{Ingress, Problem, RejectReason, Rejection};
 use crate::model::ObjectRef;
 
-/// Age order of claimants: (creation timestamp, origin).
-type Claimant = (String, ObjectRef);
-
 /// A claim on a host, ordered by the claimant's age (the `Ingress` holds the key, so a claim
 /// costs a pointer).
 #[derive(Debug, Clone)]
 struct Claim(Arc<Ingress>);
 
 impl Claim {
+    /// Age order of claimants: (creation timestamp, origin).
     fn key(&self) -> (&str, &ObjectRef) {
         (&self.0.creation_timestamp, &self.0.origin)
+    }
+}
+
+// Claims compare by their claimant's age alone (the work queue holds one per claimant).
+impl PartialEq for Claim {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Claim {}
+
+impl PartialOrd for Claim {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Claim {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
     }
 }
 
@@ -36,10 +55,6 @@ pub struct HostOwners {
     claims: HashMap<Arc<str>, SmallVec<[Claim; 1]>>,
     served: imbl::OrdMap<ObjectRef, Arc<Ingress>>,
     rejected: BTreeMap<ObjectRef, Rejection>,
-}
-
-fn claimant(ing: &Ingress) -> Claimant {
-    (ing.creation_timestamp.clone(), ing.origin.clone())
 }
 
 impl HostOwners {
@@ -59,14 +74,14 @@ impl HostOwners {
         &mut self,
         changes: impl IntoIterator<Item = (ObjectRef, Option<Arc<Ingress>>)>,
     ) -> BTreeSet<ObjectRef> {
-        let mut work: BTreeSet<Claimant> = BTreeSet::new();
+        let mut work: BTreeSet<Claim> = BTreeSet::new();
         let mut changed = BTreeSet::new();
         for (origin, new) in changes {
             if let Some(old) = self.candidates.remove(&origin) {
                 for h in old.hosts() {
                     if let Some(set) = self.claims.get_mut(h) {
                         set.retain(|c| !Arc::ptr_eq(&c.0, &old));
-                        work.extend(set.iter().map(|c| claimant(&c.0)));
+                        work.extend(set.iter().cloned());
                         if set.is_empty() {
                             self.claims.remove(h);
                         }
@@ -82,9 +97,9 @@ impl HostOwners {
                             let at = set.partition_point(|c| c.key() < claim.key());
                             set.insert(at, claim);
                         }
-                        work.extend(set.iter().map(|c| claimant(&c.0)));
+                        work.extend(set.iter().cloned());
                     }
-                    work.insert(claimant(&new));
+                    work.insert(Claim(new.clone()));
                     self.candidates.insert(origin, new);
                 }
                 None => {
@@ -98,16 +113,17 @@ impl HostOwners {
             }
         }
         while let Some(c) = work.pop_first() {
-            let Some(ing) = self.candidates.get(&c.1).cloned() else {
+            let (ts, origin) = c.key();
+            let Some(ing) = self.candidates.get(origin).cloned() else {
                 continue;
             };
-            if ing.creation_timestamp != c.0 {
+            if ing.creation_timestamp != ts {
                 continue; // a stale entry: the object was re-created
             }
             let problems: Vec<Problem> = ing
                 .hosts()
                 .filter_map(|h| {
-                    let mine = (c.0.as_str(), &c.1);
+                    let mine = (ts, origin);
                     let owner = self.claims.get(h)?.iter().find(|o| {
                         o.key() < mine
                             && o.0.origin != ing.origin
@@ -119,41 +135,40 @@ impl HostOwners {
                     ))
                 })
                 .collect();
-            let was_served = self.served.contains_key(&c.1);
+            let was_served = self.served.contains_key(origin);
             if problems.is_empty() {
-                if self.rejected.remove(&c.1).is_some() {
-                    changed.insert(c.1.clone());
+                if self.rejected.remove(origin).is_some() {
+                    changed.insert(origin.clone());
                 }
-                let same = self.served.get(&c.1).is_some_and(|s| Arc::ptr_eq(s, &ing));
+                let same = self
+                    .served
+                    .get(origin)
+                    .is_some_and(|s| Arc::ptr_eq(s, &ing));
                 if !same {
-                    self.served.insert(c.1.clone(), ing.clone());
-                    changed.insert(c.1.clone());
+                    self.served.insert(origin.clone(), ing.clone());
+                    changed.insert(origin.clone());
                 }
             } else {
                 let rejection = Rejection {
-                    object: c.1.clone(),
+                    object: origin.clone(),
                     reason: RejectReason::HostConflict,
                     problems,
                     serving_last_good: false,
                 };
-                if self.rejected.get(&c.1) != Some(&rejection) {
-                    self.rejected.insert(c.1.clone(), rejection);
-                    changed.insert(c.1.clone());
+                if self.rejected.get(origin) != Some(&rejection) {
+                    self.rejected.insert(origin.clone(), rejection);
+                    changed.insert(origin.clone());
                 }
-                if self.served.remove(&c.1).is_some() {
-                    changed.insert(c.1.clone());
+                if self.served.remove(origin).is_some() {
+                    changed.insert(origin.clone());
                 }
             }
-            if was_served != self.served.contains_key(&c.1) {
+            if was_served != self.served.contains_key(origin) {
                 // Younger claimants of its hosts may win or lose them now.
-                let mine = (c.0.as_str(), &c.1);
+                let mine = (ts, origin);
                 for h in ing.hosts() {
                     if let Some(set) = self.claims.get(h) {
-                        work.extend(
-                            set.iter()
-                                .filter(|o| o.key() > mine)
-                                .map(|o| claimant(&o.0)),
-                        );
+                        work.extend(set.iter().filter(|o| o.key() > mine).cloned());
                     }
                 }
             }
