@@ -74,6 +74,13 @@ impl HostOwners {
         &mut self,
         changes: impl IntoIterator<Item = (ObjectRef, Option<Arc<Ingress>>)>,
     ) -> BTreeSet<ObjectRef> {
+        let changes: Vec<_> = changes.into_iter().collect();
+        // A cold start claims every host at once: grow the table once.
+        let claimed = changes
+            .iter()
+            .flat_map(|(_, n)| n)
+            .map(|n| n.rules.iter().map(|r| r.hosts.len()).sum::<usize>());
+        self.claims.reserve(claimed.sum());
         let mut work: BTreeSet<Claim> = BTreeSet::new();
         let mut changed = BTreeSet::new();
         for (origin, new) in changes {
@@ -97,7 +104,10 @@ impl HostOwners {
                             let at = set.partition_point(|c| c.key() < claim.key());
                             set.insert(at, claim);
                         }
-                        work.extend(set.iter().cloned());
+                        // The others (itself is queued below, once).
+                        if set.len() > 1 {
+                            work.extend(set.iter().filter(|c| !Arc::ptr_eq(&c.0, &new)).cloned());
+                        }
                     }
                     work.insert(Claim(new.clone()));
                     self.candidates.insert(origin, new);

@@ -192,8 +192,18 @@ fn stamp_of(store: &Store, dep: &Dep) -> u64 {
     store.stamp(dep).unwrap_or(0)
 }
 
-/// A translation and what it read.
-type Computed = (Result<Arc<Ingress>, Vec<Problem>>, Vec<Dep>);
+/// A translation and what it read, with the stamps it read (taken where it was computed:
+/// on every core at a cold start).
+type Computed = (Result<Arc<Ingress>, Vec<Problem>>, Vec<(Dep, u64)>);
+
+fn stamped(store: &Store, deps: Vec<Dep>) -> Vec<(Dep, u64)> {
+    deps.into_iter()
+        .map(|d| {
+            let stamp = stamp_of(store, &d);
+            (d, stamp)
+        })
+        .collect()
+}
 
 /// Translates one Route, Knative Service or KIngress; `None` when it is not ours. Pure (reads
 /// only the store), so a cold start runs it on every core.
@@ -215,7 +225,7 @@ fn compute(
                 Err(p) => Err(p.clone()),
             };
             let deps = route_deps(origin, input.as_ref().ok(), &result, cfg);
-            Some((result, deps))
+            Some((result, stamped(store, deps)))
         }
         Kind::Route if !ingress_mode => {
             let route = store.routes.get(key)?;
@@ -225,7 +235,7 @@ fn compute(
             let input = RouteInput::from_route(route);
             let result = route::translate_route(&input, store, cfg).map(Arc::new);
             let deps = route_deps(origin, Some(&input), &result, cfg);
-            Some((result, deps))
+            Some((result, stamped(store, deps)))
         }
         Kind::KIngress => {
             let class = options.ingress_class.as_deref()?;
@@ -241,7 +251,7 @@ fn compute(
                         .map(|s| Dep::Object(Kind::Service, s)),
                 )
                 .collect();
-            Some((result, deps))
+            Some((result, stamped(store, deps)))
         }
         _ => None,
     }
@@ -520,12 +530,16 @@ impl Translator {
         touched.extend(changed.iter().cloned());
 
         if self.options.check_endpoint_addresses {
-            for key in slices {
-                let problems = store
+            // Every slice at a cold start: on every core.
+            let slices: Vec<ObjectKey> = slices.into_iter().collect();
+            let found = crate::par::map(&slices, self.parallel_min, |key| {
+                store
                     .endpoint_slices
-                    .get(&key)
+                    .get(key)
                     .map(envoy::endpoint_slice_problems)
-                    .unwrap_or_default();
+                    .unwrap_or_default()
+            });
+            for (key, problems) in slices.into_iter().zip(found) {
                 if problems.is_empty() {
                     self.slice_problems.remove(&key);
                 } else {
@@ -697,7 +711,7 @@ impl Translator {
             ),
             Dep::Object(Kind::Service, target.clone()),
         ];
-        self.link(origin, deps, store, Err(Vec::new()));
+        self.link(origin, stamped(store, deps), Err(Vec::new()));
         self.untarget(origin);
         self.dm_targets
             .entry(target.clone())
@@ -710,22 +724,16 @@ impl Translator {
     fn link(
         &mut self,
         origin: &ObjectRef,
-        deps: Vec<Dep>,
-        store: &Store,
+        deps: Vec<(Dep, u64)>,
         result: Result<Arc<Ingress>, Vec<Problem>>,
     ) {
         self.uncache(origin);
-        let deps = deps
-            .into_iter()
-            .map(|d| {
-                let readers = self.readers.entry(d.clone()).or_default();
-                if !readers.contains(origin) {
-                    readers.push(origin.clone());
-                }
-                let stamp = stamp_of(store, &d);
-                (d, stamp)
-            })
-            .collect();
+        for (d, _) in &deps {
+            let readers = self.readers.entry(d.clone()).or_default();
+            if !readers.contains(origin) {
+                readers.push(origin.clone());
+            }
+        }
         self.route_cache
             .insert(origin.clone(), CacheEntry { deps, result });
     }
@@ -747,7 +755,7 @@ impl Translator {
             Some(computed) => computed,
             None => compute(&self.options, store, cfg, origin, ingress_mode)?,
         };
-        self.link(origin, deps, store, result.clone());
+        self.link(origin, deps, result.clone());
         Some(result)
     }
 
