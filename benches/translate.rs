@@ -114,17 +114,30 @@ fn one_change(c: &mut Criterion) {
         let mut t = Translator::new(o.clone());
         let mut builder = IncrementalBuilder::new();
         let dirty = store.take_dirty();
-        let u = t.update(&store, Some(&dirty));
+        let u = t.update(&store, dirty.as_ref());
         let mut previous = builder
-            .update(&u.served, &u.changed, &dirty, &store, &o.listeners, true)
+            .update(
+                &u.served,
+                &u.changed,
+                dirty.as_ref(),
+                &store,
+                &o.listeners,
+                true,
+            )
             .published_after(None);
         g.bench_function(format!("pipeline/{routes}"), |b| {
             b.iter(|| {
                 apply(&mut store);
                 let dirty = store.take_dirty();
-                let u = t.update(&store, Some(&dirty));
-                let snap =
-                    builder.update(&u.served, &u.changed, &dirty, &store, &o.listeners, true);
+                let u = t.update(&store, dirty.as_ref());
+                let snap = builder.update(
+                    &u.served,
+                    &u.changed,
+                    dirty.as_ref(),
+                    &store,
+                    &o.listeners,
+                    true,
+                );
                 previous = snap.published_after(Some(&previous));
                 black_box(previous.len())
             })

@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let options = Options::default();
     let mut translator = Translator::new(options.clone());
-    let update = translator.update(&m.store, Some(&dirty));
+    let update = translator.update(&m.store, dirty.as_ref());
     let after_translation = stage("translation", after_store, t);
 
     let t = Instant::now();
@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
     let snapshot = builder.update(
         &update.served,
         &update.changed,
-        &dirty,
+        dirty.as_ref(),
         &m.store,
         &options.listeners,
         true,

@@ -185,7 +185,9 @@ impl Pipeline {
         let o = &self.translator.options;
         let (listeners, check) = (o.listeners.clone(), o.check_endpoint_addresses);
         // The baseline (kourier's behaviour) looks at everything on every change.
-        let update = self.translator.update(store, (!baseline).then_some(&dirty));
+        let update = self
+            .translator
+            .update(store, dirty.as_ref().filter(|_| !baseline));
         let metrics = &self.shared.metrics;
         metrics
             .translation_seconds
@@ -202,7 +204,7 @@ impl Pipeline {
             self.builder.update(
                 &update.served,
                 &update.changed,
-                &dirty,
+                dirty.as_ref(),
                 store,
                 &listeners,
                 check,
@@ -238,7 +240,7 @@ impl Pipeline {
                 "published snapshot"
             );
         }
-        self.update_view(&update, &dirty);
+        self.update_view(&update, dirty.as_ref());
         if let Some(class) = self.translator.options.ingress_class.clone() {
             self.update_kingress_states(&class, &update);
         }
@@ -247,7 +249,7 @@ impl Pipeline {
 
     /// Brings every object's translation state up to date: all of them after a full
     /// translation, otherwise only those the update touched.
-    fn update_view(&mut self, update: &Update, dirty: &crate::model::store::DepSet) {
+    fn update_view(&mut self, update: &Update, dirty: Option<&crate::model::store::DepSet>) {
         let store = self.source.store();
         let derive = self.translator.options.derive_routes_from_services;
         let keys: BTreeSet<ObjectRef> = if update.full {
@@ -261,7 +263,7 @@ impl Pipeline {
             all
         } else {
             let mut some = update.touched.clone();
-            some.extend(dirty.iter().filter_map(|d| match d {
+            some.extend(dirty.into_iter().flatten().filter_map(|d| match d {
                 Dep::Object(kind, key) => Some(ObjectRef {
                     kind: *kind,
                     key: key.clone(),

@@ -377,8 +377,30 @@ pub struct Store {
 }
 
 /// Not part of the store's value (two stores with the same objects are equal).
-#[derive(Debug, Clone, Default)]
-struct Dirty(DepSet);
+#[derive(Debug, Clone)]
+struct Dirty {
+    set: DepSet,
+    /// The store was empty at the last take: everything is new, and nothing is recorded
+    /// (a cold start would otherwise hash every key into a set that nobody reads).
+    everything: bool,
+}
+
+impl Default for Dirty {
+    fn default() -> Dirty {
+        Dirty {
+            set: DepSet::default(),
+            everything: true,
+        }
+    }
+}
+
+impl Dirty {
+    fn mark(&mut self, dep: Dep) {
+        if !self.everything {
+            self.set.insert(dep);
+        }
+    }
+}
 
 impl PartialEq for Dirty {
     fn eq(&self, _: &Dirty) -> bool {
@@ -493,11 +515,13 @@ impl Store {
                     index_insert(index, new.clone(), &key);
                 }
             }
-            let dirty = &mut self.dirty.0;
-            dirty.extend(old.into_iter().map(Dep::ConfigurationRevisions));
-            dirty.extend(new.into_iter().map(Dep::ConfigurationRevisions));
+            let dirty = &mut self.dirty;
+            old.into_iter()
+                .for_each(|c| dirty.mark(Dep::ConfigurationRevisions(c)));
+            new.into_iter()
+                .for_each(|c| dirty.mark(Dep::ConfigurationRevisions(c)));
         }
-        self.dirty.0.insert(Dep::Object(kind, key.clone()));
+        self.dirty.mark(Dep::Object(kind, key.clone()));
         match obj {
             Object::KService(o) => {
                 self.kservices.insert(key, o);
@@ -524,7 +548,7 @@ impl Store {
                 self.delete(Kind::EndpointSlice, &key);
                 if let Some(svc) = o.metadata.labels.get(SERVICE_NAME_LABEL) {
                     let idx = ObjectKey::new(key.namespace.clone(), svc);
-                    self.dirty.0.insert(Dep::ServiceSlices(idx.clone()));
+                    self.dirty.mark(Dep::ServiceSlices(idx.clone()));
                     index_insert(&mut self.slices_by_service, idx, &key);
                 }
                 self.endpoint_slices.insert(key, o);
@@ -622,10 +646,10 @@ impl Store {
         if kind == Kind::Revision {
             if let Some(config) = self.configuration_of_revision(key) {
                 index_remove(&mut self.revisions_by_configuration, &config, key);
-                self.dirty.0.insert(Dep::ConfigurationRevisions(config));
+                self.dirty.mark(Dep::ConfigurationRevisions(config));
             }
         }
-        self.dirty.0.insert(Dep::Object(kind, key.clone()));
+        self.dirty.mark(Dep::Object(kind, key.clone()));
         match kind {
             Kind::KService => self.kservices.remove(key).is_some(),
             Kind::Route => self.routes.remove(key).is_some(),
@@ -641,7 +665,7 @@ impl Store {
                 if let Some(svc) = old.metadata.labels.get(SERVICE_NAME_LABEL) {
                     let idx = ObjectKey::new(key.namespace.clone(), svc);
                     index_remove(&mut self.slices_by_service, &idx, key);
-                    self.dirty.0.insert(Dep::ServiceSlices(idx));
+                    self.dirty.mark(Dep::ServiceSlices(idx));
                 }
                 true
             }
@@ -651,9 +675,27 @@ impl Store {
     }
 
     /// Everything that changed (objects applied or deleted, Revision and EndpointSlice
-    /// sets) since the previous call.
-    pub fn take_dirty(&mut self) -> DepSet {
-        std::mem::take(&mut self.dirty.0)
+    /// sets) since the previous call; `None` for everything (the store was empty then, as
+    /// before the first call).
+    pub fn take_dirty(&mut self) -> Option<DepSet> {
+        let set = std::mem::take(&mut self.dirty.set);
+        let empty = self.is_empty();
+        let everything = std::mem::replace(&mut self.dirty.everything, empty);
+        (!everything).then_some(set)
+    }
+
+    /// No objects at all.
+    pub fn is_empty(&self) -> bool {
+        self.kservices.is_empty()
+            && self.routes.is_empty()
+            && self.configurations.is_empty()
+            && self.revisions.is_empty()
+            && self.domain_mappings.is_empty()
+            && self.domain_claims.is_empty()
+            && self.services.is_empty()
+            && self.endpoint_slices.is_empty()
+            && self.config_maps.is_empty()
+            && self.kingresses.is_empty()
     }
 
     /// The (namespace, configuration) a stored Revision is labelled with.

@@ -125,20 +125,22 @@ impl IncrementalBuilder {
 
     /// Brings the snapshot up to date with the translator's [`crate::translate::Update`]:
     /// only the objects in `changed` and the backends of the Services in `dirty` (the
-    /// store's changes) are looked at.
+    /// store's changes; `None` for everything) are looked at.
     pub fn update(
         &mut self,
         served: &imbl::OrdMap<ObjectRef, Arc<Ingress>>,
         changed: &BTreeSet<ObjectRef>,
-        dirty: &crate::model::store::DepSet,
+        dirty: Option<&crate::model::store::DepSet>,
         store: &Store,
         settings: &ListenerSettings,
         check_addresses: bool,
     ) -> Snapshot {
-        if self.configure(settings, check_addresses) {
+        let reset = self.configure(settings, check_addresses);
+        let Some(dirty) = dirty.filter(|_| !reset) else {
+            // New settings, or everything changed: every object and backend is compared.
             let all: Vec<Arc<Ingress>> = served.values().cloned().collect();
             return self.build(&all, store, settings, check_addresses);
-        }
+        };
         let changes = changed
             .iter()
             .map(|o| (o.clone(), served.get(o).cloned()))
@@ -478,11 +480,11 @@ mod tests {
                 let mut last = String::new();
                 for step in 0..250 {
                     let dirty = store.take_dirty();
-                    let u = t.update(&store, Some(&dirty));
+                    let u = t.update(&store, dirty.as_ref());
                     let got = b.update(
                         &u.served,
                         &u.changed,
-                        &dirty,
+                        dirty.as_ref(),
                         &store,
                         &options.listeners,
                         true,

@@ -34,7 +34,7 @@ fn incremental_update_equals_full_look_through_random_changes() {
         for step in 0..400 {
             history.push(random_change(&mut store, &mut rng, &mut removed));
             let dirty = store.take_dirty();
-            let got = inc.update(&store, Some(&dirty));
+            let got = inc.update(&store, dirty.as_ref());
             let want = reference.update(&store, None);
             let now = served(&got.served);
             let ctx = || {

@@ -498,3 +498,26 @@ fn stamps_change_with_what_translation_read_and_vanish_with_it() {
     assert_ne!(again.stamp(&rev("a-1")), s.stamp(&rev("a-1")));
     assert_eq!(again, s);
 }
+
+#[test]
+fn dirty_set_is_everything_while_the_store_was_empty() {
+    use crate::model::store::Dep;
+    use crate::model::{Kind, ObjectKey};
+    let key = |n: &str| ObjectKey::new(NS, n);
+    let mut s = crate::model::Store::default();
+    s.apply(Object::Revision(mk_revision("a-1", "a")));
+    assert_eq!(s.take_dirty(), None, "a first load changes everything");
+    s.apply(Object::Revision(mk_revision("a-2", "a")));
+    let d = s
+        .take_dirty()
+        .expect("changes to a store with objects are listed");
+    assert!(d.contains(&Dep::Object(Kind::Revision, key("a-2"))));
+    assert!(d.contains(&Dep::ConfigurationRevisions(key("a"))));
+    assert!(!d.contains(&Dep::Object(Kind::Revision, key("a-1"))));
+    s.delete(Kind::Revision, &key("a-1"));
+    s.delete(Kind::Revision, &key("a-2"));
+    let d = s.take_dirty().expect("deletes are listed");
+    assert!(d.contains(&Dep::Object(Kind::Revision, key("a-1"))));
+    s.apply(Object::Revision(mk_revision("a-3", "a")));
+    assert_eq!(s.take_dirty(), None, "filled again from empty");
+}
