@@ -184,11 +184,11 @@ fn split_key(text: &str) -> R<Option<(Cow<'_, str>, &str)>> {
             None => return Ok(None),
         }
     } else {
-        let colon = match text.find(": ") {
+        let colon = match find_pair(text, b": ") {
             Some(i) => i,
             None if text.ends_with(':') => text.len() - 1,
             None => {
-                return if text.contains(" #") || text.contains(':') {
+                return if find_pair(text, b" #").is_some() || text.contains(':') {
                     Err(GiveUp)
                 } else {
                     Ok(None)
@@ -196,7 +196,10 @@ fn split_key(text: &str) -> R<Option<(Cow<'_, str>, &str)>> {
             }
         };
         let key = text[..colon].trim_end_matches(' ');
-        if key.is_empty() || key.starts_with(INDICATORS) || key.contains(" #") || key.contains(':')
+        if key.is_empty()
+            || key.starts_with(INDICATORS)
+            || find_pair(key, b" #").is_some()
+            || key.contains(':')
         {
             return Err(GiveUp);
         }
@@ -208,6 +211,14 @@ fn split_key(text: &str) -> R<Option<(Cow<'_, str>, &str)>> {
     let rest = after.trim_start_matches(' ');
     let rest = if rest.starts_with('#') { "" } else { rest };
     Ok(Some((key, rest)))
+}
+
+/// Where `pair` (two ASCII bytes, so a char boundary) starts in `s`. A plain byte loop: the
+/// texts are a line or less, where std's substring search costs more than it saves.
+fn find_pair(s: &str, pair: &[u8; 2]) -> Option<usize> {
+    s.as_bytes()
+        .windows(2)
+        .position(|w| w[0] == pair[0] && w[1] == pair[1])
 }
 
 /// Characters that start something other than a plain scalar.
@@ -236,7 +247,7 @@ fn inline(text: &str) -> R<Node<'_>> {
         end_of_value(after)?;
         return Ok(Node::Map(Vec::new()));
     }
-    let value = match text.find(" #") {
+    let value = match find_pair(text, b" #") {
         Some(i) => &text[..i],
         None => text,
     }
@@ -247,9 +258,9 @@ fn inline(text: &str) -> R<Node<'_>> {
 fn plain(value: &str) -> R<Node<'_>> {
     if value.is_empty()
         || value.starts_with(INDICATORS)
-        || value.contains(": ")
+        || find_pair(value, b": ").is_some()
         || value.ends_with(':')
-        || value.contains(" #")
+        || find_pair(value, b" #").is_some()
     {
         return Err(GiveUp);
     }

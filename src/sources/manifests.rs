@@ -372,7 +372,9 @@ struct Document<'a> {
 }
 
 fn is_separator(line: &str) -> bool {
-    line == "---" || line.starts_with("--- ") || line.starts_with("---\t")
+    // The first byte alone rules out nearly every line.
+    line.starts_with('-')
+        && (line == "---" || line.starts_with("--- ") || line.starts_with("---\t"))
 }
 
 /// Splits a multi-document YAML text at `---` lines. One pass over the lines, which also
@@ -520,6 +522,9 @@ struct Sniff<'a> {
 
 impl<'a> Sniff<'a> {
     fn line(&mut self, line: &'a str) {
+        if !line.starts_with(['a', 'k']) {
+            return; // nearly every line
+        }
         let (slot, v) = if let Some(v) = line.strip_prefix("apiVersion:") {
             (&mut self.api_version, v)
         } else if let Some(v) = line.strip_prefix("kind:") {
