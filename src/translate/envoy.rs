@@ -198,10 +198,11 @@ pub fn virtual_hosts(ing: &Ingress, merge: bool) -> IngressHosts {
 /// Key of the placeholder scope: a name no Host can carry (it starts with a dot).
 const PLACEHOLDER_SCOPE_KEY: &str = ".placeholder.knative-xds.invalid";
 
-fn scope(listener: &str, key: &str, route_config: &str) -> ScopedRouteConfiguration {
+/// The scope of one host (`key`) on one listener, pointing at `route_config`.
+pub fn scope(listener: &str, key: &str, route_config: &str) -> ScopedRouteConfiguration {
     use scoped_route_configuration::key::{fragment, Fragment};
     ScopedRouteConfiguration {
-        name: format!("{XDSTP_SCOPES}/{listener}/{key}"),
+        name: scope_name(listener, key),
         route_configuration_name: route_config.to_string(),
         key: Some(scoped_route_configuration::Key {
             fragments: vec![Fragment {
@@ -214,6 +215,11 @@ fn scope(listener: &str, key: &str, route_config: &str) -> ScopedRouteConfigurat
 
 /// Authority of our xdstp resource names.
 const XDSTP_SCOPES: &str = "xdstp://knative-xds/envoy.config.route.v3.ScopedRouteConfiguration";
+
+/// The name of a listener's scope for one host.
+pub fn scope_name(listener: &str, key: &str) -> String {
+    format!("{XDSTP_SCOPES}/{listener}/{key}")
+}
 
 /// The scoped-route set a listener subscribes to.
 pub fn scopes_locator(listener: &str) -> String {
@@ -303,8 +309,18 @@ pub fn scoped_placeholders() -> (Vec<RouteConfiguration>, Vec<ScopedRouteConfigu
 /// RouteConfiguration.
 pub fn scoped_resources(
     ing: &Ingress,
-    (ext, int): IngressHosts,
+    hosts: IngressHosts,
 ) -> (Vec<RouteConfiguration>, Vec<ScopedRouteConfiguration>) {
+    scoped_resources_with(ing, hosts, scope)
+}
+
+/// [`scoped_resources`], each scope made by `make_scope` from [`scope`]'s arguments (the
+/// snapshot builder encodes them straight away).
+pub fn scoped_resources_with<S>(
+    ing: &Ingress,
+    (ext, int): IngressHosts,
+    mut make_scope: impl FnMut(&str, &str, &str) -> S,
+) -> (Vec<RouteConfiguration>, Vec<S>) {
     let mut routes = Vec::new();
     let mut scopes = Vec::new();
     if int.is_empty() && ext.is_empty() {
@@ -321,7 +337,7 @@ pub fn scoped_resources(
             if host.ends_with(":*") {
                 continue; // the scope key is the host without its port
             }
-            scopes.push(scope(listener, host, rc_name));
+            scopes.push(make_scope(listener, host, rc_name));
         }
     }
     if redirected {

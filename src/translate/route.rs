@@ -234,13 +234,15 @@ pub fn resolve_traffic(input: &RouteInput, store: &Store) -> Result<TrafficGroup
                 continue;
             }
         };
-        let field = format!("spec.traffic[{i}].revisionName");
+        let field = || format!("spec.traffic[{i}].revisionName");
+        let revision: std::sync::Arc<str> = revision_name.into();
         let Some(rev) = store
             .revisions
-            .get(&ObjectKey::new(ns.clone(), revision_name.clone()))
+            .get(&ObjectKey::new(ns.as_str(), revision.clone()))
         else {
+            let revision_name = &revision;
             problems.push(Problem::new(
-                field,
+                field(),
                 format!("Revision {revision_name:?} referenced in traffic not found"),
             ));
             continue;
@@ -248,22 +250,22 @@ pub fn resolve_traffic(input: &RouteInput, store: &Store) -> Result<TrafficGroup
         if let Some(owner) = input.meta.labels.get(SERVICE_LABEL) {
             if rev.metadata.labels.get(SERVICE_LABEL) != Some(owner) {
                 problems.push(Problem::new(
-                    field,
-                    format!("Revision {revision_name:?} is not owned by Service {owner:?}"),
+                    field(),
+                    format!("Revision {revision:?} is not owned by Service {owner:?}"),
                 ));
                 continue;
             }
         }
         if !revision_ready(rev) {
             problems.push(Problem::new(
-                field,
-                format!("Revision {revision_name:?} is not yet ready"),
+                field(),
+                format!("Revision {revision:?} is not yet ready"),
             ));
             continue;
         }
         let target = Target {
             tag: t.tag.clone().filter(|t| !t.is_empty()),
-            revision: revision_name.into(),
+            revision,
             percent: t.percent.unwrap_or(0),
             protocol: revision_protocol(rev),
         };
@@ -347,15 +349,17 @@ pub fn latest_ready_revision(store: &Store, ns: &str, config: &str) -> Result<St
     store
         .revisions_of_configuration(ns, config)
         .filter(|r| revision_ready(r))
-        .max_by_key(|r| {
+        .map(|r| {
             let generation = r
                 .metadata
                 .labels
                 .get(CONFIGURATION_GENERATION_LABEL)
                 .and_then(|g| g.parse::<i64>().ok())
                 .unwrap_or(0);
-            (generation, r.metadata.name.clone())
+            ((generation, r.metadata.name.as_str()), r)
         })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, r)| r)
         .map(|r| r.metadata.name.clone())
         .ok_or_else(|| {
             format!("Configuration {config:?} is waiting for a Revision to become ready")

@@ -100,7 +100,7 @@ impl Resource {
         type_url: std::borrow::Cow<'static, str>,
         value: Vec<u8>,
     ) -> Arc<Resource> {
-        let version = content_version(&value).into();
+        let version = version_of(&value);
         Arc::new(Resource {
             name: name.into(),
             version,
@@ -123,13 +123,42 @@ pub fn content_version(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes)[..8])
 }
 
+/// [`content_version`] as a shared string, in one allocation (made for every resource of a
+/// cold start).
+fn version_of(bytes: &[u8]) -> Arc<str> {
+    let mut out = [0u8; 16];
+    for (pair, b) in out.chunks_exact_mut(2).zip(&Sha256::digest(bytes)[..8]) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+    // Hex digits are ASCII.
+    std::str::from_utf8(&out).unwrap_or_default().into()
+}
+
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// Lowercase hex (one allocation: versions are made for every resource of a cold start).
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         out.push(DIGITS[usize::from(b >> 4)] as char);
         out.push(DIGITS[usize::from(b & 15)] as char);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_version_is_the_content_version() {
+        for bytes in [&b""[..], b"x", &[0xff; 100]] {
+            let v = version_of(bytes);
+            assert_eq!(&*v, content_version(bytes));
+            assert_eq!(v.len(), 16);
+        }
+        // The SHA-256 of nothing, as `sha256sum` prints it.
+        assert_eq!(content_version(b""), "e3b0c44298fc1c14");
+    }
 }
