@@ -5,7 +5,7 @@
 //! reported with its path and line and keeps the objects it held before.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -105,7 +105,9 @@ pub struct Reload {
 #[derive(Debug, Default)]
 pub struct Manifests {
     root: PathBuf,
-    files: BTreeMap<PathBuf, FileState>,
+    /// (Hashed: a cold start looks up every path several times, and comparing paths in a
+    /// B-tree parses their components each time.)
+    files: foldhash::HashMap<PathBuf, FileState>,
     /// Which files define each object; the first in path order wins.
     /// (Sorted; nearly always one file, held inline. The paths are shared by all of a
     /// file's objects.)
@@ -127,10 +129,13 @@ impl Manifests {
 
     /// Current file errors (each file keeps serving its last good objects).
     pub fn errors(&self) -> Vec<FileError> {
-        self.files
+        let mut errors: Vec<FileError> = self
+            .files
             .values()
             .filter_map(|f| f.error.clone())
-            .collect()
+            .collect();
+        errors.sort_by(|a, b| a.path.cmp(&b.path));
+        errors
     }
 
     /// Objects defined in more than one file: the later files' copies are ignored.
@@ -150,14 +155,15 @@ impl Manifests {
     pub fn reload(&mut self) -> std::io::Result<Reload> {
         let mut paths = Vec::new();
         collect_yaml_files(&self.root, &mut paths)?;
-        let present: BTreeSet<PathBuf> = paths.iter().cloned().collect();
+        let present: foldhash::HashSet<&Path> = paths.iter().map(|p| p.as_path()).collect();
         let mut reload = Reload::default();
-        let gone: Vec<PathBuf> = self
+        let mut gone: Vec<PathBuf> = self
             .files
             .keys()
-            .filter(|p| !present.contains(*p))
+            .filter(|p| !present.contains(p.as_path()))
             .cloned()
             .collect();
+        gone.sort();
         for p in gone {
             self.forget_file(&p, &mut reload);
         }
