@@ -61,6 +61,7 @@ fn main() -> anyhow::Result<()> {
     let options = Options::default();
     let mut translator = Translator::new(options.clone());
     let update = translator.update(&m.store, dirty.as_ref());
+    translator.catch_up();
     let after_translation = stage("translation", after_store, t);
 
     let t = Instant::now();

@@ -240,6 +240,8 @@ impl Pipeline {
                 "published snapshot"
             );
         }
+        // What the translation put off until the snapshot was out.
+        self.translator.catch_up();
         self.update_view(&update, dirty.as_ref());
         if let Some(class) = self.translator.options.ingress_class.clone() {
             self.update_kingress_states(&class, &update);

@@ -156,6 +156,9 @@ pub struct Translator {
     /// Reverse of the cache's deps: who read what.
     /// (Mostly one reader each: a `Vec` is a fraction of a `BTreeSet`'s memory.)
     readers: foldhash::HashMap<Dep, Vec<ObjectRef>>,
+    /// `readers` lags the cache: a full pass (a cold start) leaves it to
+    /// [`Translator::catch_up`], which the serve loop calls once the snapshot is out.
+    readers_stale: bool,
     /// The config the cache was built with.
     cache_config: Option<KnativeConfig>,
     /// Every object we translate, with the Ingress it offers (possibly its last good one),
@@ -389,6 +392,25 @@ impl Translator {
         // Every reader entry comes from a cache entry.
         self.route_cache.clear();
         self.readers.clear();
+        self.readers_stale = false;
+    }
+
+    /// Completes the bookkeeping a full pass put off (who read what, for the next change's
+    /// update): not needed for that pass's result, so it is done after it is served. An
+    /// update catches up first anyway.
+    pub fn catch_up(&mut self) {
+        if !std::mem::take(&mut self.readers_stale) {
+            return;
+        }
+        self.readers.clear();
+        for (origin, entry) in &self.route_cache {
+            for (dep, _) in &entry.deps {
+                let readers = self.readers.entry(dep.clone()).or_default();
+                if !readers.contains(origin) {
+                    readers.push(origin.clone());
+                }
+            }
+        }
     }
 
     /// Translates the whole store.
@@ -407,6 +429,7 @@ impl Translator {
     /// callers that build them incrementally (`xds::build::IncrementalBuilder`).
     pub fn translate_ingresses(&mut self, store: &Store) -> Output {
         let u = self.update(store, None);
+        self.catch_up();
         Output {
             ingresses: u.served.values().cloned().collect(),
             envoy: EnvoyConfig::default(),
@@ -420,6 +443,7 @@ impl Translator {
     /// something in it are re-translated; with `None`, every object is looked at (unchanged
     /// ones still come from the cache).
     pub fn update(&mut self, store: &Store, dirty: Option<&crate::model::store::DepSet>) -> Update {
+        self.catch_up();
         let (cfg, config_errors) = self.knative_config(store);
         // A config change can change any translation.
         let mut dirty = dirty;
@@ -429,6 +453,8 @@ impl Translator {
             dirty = None;
         }
         let ingress_mode = self.options.ingress_class.is_some();
+        // A full pass links every object anew: who read what is rebuilt afterwards, at once.
+        self.readers_stale = dirty.is_none();
 
         // Which objects to look at.
         let mut examine: BTreeSet<ObjectRef> = BTreeSet::new();
@@ -625,6 +651,9 @@ impl Translator {
         let Some(entry) = self.route_cache.remove(origin) else {
             return;
         };
+        if self.readers_stale {
+            return; // rebuilt from the cache later
+        }
         for (dep, _) in entry.deps {
             if let Some(readers) = self.readers.get_mut(&dep) {
                 readers.retain(|o| o != origin);
@@ -728,7 +757,7 @@ impl Translator {
         result: Result<Arc<Ingress>, Vec<Problem>>,
     ) {
         self.uncache(origin);
-        for (d, _) in &deps {
+        for (d, _) in deps.iter().filter(|_| !self.readers_stale) {
             let readers = self.readers.entry(d.clone()).or_default();
             if !readers.contains(origin) {
                 readers.push(origin.clone());

@@ -117,3 +117,38 @@ fn cold_start_on_every_core_equals_one_thread() {
     assert!(got.rejections.len() > 3, "{:?}", brief(&got.rejections));
     assert_eq!(brief(&got.rejections), brief(&want.rejections));
 }
+
+/// A full pass puts off indexing who read what until `catch_up` (the serve loop calls it once
+/// the snapshot is out); the index it then builds is the one changes are looked up in.
+#[test]
+fn full_pass_indexes_readers_after_it_is_served() {
+    let mut store = load(&generate(60, 3).files);
+    store.take_dirty();
+    let mut t = Translator::new(Options::default());
+    let first = t.update(&store, None);
+    assert!(first.served.len() > 40);
+    assert!(t.readers.is_empty() && t.readers_stale, "put off");
+    t.catch_up();
+    assert!(!t.readers_stale);
+    let mut pairs = 0;
+    for (origin, entry) in &t.route_cache {
+        for (dep, _) in &entry.deps {
+            assert!(t.readers[dep].contains(origin), "{origin} reads {dep:?}");
+            pairs += 1;
+        }
+    }
+    assert_eq!(t.readers.values().map(Vec::len).sum::<usize>(), pairs);
+    // A change is found through that index: without `catch_up`, `update` catches up first.
+    let mut again = Translator::new(Options::default());
+    let mut reference = Translator::new(Options::default());
+    again.update(&store, None);
+    reference.update(&store, None);
+    let (mut rng, mut removed) = (SplitMix64::new(4), Vec::new());
+    for step in 0..30 {
+        random_change(&mut store, &mut rng, &mut removed);
+        let dirty = store.take_dirty();
+        let got = served(&again.update(&store, dirty.as_ref()).served);
+        let want = served(&reference.update(&store, None).served);
+        assert!(got == want, "step {step}");
+    }
+}
