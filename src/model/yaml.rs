@@ -52,14 +52,17 @@ struct Line<'a> {
 fn parse(text: &str) -> Option<Node<'_>> {
     let mut lines = Vec::new();
     for raw in text.lines() {
-        if raw.contains(['\t', '\r']) || raw.starts_with('\u{feff}') {
+        // Byte tests: these run on every line of every manifest.
+        if raw.bytes().any(|b| b == b'\t' || b == b'\r') || raw.starts_with('\u{feff}') {
             return None;
         }
         let text = raw.trim_start_matches(' ');
         if text.is_empty() || text.starts_with('#') {
             continue;
         }
-        if raw.starts_with("---") || raw.starts_with("...") || raw.starts_with('%') {
+        if raw.starts_with(['-', '.', '%'])
+            && (raw.starts_with("---") || raw.starts_with("...") || raw.starts_with('%'))
+        {
             return None;
         }
         lines.push(Line {

@@ -386,16 +386,16 @@ fn is_separator(line: &str) -> bool {
 /// Splits a multi-document YAML text at `---` lines. One pass over the lines, which also
 /// sniffs each document's kind; the documents borrow from `text`.
 fn documents(text: &str) -> Vec<Document<'_>> {
-    // A `...` line (document end) is left out of the document: rare, so then copy.
-    if text.contains("...") {
-        return documents_owned(text);
-    }
     let mut docs = Vec::new();
     let (mut begin, mut offset, mut start) = (0, 0, 1);
     let mut sniff = Sniff::default();
     for (i, raw) in text.split_inclusive('\n').enumerate() {
         let line = raw.strip_suffix('\n').unwrap_or(raw);
         let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.starts_with('.') && line == "..." {
+            // A document end marker is left out of the document: rare, so then copy.
+            return documents_owned(text);
+        }
         if is_separator(line) {
             docs.push(Document {
                 start,
