@@ -151,7 +151,8 @@ pub type IngressHosts = (Vec<VirtualHost>, Vec<VirtualHost>);
 /// With `merge`, rules with the same paths make one internal virtual host, their domains
 /// joined: a Route's cluster-local and external rules share their paths, so a
 /// RouteConfiguration holding both (the scoped layout's) carries those routes once. Each
-/// listener still reaches only the hosts it has scopes for.
+/// listener still reaches only the hosts it has scopes for. (So with `merge`, external
+/// virtual hosts carry routes only when redirected: otherwise only their domains are read.)
 pub fn virtual_hosts(ing: &Ingress, merge: bool) -> IngressHosts {
     let mut external = Vec::new();
     let mut internal: Vec<VirtualHost> = Vec::new();
@@ -169,7 +170,7 @@ pub fn virtual_hosts(ing: &Ingress, merge: bool) -> IngressHosts {
             .map(|(_, i)| *i);
         let external_rule = rule.visibility == Visibility::ExternalIP;
         // Built only when a virtual host carries them.
-        let routes: Vec<Route> = if same.is_none() || (external_rule && !redirected) {
+        let routes: Vec<Route> = if same.is_none() || (external_rule && !redirected && !merge) {
             paths.iter().map(make_route).collect()
         } else {
             Vec::new()
@@ -177,6 +178,8 @@ pub fn virtual_hosts(ing: &Ingress, merge: bool) -> IngressHosts {
         if external_rule {
             let ext = if redirected {
                 vec![https_redirect_route()]
+            } else if merge {
+                Vec::new()
             } else {
                 routes.clone()
             };
