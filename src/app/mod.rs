@@ -197,8 +197,12 @@ async fn start_source(
             // opened (the kernel queues an event per open and close, the watcher thread reads
             // them). What changed meanwhile is found by looking at everything once more
             // (unchanged files are skipped by size and modification time).
-            let mut watch =
-                FolderWatch::new(dir).with_context(|| format!("watching {}", dir.display()))?;
+            // Serving goes on without a watch (say, at the inotify watch limit): then the
+            // folder is looked at every `POLL`.
+            let mut watch = FolderWatch::new(dir).unwrap_or_else(|e| {
+                error!(error = %e, dir = %dir.display(), "watching the manifests folder failed; looking at it every {} s instead", crate::sources::watch::POLL.as_secs());
+                FolderWatch::polling()
+            });
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 let mut changed = Some(Changed::Everything);

@@ -27,7 +27,10 @@ type Event = Option<Vec<PathBuf>>;
 
 /// A running watcher; dropping it stops watching.
 pub struct FolderWatch {
-    _watcher: notify::RecommendedWatcher,
+    /// `None`: no watch could be set up, only the poll interval reports changes.
+    _watcher: Option<notify::RecommendedWatcher>,
+    /// Kept while there is no watcher, so `rx` stays open.
+    _tx: Option<mpsc::UnboundedSender<Event>>,
     rx: mpsc::UnboundedReceiver<Event>,
 }
 
@@ -45,9 +48,20 @@ impl FolderWatch {
             })?;
         watcher.watch(dir, RecursiveMode::Recursive)?;
         Ok(FolderWatch {
-            _watcher: watcher,
+            _watcher: Some(watcher),
+            _tx: None,
             rx,
         })
+    }
+
+    /// No watch: [`FolderWatch::changed`] reports `Everything` every [`POLL`].
+    pub fn polling() -> FolderWatch {
+        let (tx, rx) = mpsc::unbounded_channel();
+        FolderWatch {
+            _watcher: None,
+            _tx: Some(tx),
+            rx,
+        }
     }
 
     /// Waits for a change (or the poll interval), then for `DEBOUNCE` of quiet; returns the
@@ -71,5 +85,21 @@ impl FolderWatch {
         } else {
             Changed::Paths(paths)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a watch, nothing is reported before the poll interval (no busy loop).
+    #[tokio::test]
+    async fn polling_waits_for_the_poll_interval() {
+        let mut w = FolderWatch::polling();
+        let early = tokio::time::timeout(Duration::from_millis(200), w.changed()).await;
+        assert!(
+            early.is_err(),
+            "reported {early:?} before the poll interval"
+        );
     }
 }

@@ -94,7 +94,8 @@ fn scope_resource(listener: &str, key: &str, route_config: &str) -> Arc<Resource
     // key (3) { fragments (1) { string_key (1) } }
     let fragment = 1 + encoded_len_varint(key.len() as u64) + key.len();
     let scope_key = 1 + encoded_len_varint(fragment as u64) + fragment;
-    let mut out = Vec::with_capacity(name.len() + route_config.len() + scope_key + 8);
+    // Five keys and up to five length varints (a few bytes each) besides the strings.
+    let mut out = Vec::with_capacity(name.len() + route_config.len() + scope_key + 16);
     string(1, &name, &mut out);
     string(2, route_config, &mut out);
     encode_key(3, WireType::LengthDelimited, &mut out);
