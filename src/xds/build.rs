@@ -64,47 +64,47 @@ pub struct IncrementalBuilder {
 /// A `RouteConfiguration` with only `name` (field 1) and `virtual_hosts` (field 2), encoded
 /// from already encoded virtual hosts: the bytes prost gives for the same message.
 fn route_configuration_bytes<'a>(name: &str, vhosts: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
-    use prost::encoding::{encode_key, encode_varint, WireType};
     let mut out = Vec::new();
-    if !name.is_empty() {
-        encode_key(1, WireType::LengthDelimited, &mut out);
-        encode_varint(name.len() as u64, &mut out);
-        out.extend_from_slice(name.as_bytes());
-    }
+    string_field(1, name, &mut out);
     for v in vhosts {
-        encode_key(2, WireType::LengthDelimited, &mut out);
-        encode_varint(v.len() as u64, &mut out);
-        out.extend_from_slice(v);
+        length_delimited(2, v, &mut out);
     }
     out
+}
+
+/// Field `tag` holding `bytes` (a string, bytes or an encoded message), as prost writes it.
+fn length_delimited(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+/// A proto3 string field: left out when empty.
+fn string_field(tag: u32, s: &str, out: &mut Vec<u8>) {
+    if !s.is_empty() {
+        length_delimited(tag, s.as_bytes(), out);
+    }
 }
 
 /// [`envoy::scope`], encoded by hand into the bytes prost gives (a test compares them): a
 /// cold start makes ~9 per Route, and building each message first cost more than encoding.
 fn scope_resource(listener: &str, key: &str, route_config: &str) -> Arc<Resource> {
     use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
-    let string = |tag: u32, s: &str, out: &mut Vec<u8>| {
-        if !s.is_empty() {
-            encode_key(tag, WireType::LengthDelimited, out);
-            encode_varint(s.len() as u64, out);
-            out.extend_from_slice(s.as_bytes());
-        }
-    };
     let name = envoy::scope_name(listener, key);
     // key (3) { fragments (1) { string_key (1) } }
     let fragment = 1 + encoded_len_varint(key.len() as u64) + key.len();
     let scope_key = 1 + encoded_len_varint(fragment as u64) + fragment;
     // Five keys and up to five length varints (a few bytes each) besides the strings.
     let mut out = Vec::with_capacity(name.len() + route_config.len() + scope_key + 16);
-    string(1, &name, &mut out);
-    string(2, route_config, &mut out);
-    encode_key(3, WireType::LengthDelimited, &mut out);
-    encode_varint(scope_key as u64, &mut out);
-    encode_key(1, WireType::LengthDelimited, &mut out);
-    encode_varint(fragment as u64, &mut out);
-    encode_key(1, WireType::LengthDelimited, &mut out);
-    encode_varint(key.len() as u64, &mut out);
-    out.extend_from_slice(key.as_bytes());
+    string_field(1, &name, &mut out);
+    string_field(2, route_config, &mut out);
+    // The two messages' headers, then the one field inside them (a oneof: written even empty).
+    for (tag, len) in [(3, scope_key), (1, fragment)] {
+        encode_key(tag, WireType::LengthDelimited, &mut out);
+        encode_varint(len as u64, &mut out);
+    }
+    length_delimited(1, key.as_bytes(), &mut out);
     Resource::from_encoded(name, ResourceType::ScopedRoute.type_url().into(), out)
 }
 

@@ -100,7 +100,7 @@ impl Resource {
         type_url: std::borrow::Cow<'static, str>,
         value: Vec<u8>,
     ) -> Arc<Resource> {
-        let version = version_of(&value);
+        let version = content_version(&value);
         Arc::new(Resource {
             name: name.into(),
             version,
@@ -118,33 +118,29 @@ impl Resource {
     }
 }
 
-/// First 16 hex digits of the SHA-256 of `bytes`.
-pub fn content_version(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes)[..8])
-}
-
-/// [`content_version`] as a shared string, in one allocation (made for every resource of a
-/// cold start).
-fn version_of(bytes: &[u8]) -> Arc<str> {
+/// First 16 hex digits of the SHA-256 of `bytes`, as the shared string resources hold, in one
+/// allocation (made for every resource of a cold start).
+pub fn content_version(bytes: &[u8]) -> Arc<str> {
     let mut out = [0u8; 16];
-    for (pair, b) in out.chunks_exact_mut(2).zip(&Sha256::digest(bytes)[..8]) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 15)];
-    }
+    hex_into(&Sha256::digest(bytes)[..8], &mut out);
     // Hex digits are ASCII.
     std::str::from_utf8(&out).unwrap_or_default().into()
 }
 
-const DIGITS: &[u8; 16] = b"0123456789abcdef";
-
-/// Lowercase hex (one allocation: versions are made for every resource of a cold start).
+/// Lowercase hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
+    let mut out = vec![0; bytes.len() * 2];
+    hex_into(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes the lowercase hex of `bytes` into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
     }
-    out
 }
 
 #[cfg(test)]
@@ -152,13 +148,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shared_version_is_the_content_version() {
+    fn content_version_is_the_digest_in_hex() {
         for bytes in [&b""[..], b"x", &[0xff; 100]] {
-            let v = version_of(bytes);
-            assert_eq!(&*v, content_version(bytes));
+            let v = content_version(bytes);
+            assert_eq!(*v, hex(&Sha256::digest(bytes)[..8]));
             assert_eq!(v.len(), 16);
         }
         // The SHA-256 of nothing, as `sha256sum` prints it.
-        assert_eq!(content_version(b""), "e3b0c44298fc1c14");
+        assert_eq!(&*content_version(b""), "e3b0c44298fc1c14");
+        assert_eq!(hex(&[0x01, 0xab, 0xff]), "01abff");
     }
 }

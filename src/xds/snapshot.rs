@@ -284,7 +284,7 @@ impl Snapshot {
                         format!("{}/{salt}", r.version).as_bytes(),
                     );
                     let r = Arc::new(Resource {
-                        version: version.into(),
+                        version,
                         ..(**r).clone()
                     });
                     (name.clone(), r)
