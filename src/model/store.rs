@@ -377,27 +377,15 @@ pub struct Store {
 }
 
 /// Not part of the store's value (two stores with the same objects are equal).
-#[derive(Debug, Clone)]
-struct Dirty {
-    set: DepSet,
-    /// The store was empty at the last take: everything is new, and nothing is recorded
-    /// (a cold start would otherwise hash every key into a set that nobody reads).
-    everything: bool,
-}
-
-impl Default for Dirty {
-    fn default() -> Dirty {
-        Dirty {
-            set: DepSet::default(),
-            everything: true,
-        }
-    }
-}
+/// `None`: the store was empty at the last take (or never taken), so everything is new and
+/// nothing is recorded (a cold start would otherwise hash every key into a set nobody reads).
+#[derive(Debug, Clone, Default)]
+struct Dirty(Option<DepSet>);
 
 impl Dirty {
     fn mark(&mut self, dep: Dep) {
-        if !self.everything {
-            self.set.insert(dep);
+        if let Some(set) = &mut self.0 {
+            set.insert(dep);
         }
     }
 }
@@ -678,10 +666,8 @@ impl Store {
     /// sets) since the previous call; `None` for everything (the store was empty then, as
     /// before the first call).
     pub fn take_dirty(&mut self) -> Option<DepSet> {
-        let set = std::mem::take(&mut self.dirty.set);
-        let empty = self.is_empty();
-        let everything = std::mem::replace(&mut self.dirty.everything, empty);
-        (!everything).then_some(set)
+        let next = (!self.is_empty()).then(DepSet::default);
+        std::mem::replace(&mut self.dirty.0, next)
     }
 
     /// No objects at all.

@@ -389,60 +389,34 @@ fn documents(text: &str) -> Vec<Document<'_>> {
     let mut docs = Vec::new();
     let (mut begin, mut offset, mut start) = (0, 0, 1);
     let mut sniff = Sniff::default();
+    // A document end marker (`...`) is left out of its document: rare, so that one is copied.
+    let mut marked = false;
+    fn document<'a>(start: usize, text: &'a str, sniff: &Sniff, marked: bool) -> Document<'a> {
+        let text = if marked {
+            let lines = text.lines().filter(|l| *l != "...");
+            Cow::Owned(lines.flat_map(|l| [l, "\n"]).collect())
+        } else {
+            Cow::Borrowed(text)
+        };
+        let kind = sniff.kind();
+        Document { start, text, kind }
+    }
     for (i, raw) in text.split_inclusive('\n').enumerate() {
         let line = raw.strip_suffix('\n').unwrap_or(raw);
         let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.starts_with('.') && line == "..." {
-            // A document end marker is left out of the document: rare, so then copy.
-            return documents_owned(text);
-        }
         if is_separator(line) {
-            docs.push(Document {
-                start,
-                text: Cow::Borrowed(&text[begin..offset]),
-                kind: std::mem::take(&mut sniff).kind(),
-            });
+            let (sniffed, was_marked) = (std::mem::take(&mut sniff), std::mem::take(&mut marked));
+            docs.push(document(start, &text[begin..offset], &sniffed, was_marked));
             begin = offset + raw.len();
             start = i + 2;
+        } else if line.starts_with('.') && line == "..." {
+            marked = true;
         } else {
             sniff.line(line);
         }
         offset += raw.len();
     }
-    docs.push(Document {
-        start,
-        text: Cow::Borrowed(&text[begin..]),
-        kind: sniff.kind(),
-    });
-    docs
-}
-
-/// [`documents`], for a text with `...` lines: they are dropped.
-fn documents_owned(text: &str) -> Vec<Document<'static>> {
-    let mut docs = Vec::new();
-    let mut current = String::new();
-    let mut start = 1;
-    let mut push = |start, text: String| {
-        let kind = sniff_kind(&text);
-        docs.push(Document {
-            start,
-            text: Cow::Owned(text),
-            kind,
-        })
-    };
-    for (i, line) in text.lines().enumerate() {
-        if is_separator(line) {
-            push(start, std::mem::take(&mut current));
-            start = i + 2;
-            continue;
-        }
-        if line == "..." {
-            continue;
-        }
-        current.push_str(line);
-        current.push('\n');
-    }
-    push(start, current);
+    docs.push(document(start, &text[begin..], &sniff, marked));
     docs
 }
 
@@ -508,16 +482,8 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Object>, FileError> {
     Ok(out)
 }
 
-/// The kind of a document from its top-level `apiVersion:` and `kind:` lines, when both
-/// are there as plain or quoted scalars: `Some(None)` for a kind we do not read; `None`
-/// when the lines are not there in that simple form.
-fn sniff_kind(doc: &str) -> Option<Option<Kind>> {
-    let mut sniff = Sniff::default();
-    doc.lines().for_each(|l| sniff.line(l));
-    sniff.kind()
-}
-
-/// [`sniff_kind`], fed one line at a time.
+/// The kind of a document from its top-level `apiVersion:` and `kind:` lines, fed one line
+/// at a time (see [`Sniff::kind`]).
 #[derive(Default)]
 struct Sniff<'a> {
     api_version: Option<&'a str>,
@@ -557,6 +523,8 @@ impl<'a> Sniff<'a> {
         *slot = Some(v);
     }
 
+    /// When both lines are there as plain or quoted scalars: `Some(None)` for a kind we do
+    /// not read; `None` when they are not there in that simple form.
     fn kind(&self) -> Option<Option<Kind>> {
         if self.unclear {
             return None;
@@ -604,6 +572,11 @@ mod tests {
         let docs = documents(&plain);
         assert_eq!(docs.len(), 2);
         assert!(matches!(docs[0].text, Cow::Borrowed(_)), "no copy");
+        // Only a document with an end marker is copied (without it).
+        let one_marked = format!("{ROUTE}---\n{dm}...\n");
+        let one = documents(&one_marked);
+        assert!(matches!(one[0].text, Cow::Borrowed(_)));
+        assert_eq!(one[1].text, dm);
         assert_eq!(docs[1].start, 10);
         assert_eq!(docs[1].kind, Some(Some(Kind::DomainMapping)));
         // Said twice, or not plainly: the generic parse decides.

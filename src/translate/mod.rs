@@ -199,6 +199,20 @@ fn stamp_of(store: &Store, dep: &Dep) -> u64 {
 /// on every core at a cold start).
 type Computed = (Result<Arc<Ingress>, Vec<Problem>>, Vec<(Dep, u64)>);
 
+/// Records `origin` among the readers of each of `deps`.
+fn add_readings(
+    readers: &mut foldhash::HashMap<Dep, Vec<ObjectRef>>,
+    origin: &ObjectRef,
+    deps: &[(Dep, u64)],
+) {
+    for (dep, _) in deps {
+        let readers = readers.entry(dep.clone()).or_default();
+        if !readers.contains(origin) {
+            readers.push(origin.clone());
+        }
+    }
+}
+
 fn stamped(store: &Store, deps: Vec<Dep>) -> Vec<(Dep, u64)> {
     deps.into_iter()
         .map(|d| {
@@ -404,12 +418,7 @@ impl Translator {
         }
         self.readers.clear();
         for (origin, entry) in &self.route_cache {
-            for (dep, _) in &entry.deps {
-                let readers = self.readers.entry(dep.clone()).or_default();
-                if !readers.contains(origin) {
-                    readers.push(origin.clone());
-                }
-            }
+            add_readings(&mut self.readers, origin, &entry.deps);
         }
     }
 
@@ -757,11 +766,8 @@ impl Translator {
         result: Result<Arc<Ingress>, Vec<Problem>>,
     ) {
         self.uncache(origin);
-        for (d, _) in deps.iter().filter(|_| !self.readers_stale) {
-            let readers = self.readers.entry(d.clone()).or_default();
-            if !readers.contains(origin) {
-                readers.push(origin.clone());
-            }
+        if !self.readers_stale {
+            add_readings(&mut self.readers, origin, &deps);
         }
         self.route_cache
             .insert(origin.clone(), CacheEntry { deps, result });
