@@ -677,6 +677,10 @@ async fn bench_routes_file_write_to_envoy_ack() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         bytes.push((rx().await - before) as f64);
     }
+    eprintln!(
+        "per change (ms): {:?}",
+        took.iter().map(|t| t.round()).collect::<Vec<_>>()
+    );
     let took = knative_xds::load::Percentiles::of(&took);
     let bytes = knative_xds::load::Percentiles::of(&bytes);
     eprintln!(

@@ -37,18 +37,30 @@ type Stamp = (u64, Option<SystemTime>);
 
 /// Reads and parses `p` unless its stamp is `known` (the one already loaded).
 fn read_if_changed(p: &Path, known: Option<Stamp>) -> Option<(Stamp, Parsed)> {
-    let m = std::fs::metadata(p).ok()?;
-    let stamp = (m.len(), m.modified().ok());
+    use std::io::Read;
+    let stamp_of = |m: std::fs::Metadata| (m.len(), m.modified().ok());
+    // A rescan only looks (a stat); a file never read is opened straight away, and one open
+    // serves its stamp and its read (a cold start's path lookups cost more than the reads).
+    // The stamp is taken before the read: a write meanwhile changes it again.
+    if known.is_some() && known == Some(stamp_of(std::fs::metadata(p).ok()?)) {
+        return None;
+    }
+    let mut file = std::fs::File::open(p).ok()?;
+    let m = file.metadata().ok()?;
+    let len = m.len();
+    let stamp = stamp_of(m);
     if known == Some(stamp) {
         return None;
     }
-    let parsed = std::fs::read_to_string(p)
+    let mut text = String::with_capacity(usize::try_from(len).unwrap_or(0));
+    let parsed = file
+        .read_to_string(&mut text)
         .map_err(|e| FileError {
             path: p.to_path_buf(),
             line: None,
             message: e.to_string(),
         })
-        .and_then(|text| parse_file(p, &text))
+        .and_then(|_| parse_file(p, &text))
         .map(keyed);
     Some((stamp, parsed))
 }
