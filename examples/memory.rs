@@ -113,7 +113,7 @@ fn main() -> anyhow::Result<()> {
     println!();
     for ty in ResourceType::ORDERED {
         let r = snapshot.resources(ty);
-        let bytes: usize = r.values().map(|r| r.value.len()).sum();
+        let bytes: usize = r.values().map(|r| r.value_len()).sum();
         println!(
             "{:<5} {:>7} resources, {:>6.1} MB encoded",
             ty.short_name(),

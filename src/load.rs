@@ -511,7 +511,7 @@ async fn final_check(
         Protocol::Sotw => rendered
             .resources(ResourceType::ORDERED[i])
             .values()
-            .map(|r| (name_hash(r.name.as_bytes()), content_hash(&r.value)))
+            .map(|r| (name_hash(r.name.as_bytes()), content_hash(&r.value())))
             .collect(),
     });
     drop(rendered);
@@ -579,7 +579,7 @@ impl Resolver {
         let listener = snap
             .get(ResourceType::Listener, INTERNAL)
             .ok_or_else(|| anyhow!("no listener {INTERNAL:?} in the snapshot"))?;
-        let listener = Listener::decode(listener.value.as_slice())?;
+        let listener = Listener::decode(&*listener.value())?;
         for (ty, name) in listener_refs(&listener) {
             match ty {
                 ResourceType::Route => out.internal_rds = Some(name),
@@ -589,7 +589,7 @@ impl Resolver {
                         if !n.starts_with(prefix) {
                             continue;
                         }
-                        let s = ScopedRouteConfiguration::decode(r.value.as_slice())?;
+                        let s = ScopedRouteConfiguration::decode(&*r.value())?;
                         if let Some(fragment::Type::StringKey(key)) = s
                             .key
                             .as_ref()
@@ -1519,20 +1519,18 @@ mod tests {
                 }
             }
             for r in snap.resources(ResourceType::Cluster).values() {
-                let c = envoy_types::pb::envoy::config::cluster::v3::Cluster::decode(
-                    r.value.as_slice(),
-                )
-                .unwrap();
+                let c = envoy_types::pb::envoy::config::cluster::v3::Cluster::decode(&*r.value())
+                    .unwrap();
                 let eds = matches!(
                     c.cluster_discovery_type,
                     Some(envoy_types::pb::envoy::config::cluster::v3::cluster::ClusterDiscoveryType::Type(3))
                 );
-                assert_eq!(field_varint(&r.value, 2) == Some(3), eds);
+                assert_eq!(field_varint(&r.value(), 2) == Some(3), eds);
             }
             for r in snap.resources(ResourceType::ScopedRoute).values() {
-                let s = ScopedRouteConfiguration::decode(r.value.as_slice()).unwrap();
+                let s = ScopedRouteConfiguration::decode(&*r.value()).unwrap();
                 assert_eq!(
-                    field_bytes(&r.value, 2),
+                    field_bytes(&r.value(), 2),
                     Some(s.route_configuration_name.as_bytes())
                 );
             }

@@ -422,14 +422,7 @@ fn acked_arcs(
             all.get(&**n)
                 .filter(|r| r.version == *v)
                 .cloned()
-                .unwrap_or_else(|| {
-                    Arc::new(crate::xds::Resource {
-                        name: n.clone(),
-                        version: v.clone(),
-                        type_url: Default::default(),
-                        value: Vec::new(),
-                    })
-                })
+                .unwrap_or_else(|| Arc::new(crate::xds::Resource::unknown(n.clone(), v.clone())))
         })
         .collect()
 }

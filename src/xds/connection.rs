@@ -1339,7 +1339,7 @@ fn by_size<'a, 'r>(
     let mut parts = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, r) in resources.iter().enumerate() {
-        let size = r.value.len() + r.name.len();
+        let size = r.value_len() + r.name.len();
         if i > start && bytes + size > limit {
             parts.push(&resources[start..i]);
             (start, bytes) = (i, 0);

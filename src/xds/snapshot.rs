@@ -283,10 +283,9 @@ impl Snapshot {
                     let version = super::resource::content_version(
                         format!("{}/{salt}", r.version).as_bytes(),
                     );
-                    let r = Arc::new(Resource {
-                        version,
-                        ..(**r).clone()
-                    });
+                    let mut r = (**r).clone();
+                    r.version = version;
+                    let r = Arc::new(r);
                     (name.clone(), r)
                 })
                 .collect();

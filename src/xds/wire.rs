@@ -105,17 +105,19 @@ fn put_str(tag: u32, s: &[u8], buf: &mut impl BufMut) {
 /// `google.protobuf.Any { type_url = 1; value = 2; }`
 fn any_len(r: &Resource) -> usize {
     str_len(1, &r.type_url)
-        + if r.value.is_empty() {
-            0
-        } else {
-            delimited_len(2, r.value.len())
+        + match r.value_len() {
+            0 => 0,
+            len => delimited_len(2, len),
         }
 }
 
 fn put_any(tag: u32, r: &Resource, buf: &mut impl BufMut) {
     put_header(tag, any_len(r), buf);
     put_str(1, r.type_url.as_bytes(), buf);
-    put_str(2, &r.value, buf);
+    if r.value_len() > 0 {
+        put_header(2, r.value_len(), buf);
+        r.write_value(buf);
+    }
 }
 
 /// `envoy.service.discovery.v3.Resource { version = 1; resource = 2; name = 3; }`
