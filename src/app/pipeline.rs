@@ -276,15 +276,16 @@ impl Pipeline {
         };
         for r in keys {
             let new = object_state(store, &update.served, &update.rejections, &r, derive);
+            let kind = r.kind;
             let old = match new {
                 Some(new) => {
-                    *self.counts.entry((r.kind, new.state)).or_default() += 1;
+                    *self.counts.entry((kind, new.state)).or_default() += 1;
                     self.objects.insert(r, new)
                 }
                 None => self.objects.remove(&r),
             };
             if let Some(old) = old {
-                *self.counts.entry((old.object.kind, old.state)).or_default() -= 1;
+                *self.counts.entry((kind, old.state)).or_default() -= 1;
             }
         }
         let objects = &self.shared.metrics.objects;
@@ -506,7 +507,6 @@ pub fn object_state(
                     .collect()
             })
             .unwrap_or_default(),
-        object: object.clone(),
         generation,
         state,
     })

@@ -119,8 +119,8 @@ pub struct RevisionSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Container {
-    pub name: Option<String>,
-    pub image: Option<String>,
+    /// Only the ports: the first one's name picks the protocol. (An image or a name, kept
+    /// for every Revision and Service template, would be ~3 MB at 10,000 Routes unread.)
     pub ports: Vec<ContainerPort>,
 }
 

@@ -285,22 +285,22 @@ impl api::inspect_server::Inspect for Inspect {
         let view = self.shared.view();
         let objects = view
             .objects
-            .values()
-            .filter(|o| {
-                (r.kind.is_empty() || o.object.kind.display_name().eq_ignore_ascii_case(&r.kind))
-                    && (r.namespace.is_empty() || *o.object.key.namespace == *r.namespace)
+            .iter()
+            .filter(|(object, _)| {
+                (r.kind.is_empty() || object.kind.display_name().eq_ignore_ascii_case(&r.kind))
+                    && (r.namespace.is_empty() || *object.key.namespace == *r.namespace)
             })
-            .map(|o| {
+            .map(|(object, o)| {
                 let (virtual_hosts, clusters) = view
                     .ingresses
-                    .get(&o.object)
+                    .get(object)
                     .map(|i| crate::server::state::hosts_and_clusters(i))
                     .unwrap_or_default();
                 api::ObjectStatus {
                     object: Some(api::ObjectRef {
-                        kind: o.object.kind.display_name().to_string(),
-                        namespace: o.object.key.namespace.to_string(),
-                        name: o.object.key.name.to_string(),
+                        kind: object.kind.display_name().to_string(),
+                        namespace: object.key.namespace.to_string(),
+                        name: object.key.name.to_string(),
                         generation: o.generation.unwrap_or(0),
                     }),
                     state: match o.state {

@@ -26,8 +26,8 @@ pub struct Report {
 
 /// Translation state of one Knative object (for `ListObjects`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// (Kept for every object: the object itself is the map's key.)
 pub struct ObjectState {
-    pub object: ObjectRef,
     pub generation: Option<i64>,
     /// served | stale | rejected | input
     pub state: &'static str,

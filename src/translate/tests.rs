@@ -72,12 +72,10 @@ pub fn mk_revision(name: &str, config: &str) -> Revision {
         },
         spec: RevisionSpec {
             containers: vec![Container {
-                image: Some("example.com/app".to_string()),
                 ports: vec![ContainerPort {
                     name: Some("http1".to_string()),
                     container_port: Some(8080),
                 }],
-                ..Default::default()
             }],
         },
         status: Some(ready_status(1)),
