@@ -434,6 +434,8 @@ fn index_insert(index: &mut Index, at: ObjectKey, key: &ObjectKey) {
     let group = index.entry(at).or_default();
     group.stamp = next_stamp();
     if let Err(i) = group.keys.binary_search(key) {
+        // Nearly always one key per group: room for one, not the four a first insert makes.
+        group.keys.reserve_exact(usize::from(group.keys.is_empty()));
         group.keys.insert(i, key.clone());
     }
 }

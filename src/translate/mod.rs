@@ -208,6 +208,8 @@ fn add_readings(
     for (dep, _) in deps {
         let readers = readers.entry(dep.clone()).or_default();
         if !readers.contains(origin) {
+            // Most deps have one reader: room for one, not the four a first push makes.
+            readers.reserve_exact(usize::from(readers.is_empty()));
             readers.push(origin.clone());
         }
     }

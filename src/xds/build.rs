@@ -280,6 +280,8 @@ impl IncrementalBuilder {
         for (b, c) in new_backends.iter().zip(built) {
             let set = self.by_service.entry(service_key(b)).or_default();
             if let Err(at) = set.binary_search(b) {
+                // Nearly always one backend per Service: room for one, not four.
+                set.reserve_exact(usize::from(set.is_empty()));
                 set.insert(at, b.clone());
             }
             self.put_backend(b, c);
