@@ -485,6 +485,8 @@ pub fn make_ingress(
         return Err(problems);
     }
     let http_option = http_option(&input.meta.annotations, cfg).map_err(|p| vec![p])?;
+    // Kept as long as the object is served: without the room pushes left.
+    rules.shrink_to_fit();
     Ok(Ingress {
         origin: input.origin.clone(),
         generation: input.meta.generation,

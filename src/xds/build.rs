@@ -380,7 +380,9 @@ impl IncrementalBuilder {
 fn encode_ingress(ing: Arc<Ingress>, scoped: bool) -> CachedIngress {
     let vhosts = virtual_hosts(&ing, scoped);
     let (routes, scopes, hosts) = if scoped {
-        let (r, s) = scoped_resources_with(&ing, vhosts, scope_resource);
+        let (r, mut s) = scoped_resources_with(&ing, vhosts, scope_resource);
+        // Kept as long as the object is served: without the room pushes left.
+        s.shrink_to_fit();
         (encode_all(&r, |r| &r.name), s, Default::default())
     } else {
         let encode = |v: &[VirtualHost]| {
