@@ -24,9 +24,9 @@ pub struct Report {
     pub config_errors: Vec<String>,
 }
 
-/// Translation state of one Knative object (for `ListObjects`).
+/// Translation state of one Knative object (for `ListObjects`); kept for every object, so
+/// the object itself is only the map's key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-/// (Kept for every object: the object itself is the map's key.)
 pub struct ObjectState {
     pub generation: Option<i64>,
     /// served | stale | rejected | input
