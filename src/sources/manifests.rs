@@ -45,22 +45,30 @@ fn read_if_changed(p: &Path, known: Option<Stamp>) -> Option<(Stamp, Parsed)> {
     if known.is_some() && known == Some(stamp_of(std::fs::metadata(p).ok()?)) {
         return None;
     }
-    let mut file = std::fs::File::open(p).ok()?;
-    let m = file.metadata().ok()?;
-    let len = m.len();
-    let stamp = stamp_of(m);
-    if known == Some(stamp) {
-        return None;
-    }
-    let mut text = String::with_capacity(usize::try_from(len).unwrap_or(0));
-    let parsed = file
-        .read_to_string(&mut text)
-        .map_err(|e| FileError {
-            path: p.to_path_buf(),
-            line: None,
-            message: e.to_string(),
-        })
-        .and_then(|_| parse_file(p, &text))
+    let error = |e: std::io::Error| FileError {
+        path: p.to_path_buf(),
+        line: None,
+        message: e.to_string(),
+    };
+    let (stamp, text) = match std::fs::File::open(p) {
+        Ok(mut file) => {
+            let m = match file.metadata() {
+                Ok(m) => m,
+                Err(_) => std::fs::metadata(p).ok()?,
+            };
+            let stamp = stamp_of(m);
+            if known == Some(stamp) {
+                return None;
+            }
+            let mut text = String::new();
+            (stamp, file.read_to_string(&mut text).map(|_| text))
+        }
+        // There but not readable (permissions, say): reported with its path. Gone: nothing.
+        Err(e) => (stamp_of(std::fs::metadata(p).ok()?), Err(e)),
+    };
+    let parsed = text
+        .map_err(error)
+        .and_then(|text| parse_file(p, &text))
         .map(keyed);
     Some((stamp, parsed))
 }
@@ -712,5 +720,33 @@ mod tests {
         std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
         m.reload().unwrap();
         assert!(m.store.routes.is_empty());
+    }
+
+    /// A file that cannot be read as text is reported with its path, whether it is new or
+    /// was good before (its objects then stay), and is read again once it changes.
+    #[test]
+    fn unreadable_file_is_reported_and_keeps_its_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let (good, bad) = (dir.path().join("good.yaml"), dir.path().join("bad.yaml"));
+        std::fs::write(&good, ROUTE).unwrap();
+        std::fs::write(&bad, b"kind: Route\n\xff\xfe\n").unwrap();
+        let mut m = Manifests::new(dir.path());
+        m.reload().unwrap();
+        let errors = m.errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, bad);
+        assert!(errors[0].message.contains("UTF-8"), "{}", errors[0].message);
+        assert_eq!(m.store.routes.len(), 1);
+        // The good file goes bad: its Route is kept, and the error names it.
+        std::fs::write(&good, b"\xff").unwrap();
+        m.reload().unwrap();
+        assert_eq!(m.store.routes.len(), 1, "the last good objects stay");
+        assert!(m.errors().iter().any(|e| e.path == good));
+        // Both mended: no errors, both read.
+        std::fs::write(&good, ROUTE).unwrap();
+        std::fs::write(&bad, ROUTE.replace("name: r", "name: r2")).unwrap();
+        m.reload().unwrap();
+        assert!(m.errors().is_empty(), "{:?}", m.errors());
+        assert_eq!(m.store.routes.len(), 2);
     }
 }
