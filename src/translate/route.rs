@@ -519,30 +519,30 @@ pub fn http_option(
 
 /// One path splitting to the group's revisions (0 % splits left out).
 fn base_path(ns: &std::sync::Arc<str>, targets: &[Target]) -> HttpPath {
+    // Sized first: a filtered collect makes room for four, and a path lives as long as its
+    // object is served.
+    let mut splits = Vec::with_capacity(targets.iter().filter(|t| t.percent > 0).count());
+    splits.extend(targets.iter().filter(|t| t.percent > 0).map(|t| Split {
+        backend: Backend {
+            namespace: ns.clone(),
+            service: t.revision.clone(),
+            port: match t.protocol {
+                Protocol::Http1 => 80,
+                Protocol::H2c => 81,
+            },
+        },
+        percent: t.percent.clamp(0, 100) as u32,
+        append_headers: Headers::from([
+            (headers::NAMESPACE, &**ns),
+            (headers::REVISION, &*t.revision),
+        ]),
+    }));
     HttpPath {
         prefix: "/".to_string(),
         headers: Headers::new(),
         append_headers: Headers::new(),
         rewrite_host: None,
-        splits: targets
-            .iter()
-            .filter(|t| t.percent > 0)
-            .map(|t| Split {
-                backend: Backend {
-                    namespace: ns.clone(),
-                    service: t.revision.clone(),
-                    port: match t.protocol {
-                        Protocol::Http1 => 80,
-                        Protocol::H2c => 81,
-                    },
-                },
-                percent: t.percent.clamp(0, 100) as u32,
-                append_headers: Headers::from([
-                    (headers::NAMESPACE, &**ns),
-                    (headers::REVISION, &*t.revision),
-                ]),
-            })
-            .collect(),
+        splits,
     }
 }
 
