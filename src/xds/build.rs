@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::resource::{Resource, ResourceType};
 use super::snapshot::{ResourceMap, Snapshot};
+use super::wire::{put_header, put_str};
 use envoy_types::pb::envoy::config::route::v3::VirtualHost;
 use prost::Message;
 
@@ -65,46 +66,31 @@ pub struct IncrementalBuilder {
 /// from already encoded virtual hosts: the bytes prost gives for the same message.
 fn route_configuration_bytes<'a>(name: &str, vhosts: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut out = Vec::new();
-    string_field(1, name, &mut out);
+    put_str(1, name.as_bytes(), &mut out);
     for v in vhosts {
-        length_delimited(2, v, &mut out);
+        put_header(2, v.len(), &mut out);
+        out.extend_from_slice(v);
     }
     out
-}
-
-/// Field `tag` holding `bytes` (a string, bytes or an encoded message), as prost writes it.
-fn length_delimited(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
-    use prost::encoding::{encode_key, encode_varint, WireType};
-    encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(bytes.len() as u64, out);
-    out.extend_from_slice(bytes);
-}
-
-/// A proto3 string field: left out when empty.
-fn string_field(tag: u32, s: &str, out: &mut Vec<u8>) {
-    if !s.is_empty() {
-        length_delimited(tag, s.as_bytes(), out);
-    }
 }
 
 /// [`envoy::scope`], encoded by hand into the bytes prost gives (a test compares them): a
 /// cold start makes ~9 per Route, and building each message first cost more than encoding.
 fn scope_resource(listener: &str, key: &str, route_config: &str) -> Arc<Resource> {
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+    use prost::encoding::encoded_len_varint;
     let name = envoy::scope_name(listener, key);
     // key (3) { fragments (1) { string_key (1) } }
     let fragment = 1 + encoded_len_varint(key.len() as u64) + key.len();
     let scope_key = 1 + encoded_len_varint(fragment as u64) + fragment;
     // Five keys and up to five length varints (a few bytes each) besides the strings.
     let mut out = Vec::with_capacity(name.len() + route_config.len() + scope_key + 16);
-    string_field(1, &name, &mut out);
-    string_field(2, route_config, &mut out);
+    put_str(1, name.as_bytes(), &mut out);
+    put_str(2, route_config.as_bytes(), &mut out);
     // The two messages' headers, then the one field inside them (a oneof: written even empty).
-    for (tag, len) in [(3, scope_key), (1, fragment)] {
-        encode_key(tag, WireType::LengthDelimited, &mut out);
-        encode_varint(len as u64, &mut out);
-    }
-    length_delimited(1, key.as_bytes(), &mut out);
+    put_header(3, scope_key, &mut out);
+    put_header(1, fragment, &mut out);
+    put_header(1, key.len(), &mut out);
+    out.extend_from_slice(key.as_bytes());
     Resource::from_encoded(name, ResourceType::ScopedRoute.type_url().into(), out)
 }
 

@@ -9,6 +9,8 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use super::wire;
+
 /// The xDS resource types this server serves, in make-before-break send order
 /// (CDS → EDS → LDS → RDS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -107,7 +109,7 @@ impl Resource {
         let version = content_version(&value);
         let name_first = starts_with_name(&value, &name);
         let body = if name_first {
-            value[name_field_len(&name)..].into()
+            value[wire::str_len(1, &name)..].into()
         } else {
             value.into_boxed_slice()
         };
@@ -144,7 +146,7 @@ impl Resource {
     /// The encoded message's length.
     pub fn value_len(&self) -> usize {
         if self.name_first {
-            name_field_len(&self.name) + self.body.len()
+            wire::str_len(1, &self.name) + self.body.len()
         } else {
             self.body.len()
         }
@@ -153,9 +155,7 @@ impl Resource {
     /// Writes the encoded message.
     pub fn write_value(&self, buf: &mut impl prost::bytes::BufMut) {
         if self.name_first {
-            let (head, n) = name_header(&self.name);
-            buf.put_slice(&head[..n]);
-            buf.put_slice(self.name.as_bytes());
+            wire::put_str(1, self.name.as_bytes(), buf);
         }
         buf.put_slice(&self.body);
     }
@@ -169,31 +169,18 @@ impl Resource {
     }
 }
 
-/// The key and length of field 1 holding `name`, as prost writes them (nothing when the
-/// name is empty: proto3 leaves the field out), and how many bytes they take.
-fn name_header(name: &str) -> ([u8; 11], usize) {
-    let mut head = [0u8; 11];
-    if name.is_empty() {
-        return (head, 0);
-    }
-    let mut rest = &mut head[..];
-    prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut rest);
-    prost::encoding::encode_varint(name.len() as u64, &mut rest);
-    let n = 11 - rest.len();
-    (head, n)
-}
-
-/// Field 1 holding `name`: its length.
-fn name_field_len(name: &str) -> usize {
-    name_header(name).1 + name.len()
-}
-
-/// Whether `value` begins with field 1 holding `name`.
+/// Whether `value` begins with field 1 holding `name` (as prost writes it; an empty name is
+/// left out, so never).
 fn starts_with_name(value: &[u8], name: &str) -> bool {
-    let (head, n) = name_header(name);
-    n > 0
-        && value.get(..n) == Some(&head[..n])
-        && value.get(n..n + name.len()) == Some(name.as_bytes())
+    // A key byte and at most ten bytes of length.
+    let mut head = [0u8; 11];
+    let mut rest = &mut head[..];
+    wire::put_header(1, name.len(), &mut rest);
+    let n = 11 - rest.len();
+    !name.is_empty()
+        && value
+            .strip_prefix(&head[..n])
+            .is_some_and(|v| v.starts_with(name.as_bytes()))
 }
 
 /// First 16 hex digits of the SHA-256 of `bytes`, as the shared string resources hold, in one

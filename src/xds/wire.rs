@@ -78,11 +78,11 @@ impl DeltaResponse {
 
 /// A length-delimited field (string, bytes or message body) of `len` bytes; proto3 omits an
 /// empty string or bytes field, but never a present message.
-fn delimited_len(tag: u32, len: usize) -> usize {
+pub(super) fn delimited_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
-fn str_len(tag: u32, s: &str) -> usize {
+pub(super) fn str_len(tag: u32, s: &str) -> usize {
     if s.is_empty() {
         0
     } else {
@@ -90,12 +90,14 @@ fn str_len(tag: u32, s: &str) -> usize {
     }
 }
 
-fn put_header(tag: u32, len: usize, buf: &mut impl BufMut) {
+/// The key and length of a length-delimited field.
+pub(super) fn put_header(tag: u32, len: usize, buf: &mut impl BufMut) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(len as u64, buf);
 }
 
-fn put_str(tag: u32, s: &[u8], buf: &mut impl BufMut) {
+/// A proto3 string or bytes field: left out when empty.
+pub(super) fn put_str(tag: u32, s: &[u8], buf: &mut impl BufMut) {
     if !s.is_empty() {
         put_header(tag, s.len(), buf);
         buf.put_slice(s);
