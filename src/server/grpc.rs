@@ -350,15 +350,13 @@ fn proxy_to_api(p: &ProxyInfo, snap: &Snapshot) -> api::ProxyStatus {
             let ty = ResourceType::from_type_url(&t.type_url)?;
             let all = snap.resources(ty);
             let view = view_of(t, all);
-            let current: crate::xds::connection::Versions = view
-                .iter()
-                .map(|r| (r.name.clone(), r.version.clone()))
-                .collect();
+            let current: crate::xds::connection::Versions =
+                view.iter().map(|r| (r.name.clone(), r.version)).collect();
             let acked = t.acked_resources.clone().unwrap_or_default();
             let acked_version = t
                 .acked_version
                 .clone()
-                .unwrap_or_else(|| aggregate_version(acked_arcs(&acked, all).iter()));
+                .unwrap_or_else(|| aggregate_version(acked_arcs(&acked, ty, all).iter()));
             Some(api::TypeSync {
                 r#type: ty.short_name().to_string(),
                 in_sync: t.pending.is_none() && acked == current,
@@ -414,6 +412,7 @@ fn view_of<'a>(
 /// (for a comparable aggregate version).
 fn acked_arcs(
     acked: &crate::xds::connection::Versions,
+    ty: ResourceType,
     all: &crate::xds::snapshot::ResourceMap,
 ) -> Vec<Arc<crate::xds::Resource>> {
     acked
@@ -422,7 +421,7 @@ fn acked_arcs(
             all.get(&**n)
                 .filter(|r| r.version == *v)
                 .cloned()
-                .unwrap_or_else(|| Arc::new(crate::xds::Resource::unknown(n.clone(), v.clone())))
+                .unwrap_or_else(|| Arc::new(crate::xds::Resource::unknown(n.clone(), ty, *v)))
         })
         .collect()
 }

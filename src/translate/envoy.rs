@@ -4,6 +4,7 @@
 //! encodes maps in random order, which would break content versions).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
 use envoy_types::pb::envoy::config::core::v3::{
@@ -314,7 +315,7 @@ pub fn scoped_resources(
     ing: &Ingress,
     hosts: IngressHosts,
 ) -> (Vec<RouteConfiguration>, Vec<ScopedRouteConfiguration>) {
-    scoped_resources_with(ing, hosts, scope)
+    scoped_resources_with(ing, hosts, |l, k, rc| scope(l, k, rc))
 }
 
 /// [`scoped_resources`], each scope made by `make_scope` from [`scope`]'s arguments (the
@@ -322,18 +323,19 @@ pub fn scoped_resources(
 pub fn scoped_resources_with<S>(
     ing: &Ingress,
     (ext, int): IngressHosts,
-    mut make_scope: impl FnMut(&str, &str, &str) -> S,
+    mut make_scope: impl FnMut(&str, &str, &Arc<str>) -> S,
 ) -> (Vec<RouteConfiguration>, Vec<S>) {
     let mut routes = Vec::new();
     let mut scopes = Vec::new();
     if int.is_empty() && ext.is_empty() {
         return (routes, scopes);
     }
-    let shared = scoped_route_config_name(ing);
+    // Shared by the object's scopes (`Arc`s: a stored scope keeps it).
+    let shared: Arc<str> = scoped_route_config_name(ing).into();
     let mut external_rc = shared.clone();
     let redirected = ing.http_option == HttpOption::Redirected && !ext.is_empty();
     if redirected {
-        external_rc = format!("{EXTERNAL}/{shared}");
+        external_rc = format!("{EXTERNAL}/{shared}").into();
     }
     for (listener, vhosts, rc_name) in [(EXTERNAL, &ext, &external_rc), (INTERNAL, &int, &shared)] {
         for host in vhosts.iter().flat_map(|v| v.domains.iter()) {
@@ -345,13 +347,13 @@ pub fn scoped_resources_with<S>(
     }
     if redirected {
         routes.push(RouteConfiguration {
-            name: external_rc,
+            name: external_rc.to_string(),
             virtual_hosts: ext,
             ..Default::default()
         });
     }
     routes.push(RouteConfiguration {
-        name: shared,
+        name: shared.to_string(),
         virtual_hosts: int,
         ..Default::default()
     });

@@ -10,7 +10,7 @@ use foldhash::HashMap;
 use crate::translate::ir::Backend;
 use std::sync::Arc;
 
-use super::resource::{Resource, ResourceType};
+use super::resource::{Resource, ResourceType, Served};
 use super::snapshot::{ResourceMap, Snapshot};
 use super::wire::{put_header, put_str};
 use envoy_types::pb::envoy::config::route::v3::VirtualHost;
@@ -74,30 +74,17 @@ fn route_configuration_bytes<'a>(name: &str, vhosts: impl Iterator<Item = &'a [u
     out
 }
 
-/// [`envoy::scope`], encoded by hand into the bytes prost gives (a test compares them): a
-/// cold start makes ~9 per Route, and building each message first cost more than encoding.
-fn scope_resource(listener: &str, key: &str, route_config: &str) -> Arc<Resource> {
-    use prost::encoding::encoded_len_varint;
-    let name = envoy::scope_name(listener, key);
-    // key (3) { fragments (1) { string_key (1) } }
-    let fragment = 1 + encoded_len_varint(key.len() as u64) + key.len();
-    let scope_key = 1 + encoded_len_varint(fragment as u64) + fragment;
-    // Five keys and up to five length varints (a few bytes each) besides the strings.
-    let mut out = Vec::with_capacity(name.len() + route_config.len() + scope_key + 16);
-    put_str(1, name.as_bytes(), &mut out);
-    put_str(2, route_config.as_bytes(), &mut out);
-    // The two messages' headers, then the one field inside them (a oneof: written even empty).
-    put_header(3, scope_key, &mut out);
-    put_header(1, fragment, &mut out);
-    put_header(1, key.len(), &mut out);
-    out.extend_from_slice(key.as_bytes());
-    Resource::from_encoded(name, ResourceType::ScopedRoute.type_url().into(), out)
+/// [`envoy::scope`] as a [`Resource::scope`], which keeps only the RouteConfiguration's
+/// name (shared by the object's scopes) besides its own: a cold start makes ~9 per Route.
+fn scope_resource(listener: &str, key: &str, route_config: &Arc<str>) -> Arc<Resource> {
+    Resource::scope(
+        envoy::scope_name(listener, key).into(),
+        key,
+        route_config.clone(),
+    )
 }
 
-fn encode_all<M: prost::Message + prost::Name>(
-    items: &[M],
-    name: impl Fn(&M) -> &str,
-) -> Vec<Arc<Resource>> {
+fn encode_all<M: Served>(items: &[M], name: impl Fn(&M) -> &str) -> Vec<Arc<Resource>> {
     items.iter().map(|m| Resource::new(name(m), m)).collect()
 }
 
@@ -318,7 +305,7 @@ impl IncrementalBuilder {
             internal.sort_by(|a, b| a.0.cmp(&b.0));
             for (name, vhosts) in [(EXTERNAL, external), (INTERNAL, internal)] {
                 let rc = route_configuration_bytes(name, vhosts.iter().map(|(_, b)| b.as_slice()));
-                let r = Resource::from_encoded(name, ResourceType::Route.type_url().into(), rc);
+                let r = Resource::from_encoded(name, ResourceType::Route, rc);
                 self.maps[ResourceType::Route as usize].insert(r.name.clone(), r);
             }
         }
@@ -478,7 +465,15 @@ mod tests {
                 envoy::scope_name(listener, key),
                 &envoy::scope(listener, key, rc),
             );
-            assert_eq!(scope_resource(listener, key, rc), want, "{key}");
+            let got = scope_resource(listener, key, &rc.into());
+            assert_eq!(*got.value(), *want.value(), "{key}");
+            assert_eq!(got.value_len(), want.value_len(), "{key}");
+            assert_eq!(got.version, want.version, "{key}");
+            // A name that does not end with its key: stored whole, the same bytes.
+            let other = Resource::scope(envoy::scope_name(listener, key).into(), "x", rc.into());
+            let mut msg = envoy::scope(listener, "x", rc);
+            msg.name = envoy::scope_name(listener, key);
+            assert_eq!(other, Resource::new(msg.name.clone(), &msg), "{key}");
         }
     }
 

@@ -18,14 +18,14 @@ use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, Disc
 use envoy_types::pb::google::rpc::Status;
 use serde::Serialize;
 
-use super::resource::{Resource, ResourceType};
+use super::resource::{Resource, ResourceType, Version};
 use super::snapshot::{aggregate_version, ResourceMap, Snapshot};
 use super::wire::{DeltaResponse, SotwResponse};
 
 /// Resource name → content version. Names and versions are the snapshot's own shared
 /// strings, so a stream's record of what its client has costs no copy of either (at 10,000
 /// Routes a client holds ~140,000 resources).
-pub type Versions = BTreeMap<Arc<str>, Arc<str>>;
+pub type Versions = BTreeMap<Arc<str>, Version>;
 
 const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
 /// Distinct unserved type URLs one stream may open: bounds the memory a client can make us hold.
@@ -655,7 +655,7 @@ impl Connection {
             tracing::debug!(r#type = %key.type_url(), initial = initial_resource_versions.len(), subscribe = ?resource_names_subscribe, "first delta request");
             st.known = initial_resource_versions
                 .into_iter()
-                .map(|(n, v)| (n.into(), v.into()))
+                .map(|(n, v)| (n.into(), Version::from_client(&v)))
                 .collect();
             st.acked = st.known.clone();
             if resource_names_subscribe.is_empty() && key.legacy_wildcard() {
@@ -1118,7 +1118,7 @@ impl Connection {
                 }
             }
             for r in &send {
-                st.known.insert(r.name.clone(), r.version.clone());
+                st.known.insert(r.name.clone(), r.version);
                 st.told_absent.remove(&*r.name);
             }
             for n in &removed {
@@ -1363,7 +1363,7 @@ fn add_acked(acked: &mut Versions, sent: Versions) {
 fn view_map(resources: &[&Arc<Resource>]) -> Versions {
     resources
         .iter()
-        .map(|r| (r.name.clone(), r.version.clone()))
+        .map(|r| (r.name.clone(), r.version))
         .collect()
 }
 

@@ -8,5 +8,5 @@ pub mod resource;
 pub mod snapshot;
 pub mod wire;
 
-pub use resource::{Resource, ResourceType};
+pub use resource::{Resource, ResourceType, Version};
 pub use snapshot::Snapshot;

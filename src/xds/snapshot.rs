@@ -214,7 +214,7 @@ impl Snapshot {
         cfg: &crate::translate::EnvoyConfig,
         previous: Option<&Snapshot>,
     ) -> Snapshot {
-        fn encode<M: prost::Message + prost::Name>(
+        fn encode<M: super::resource::Served>(
             ty: ResourceType,
             items: &[M],
             name: impl Fn(&M) -> &str,

@@ -106,7 +106,7 @@ pub(super) fn put_str(tag: u32, s: &[u8], buf: &mut impl BufMut) {
 
 /// `google.protobuf.Any { type_url = 1; value = 2; }`
 fn any_len(r: &Resource) -> usize {
-    str_len(1, &r.type_url)
+    str_len(1, r.type_url())
         + match r.value_len() {
             0 => 0,
             len => delimited_len(2, len),
@@ -115,7 +115,7 @@ fn any_len(r: &Resource) -> usize {
 
 fn put_any(tag: u32, r: &Resource, buf: &mut impl BufMut) {
     put_header(tag, any_len(r), buf);
-    put_str(1, r.type_url.as_bytes(), buf);
+    put_str(1, r.type_url().as_bytes(), buf);
     if r.value_len() > 0 {
         put_header(2, r.value_len(), buf);
         r.write_value(buf);
@@ -220,7 +220,7 @@ impl Message for DeltaResponse {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
+    use super::super::ResourceType;
 
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 
@@ -234,8 +234,8 @@ mod tests {
         vec![
             Resource::new("a", &Cluster::default()),
             Resource::new("b".repeat(300), &big),
-            // An empty message (no bytes) and a type URL of a type we do not serve.
-            Resource::from_encoded("", Cow::Owned("type.googleapis.com/x.Y".into()), Vec::new()),
+            // An empty message (no bytes) with no name.
+            Resource::from_encoded("", ResourceType::Listener, Vec::new()),
         ]
     }
 
