@@ -217,7 +217,7 @@ impl Object {
         }
     }
 
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
         match self {
             Object::KService(o) => &mut o.metadata,
             Object::Route(o) => &mut o.metadata,
@@ -801,9 +801,9 @@ impl Object {
         }
         let meta = self.meta_mut();
         if kind == Kind::ClusterDomainClaim {
-            meta.namespace.clear();
+            meta.namespace = "".into();
         } else if meta.namespace.is_empty() {
-            meta.namespace = "default".to_string();
+            meta.namespace = "default".into();
         }
         Ok(self)
     }

@@ -92,10 +92,13 @@ fn keyed(objects: Vec<Object>) -> Vec<(ObjectRef, Object)> {
     };
     objects
         .into_iter()
-        .map(|o| {
-            let m = o.meta();
-            let key = ObjectKey::new(shared(&m.namespace), shared(&m.name));
+        .map(|mut o| {
             let kind = o.kind();
+            let m = o.meta_mut();
+            let key = ObjectKey::new(shared(&m.namespace), shared(&m.name));
+            // The object's own copies give way to the key's.
+            m.namespace = key.namespace.clone();
+            m.name = key.name.clone();
             (ObjectRef { kind, key }, o)
         })
         .collect()

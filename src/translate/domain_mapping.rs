@@ -37,7 +37,7 @@ pub fn translate_domain_mapping(
         )]);
     }
     match store.domain_claims.get(&ObjectKey::new("", name.clone())) {
-        Some(claim) if claim.spec.namespace != *ns => {
+        Some(claim) if *claim.spec.namespace != **ns => {
             return Err(vec![Problem::new(
                 "metadata.name",
                 format!(
@@ -57,7 +57,7 @@ pub fn translate_domain_mapping(
     }
     let r = &dm.spec.ref_;
     if let Some(ref_ns) = r.namespace.as_deref().filter(|n| !n.is_empty()) {
-        if ref_ns != ns {
+        if ref_ns != &**ns {
             return Err(vec![Problem::new(
                 "spec.ref.namespace",
                 format!("must be the DomainMapping's namespace {ns:?}, got {ref_ns:?}"),
@@ -105,7 +105,7 @@ pub fn translate_domain_mapping(
             rewrite_host: None,
             splits: vec![Split {
                 backend: Backend {
-                    namespace: ns.as_str().into(),
+                    namespace: ns.clone(),
                     service: r.name.as_str().into(),
                     port: 80,
                 },
@@ -132,7 +132,7 @@ pub fn translate_domain_mapping(
         creation_timestamp: dm.metadata.creation_timestamp.clone().unwrap_or_default(),
         http_option,
         rules: vec![Rule {
-            hosts: vec![name.as_str().into()],
+            hosts: vec![name.clone()],
             visibility: Visibility::ExternalIP,
             paths: paths.into(),
         }],

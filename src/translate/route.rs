@@ -76,7 +76,7 @@ impl RouteInput {
                 kind: Kind::KService,
                 key: ObjectKey::new(meta.namespace.clone(), meta.name.clone()),
             },
-            service: Some(svc.metadata.name.clone()),
+            service: Some(svc.metadata.name.to_string()),
             traffic,
             meta,
         })
@@ -238,7 +238,7 @@ pub fn resolve_traffic(input: &RouteInput, store: &Store) -> Result<TrafficGroup
         let revision: std::sync::Arc<str> = revision_name.into();
         let Some(rev) = store
             .revisions
-            .get(&ObjectKey::new(ns.as_str(), revision.clone()))
+            .get(&ObjectKey::new(&**ns, revision.clone()))
         else {
             let revision_name = &revision;
             problems.push(Problem::new(
@@ -356,11 +356,11 @@ pub fn latest_ready_revision(store: &Store, ns: &str, config: &str) -> Result<St
                 .get(CONFIGURATION_GENERATION_LABEL)
                 .and_then(|g| g.parse::<i64>().ok())
                 .unwrap_or(0);
-            ((generation, r.metadata.name.as_str()), r)
+            ((generation, &*r.metadata.name), r)
         })
         .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, r)| r)
-        .map(|r| r.metadata.name.clone())
+        .map(|r| r.metadata.name.to_string())
         .ok_or_else(|| {
             format!("Configuration {config:?} is waiting for a Revision to become ready")
         })
@@ -390,7 +390,7 @@ pub fn make_ingress(
 ) -> Result<Ingress, Vec<Problem>> {
     let ns = &input.meta.namespace;
     // One copy for every backend of the Route.
-    let backend_ns: std::sync::Arc<str> = ns.as_str().into();
+    let backend_ns: std::sync::Arc<str> = ns.clone();
     let route_name = &input.meta.name;
     let domain = cfg.domain_for_labels(&input.meta.labels);
     let route_cluster_local = domain == cfg.cluster_local_domain();
@@ -400,7 +400,7 @@ pub fn make_ingress(
     let tags: Vec<&String> = groups.keys().filter(|k| !k.is_empty()).collect();
     for (name, targets) in groups {
         let hostname = if name.is_empty() {
-            route_name.clone()
+            route_name.to_string()
         } else {
             match cfg.tag_template.render(&TemplateData {
                 name: route_name,

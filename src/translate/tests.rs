@@ -42,8 +42,8 @@ pub fn map<M: FromIterator<(String, String)>>(pairs: &[(&str, &str)]) -> M {
 
 pub fn mk_meta(ns: &str, name: &str) -> ObjectMeta {
     ObjectMeta {
-        name: name.to_string(),
-        namespace: ns.to_string(),
+        name: name.into(),
+        namespace: ns.into(),
         ..Default::default()
     }
 }

@@ -561,7 +561,7 @@ mod tests {
                 let route = Route {
                     metadata: crate::model::objects::ObjectMeta {
                         name: "extra".into(),
-                        namespace: rev.namespace.to_string(),
+                        namespace: rev.namespace.clone(),
                         ..Default::default()
                     },
                     spec: crate::model::objects::RouteSpec {
@@ -602,7 +602,7 @@ mod tests {
                 store.apply(Object::Revision(r.clone()));
                 check(&store, &mut b, &mut t, "revision unready");
                 r.status = None;
-                r.metadata.name = format!("{}-new", r.metadata.name);
+                r.metadata.name = format!("{}-new", r.metadata.name).into();
                 r.metadata.labels.insert(
                     crate::translate::route::CONFIGURATION_GENERATION_LABEL,
                     "99",
@@ -610,7 +610,7 @@ mod tests {
                 store.apply(Object::Revision(r));
                 check(&store, &mut b, &mut t, "newer revision");
                 let mut cm = store.config_maps.values().next().unwrap().clone();
-                if cm.metadata.name == "config-domain" {
+                if &*cm.metadata.name == "config-domain" {
                     cm.data = [("other.org".to_string(), String::new())].into();
                     store.apply(Object::ConfigMap(cm));
                     check(&store, &mut b, &mut t, "domain changed");

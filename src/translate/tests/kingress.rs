@@ -48,8 +48,8 @@ fn probe_hash_matches_go_encoding_json_byte_for_byte() {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
         let mut k: KIngress = serde_json::from_value(json!({"spec": v["spec"]})).unwrap();
-        k.metadata.namespace = v["namespace"].as_str().unwrap().to_string();
-        k.metadata.name = v["name"].as_str().unwrap().to_string();
+        k.metadata.namespace = v["namespace"].as_str().unwrap().into();
+        k.metadata.name = v["name"].as_str().unwrap().into();
         assert_eq!(probe_hash(&k), hash, "{file}");
         checked += 1;
     }
