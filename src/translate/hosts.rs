@@ -83,6 +83,11 @@ impl HostOwners {
         self.claims.reserve(claimed.sum());
         let mut work: BTreeSet<Claim> = BTreeSet::new();
         let mut changed = BTreeSet::new();
+        // New claimants alone on every host they claim (`solo`), unless a later claim joins
+        // one of their hosts (`contested`): nobody else claims their hosts, so deciding them
+        // needs no look at those hosts' claimants. At a cold start, nearly every object.
+        let mut solo: foldhash::HashSet<ObjectRef> = Default::default();
+        let mut contested: foldhash::HashSet<ObjectRef> = Default::default();
         for (origin, new) in changes {
             if let Some(old) = self.candidates.remove(&origin) {
                 for h in old.hosts() {
@@ -97,6 +102,7 @@ impl HostOwners {
             }
             match new {
                 Some(new) => {
+                    let mut alone = true;
                     for h in new.host_arcs() {
                         let set = self.claims.entry(h.clone()).or_default();
                         let claim = Claim(new.clone());
@@ -107,9 +113,14 @@ impl HostOwners {
                         // The others (itself is queued below, once).
                         if set.len() > 1 {
                             work.extend(set.iter().filter(|c| !Arc::ptr_eq(&c.0, &new)).cloned());
+                            contested.extend(set.iter().map(|c| c.0.origin.clone()));
+                            alone = false;
                         }
                     }
                     work.insert(Claim(new.clone()));
+                    if alone {
+                        solo.insert(origin.clone());
+                    }
                     self.candidates.insert(origin, new);
                 }
                 None => {
@@ -130,21 +141,25 @@ impl HostOwners {
             if ing.creation_timestamp != ts {
                 continue; // a stale entry: the object was re-created
             }
-            let problems: Vec<Problem> = ing
-                .hosts()
-                .filter_map(|h| {
-                    let mine = (ts, origin);
-                    let owner = self.claims.get(h)?.iter().find(|o| {
-                        o.key() < mine
-                            && o.0.origin != ing.origin
-                            && self.served.contains_key(&o.0.origin)
-                    })?;
-                    Some(Problem::new(
-                        "hosts",
-                        format!("host {h:?} is already served by {}", owner.0.origin),
-                    ))
-                })
-                .collect();
+            let alone = solo.contains(origin) && !contested.contains(origin);
+            let problems: Vec<Problem> = if alone {
+                Vec::new()
+            } else {
+                ing.hosts()
+                    .filter_map(|h| {
+                        let mine = (ts, origin);
+                        let owner = self.claims.get(h)?.iter().find(|o| {
+                            o.key() < mine
+                                && o.0.origin != ing.origin
+                                && self.served.contains_key(&o.0.origin)
+                        })?;
+                        Some(Problem::new(
+                            "hosts",
+                            format!("host {h:?} is already served by {}", owner.0.origin),
+                        ))
+                    })
+                    .collect()
+            };
             let was_served = self.served.contains_key(origin);
             if problems.is_empty() {
                 if self.rejected.remove(origin).is_some() {
@@ -173,7 +188,7 @@ impl HostOwners {
                     changed.insert(origin.clone());
                 }
             }
-            if was_served != self.served.contains_key(origin) {
+            if was_served != self.served.contains_key(origin) && !alone {
                 // Younger claimants of its hosts may win or lose them now.
                 let mine = (ts, origin);
                 for h in ing.hosts() {
@@ -184,5 +199,91 @@ impl HostOwners {
             }
         }
         changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Kind, ObjectKey};
+    use crate::translate::ir::{Rule, Visibility};
+    use crate::workload::SplitMix64;
+
+    fn ingress(name: &str, created: &str, hosts: &[&str]) -> Arc<Ingress> {
+        Arc::new(Ingress {
+            origin: ObjectRef {
+                kind: Kind::Route,
+                key: ObjectKey::new("ns", name),
+            },
+            generation: None,
+            creation_timestamp: created.into(),
+            http_option: Default::default(),
+            rules: vec![Rule {
+                hosts: hosts.iter().map(|h| Arc::from(*h)).collect(),
+                visibility: Visibility::ExternalIP,
+                paths: Arc::new([]),
+            }],
+        })
+    }
+
+    /// The rule from scratch: in age order, an object is served unless an older served
+    /// object holds one of its hosts.
+    fn decide(candidates: &BTreeMap<ObjectRef, Arc<Ingress>>) -> BTreeSet<ObjectRef> {
+        let mut by_age: Vec<&Arc<Ingress>> = candidates.values().collect();
+        by_age.sort_by_key(|i| Claim((*i).clone()));
+        let mut held = BTreeSet::new();
+        let mut served = BTreeSet::new();
+        for i in by_age {
+            if i.hosts().all(|h| !held.contains(h)) {
+                held.extend(i.hosts());
+                served.insert(i.origin.clone());
+            }
+        }
+        served
+    }
+
+    /// Random batches of new, changed and removed claimants on a few hosts, decided
+    /// incrementally, always match deciding everything from scratch (objects alone on
+    /// their hosts skip the look at other claimants; those that share one do not).
+    #[test]
+    fn incremental_decisions_match_deciding_from_scratch() {
+        let hosts = ["a", "b", "c", "d", "e"];
+        let names = ["r0", "r1", "r2", "r3", "r4", "r5", "r6"];
+        for seed in 1..=30 {
+            let mut rng = SplitMix64::new(seed);
+            let mut owners = HostOwners::default();
+            let mut now: BTreeMap<ObjectRef, Arc<Ingress>> = BTreeMap::new();
+            for step in 0..60 {
+                let mut batch = Vec::new();
+                for _ in 0..=rng.below(4) {
+                    let name = names[rng.below(names.len() as u64) as usize];
+                    let origin = ingress(name, "", &[]).origin.clone();
+                    if rng.below(4) == 0 {
+                        now.remove(&origin);
+                        batch.push((origin, None));
+                        continue;
+                    }
+                    let claimed: Vec<&str> = hosts
+                        .iter()
+                        .filter(|_| rng.below(3) == 0)
+                        .copied()
+                        .collect();
+                    let created = format!("2026-01-0{}", 1 + rng.below(3));
+                    let new = ingress(name, &created, &claimed);
+                    now.insert(origin.clone(), new.clone());
+                    batch.push((origin, Some(new)));
+                }
+                owners.update(batch);
+                let served: BTreeSet<ObjectRef> = owners.served().keys().cloned().collect();
+                assert_eq!(served, decide(&now), "seed {seed} step {step}");
+                let rejected: BTreeSet<ObjectRef> = owners.rejected().keys().cloned().collect();
+                let want: BTreeSet<ObjectRef> = now
+                    .keys()
+                    .filter(|o| !served.contains(*o))
+                    .cloned()
+                    .collect();
+                assert_eq!(rejected, want, "seed {seed} step {step}");
+            }
+        }
     }
 }
