@@ -209,7 +209,8 @@ mod tests {
     use crate::translate::ir::{Rule, Visibility};
     use crate::workload::SplitMix64;
 
-    fn ingress(name: &str, created: &str, hosts: &[&str]) -> Arc<Ingress> {
+    /// An Ingress with one rule per list of hosts.
+    fn ingress(name: &str, created: &str, rules: &[&[&str]]) -> Arc<Ingress> {
         Arc::new(Ingress {
             origin: ObjectRef {
                 kind: Kind::Route,
@@ -218,11 +219,14 @@ mod tests {
             generation: None,
             creation_timestamp: created.into(),
             http_option: Default::default(),
-            rules: vec![Rule {
-                hosts: hosts.iter().map(|h| Arc::from(*h)).collect(),
-                visibility: Visibility::ExternalIP,
-                paths: Arc::new([]),
-            }],
+            rules: rules
+                .iter()
+                .map(|hosts| Rule {
+                    hosts: hosts.iter().map(|h| Arc::from(*h)).collect(),
+                    visibility: Visibility::ExternalIP,
+                    paths: Arc::new([]),
+                })
+                .collect(),
         })
     }
 
@@ -269,7 +273,13 @@ mod tests {
                         .copied()
                         .collect();
                     let created = format!("2026-01-0{}", 1 + rng.below(3));
-                    let new = ingress(name, &created, &claimed);
+                    // Two rules, which may name a host twice.
+                    let split = rng.below(claimed.len() as u64 + 1) as usize;
+                    let mut second = claimed[split..].to_vec();
+                    if rng.below(4) == 0 {
+                        second.extend(claimed.first());
+                    }
+                    let new = ingress(name, &created, &[&claimed[..split], &second]);
                     now.insert(origin.clone(), new.clone());
                     batch.push((origin, Some(new)));
                 }

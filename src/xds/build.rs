@@ -469,7 +469,7 @@ mod tests {
             assert_eq!(*got.value(), *want.value(), "{key}");
             assert_eq!(got.value_len(), want.value_len(), "{key}");
             assert_eq!(got.version, want.version, "{key}");
-            // A name that does not end with its key: stored whole, the same bytes.
+            // A name that does not end with its key: stored as its bytes, the same bytes.
             let other = Resource::scope(envoy::scope_name(listener, key).into(), "x", rc.into());
             let mut msg = envoy::scope(listener, "x", rc);
             msg.name = envoy::scope_name(listener, key);

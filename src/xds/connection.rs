@@ -389,7 +389,19 @@ impl DeltaState {
         } else if let Some(v) = self.unacked.get_mut(name) {
             *v = version;
         } else {
-            self.unacked.insert(name.into(), version);
+            let key = match self.known.get_key_value(name) {
+                Some((k, _)) => k.clone(),
+                None => name.into(),
+            };
+            self.unacked.insert(key, version);
+        }
+    }
+
+    /// The version of `name` the client has ACKed.
+    fn acked_version(&self, name: &str) -> Option<Version> {
+        match self.unacked.get(name) {
+            Some(v) => *v,
+            None => self.known.get(name).copied(),
         }
     }
 
@@ -405,13 +417,20 @@ impl DeltaState {
         out
     }
 
-    /// Whether the client has ACKed exactly `view`.
+    /// Whether the client has ACKed exactly `view` (without a copy of `known`).
     fn acked_is(&self, view: &Versions) -> bool {
         if self.unacked.is_empty() {
-            self.known == *view
-        } else {
-            self.acked() == *view
+            return self.known == *view;
         }
+        let mut len = self.known.len();
+        for (n, v) in &self.unacked {
+            match (v.is_some(), self.known.contains_key(&**n)) {
+                (true, false) => len += 1,
+                (false, true) => len -= 1,
+                _ => {}
+            }
+        }
+        len == view.len() && view.iter().all(|(n, v)| self.acked_version(n) == Some(*v))
     }
 }
 
@@ -2676,6 +2695,23 @@ mod tests {
         assert_eq!(acked_a(&c), Some(v(&s3)));
         let acked = type_status(&c, Cds).acked_resources.unwrap();
         assert_eq!(acked.keys().map(|k| &**k).collect::<Vec<_>>(), ["a"]);
+        assert!(c.in_sync_by_content(&s3));
+        // A NACKed change leaves the ACKed version; going back to it sends it again, and
+        // its ACK makes the client in sync.
+        let mut s4 = s3.clone();
+        s4.resources_mut(Cds).insert("a".into(), cluster("a", "4"));
+        let r4 = done(c.delta_changed(&s4));
+        let mut n = dack(&r4);
+        n.error_detail = Some(status("bad"));
+        c.delta(n, &s4).unwrap();
+        assert_eq!(acked_a(&c), Some(v(&s3)));
+        assert!(!c.in_sync_by_content(&s4));
+        // (By content it runs s3: what it ACKed.)
+        assert!(c.in_sync_by_content(&s3));
+        let r5 = done(c.delta_changed(&s3));
+        assert_eq!(dnames(&r5), ["a"]);
+        c.delta(dack(&r5), &s3).unwrap();
+        assert_eq!(acked_a(&c), Some(v(&s3)));
         assert!(c.in_sync_by_content(&s3));
     }
 

@@ -393,6 +393,38 @@ mod tests {
         assert_eq!(*r.value(), rc.encode_to_vec()[..]);
     }
 
+    /// A scope whose name ends with its key keeps neither; its bytes are prost's, for empty
+    /// strings too.
+    #[test]
+    fn scope_keeps_only_its_route_configuration() {
+        use envoy_types::pb::envoy::config::route::v3::{
+            scoped_route_configuration as s, ScopedRouteConfiguration,
+        };
+        for (name, key, rc) in [
+            ("x/a.example", "a.example", "Route/ns/a"),
+            ("x/", "", "rc"),
+            ("", "", ""),
+            ("é/ü", "ü", ""),
+        ] {
+            let msg = ScopedRouteConfiguration {
+                name: name.into(),
+                route_configuration_name: rc.into(),
+                key: Some(s::Key {
+                    fragments: vec![s::key::Fragment {
+                        r#type: Some(s::key::fragment::Type::StringKey(key.into())),
+                    }],
+                }),
+                ..Default::default()
+            };
+            let r = Resource::scope(name.into(), key, rc.into());
+            assert!(matches!(r.body, Body::Scope { .. }), "{name:?}");
+            let want = msg.encode_to_vec();
+            assert_eq!(*r.value(), want[..], "{name:?}");
+            assert_eq!(r.value_len(), want.len(), "{name:?}");
+            assert_eq!(r.version, content_version(&want), "{name:?}");
+        }
+    }
+
     /// Each served message's type is the one its type URL names.
     #[test]
     fn served_types_match_their_type_urls() {
