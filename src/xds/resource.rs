@@ -131,25 +131,19 @@ impl Resource {
     /// prost gives for `{ name, route_configuration_name, key { fragments [{ string_key }] } }`.
     /// Stored as [`Body::Scope`] when `name` ends with `key`, as our scope names do.
     pub fn scope(name: Arc<str>, key: &str, route_config: Arc<str>) -> Arc<Resource> {
+        let mut out = Vec::new();
+        write_scope(&name, &route_config, key.as_bytes(), &mut out);
         match u32::try_from(key.len()) {
-            Ok(key_len) if name.ends_with(key) => {
-                let mut out = Vec::new();
-                write_scope(&name, &route_config, key.as_bytes(), &mut out);
-                Arc::new(Resource {
-                    version: content_version(&out),
-                    name,
-                    ty: ResourceType::ScopedRoute,
-                    body: Body::Scope {
-                        route_config,
-                        key_len,
-                    },
-                })
-            }
-            _ => {
-                let mut out = Vec::new();
-                write_scope(&name, &route_config, key.as_bytes(), &mut out);
-                Resource::from_encoded(name, ResourceType::ScopedRoute, out)
-            }
+            Ok(key_len) if name.ends_with(key) => Arc::new(Resource {
+                version: content_version(&out),
+                name,
+                ty: ResourceType::ScopedRoute,
+                body: Body::Scope {
+                    route_config,
+                    key_len,
+                },
+            }),
+            _ => Resource::from_encoded(name, ResourceType::ScopedRoute, out),
         }
     }
 
