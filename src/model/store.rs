@@ -612,6 +612,11 @@ impl Store {
         }
     }
 
+    /// Whether the store holds this object.
+    pub fn contains(&self, kind: Kind, key: &ObjectKey) -> bool {
+        self.object_stamp(kind, key).is_some()
+    }
+
     /// Keys of every object of a kind.
     pub fn keys(&self, kind: Kind) -> Vec<ObjectKey> {
         fn k<T>(m: &Objects<T>) -> Vec<ObjectKey> {
