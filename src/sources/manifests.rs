@@ -110,7 +110,8 @@ struct FileState {
     /// file; only the other files' copies (duplicates) are kept here, in `shadowed`.
     objects: Vec<ObjectRef>,
     shadowed: Vec<Object>,
-    error: Option<FileError>,
+    /// (Boxed: nearly every file has none, and ~10,000 of them would carry its room.)
+    error: Option<Box<FileError>>,
 }
 
 /// What one reload changed.
@@ -154,7 +155,7 @@ impl Manifests {
         let mut errors: Vec<FileError> = self
             .files
             .values()
-            .filter_map(|f| f.error.clone())
+            .filter_map(|f| f.error.as_deref().cloned())
             .collect();
         errors.sort_by(|a, b| a.path.cmp(&b.path));
         errors
@@ -290,7 +291,7 @@ impl Manifests {
                         stamp,
                         objects,
                         shadowed,
-                        error: Some(error),
+                        error: Some(Box::new(error)),
                     },
                 );
             }
