@@ -76,8 +76,9 @@ fn read_if_changed(p: &Path, known: Option<Stamp>) -> Option<(Stamp, Parsed)> {
 /// A file's objects with their keys, or why it could not be read.
 type Parsed = Result<Vec<(ObjectRef, Object)>, FileError>;
 
-/// Each object with its key: one key per object, shared by the file's list and the store. A file's objects nearly always share a namespace, and a Revision and its
-/// Service a name: their keys share those strings too. (Made where the file is parsed, off
+/// Each object with its key: one key per object, shared by the file's list and the store.
+/// A file's objects nearly always share a namespace, and a Revision and its Service a name:
+/// their keys share those strings too. (Made where the file is parsed, off
 /// the thread that applies files in order.)
 fn keyed(objects: Vec<Object>) -> Vec<(ObjectRef, Object)> {
     let mut strings = foldhash::HashSet::<Arc<str>>::default();
@@ -344,21 +345,15 @@ impl Manifests {
         let mut shadowed = Vec::new();
         let shared: Arc<Path> = Arc::from(path);
         for (r, o) in new {
-            let others = match self.shared.get_mut(&r) {
-                Some(files) => std::mem::take(files),
-                // New to this file and already served: another file defines it too
-                // (rare, so that file is found by looking through them all).
-                None if old.binary_search(&r).is_err() && self.store.contains(r.kind, &r.key) => {
-                    self.files
-                        .iter()
-                        .find(|(_, f)| f.objects.contains(&r))
-                        .map(|(p, _)| vec![Arc::from(p.as_path())])
-                        .unwrap_or_default()
-                }
+            let mut files = match self.shared.remove(&r) {
+                Some(files) => files,
+                // New to this file and already served: another file defines it too.
+                None if old.binary_search(&r).is_err() => (self.sole_file(&r))
+                    .map(|p| vec![Arc::from(p)])
+                    .unwrap_or_default(),
                 None => Vec::new(),
             };
-            let before = others.first().cloned();
-            let mut files = others;
+            let before = files.first().cloned();
             if let Err(at) = files.binary_search_by(|f| (**f).cmp(path)) {
                 files.insert(at, shared.clone());
             }
@@ -389,16 +384,9 @@ impl Manifests {
         let shadowed = &mut self.files.get_mut(file)?.shadowed;
         // A file that names an object twice holds a copy of each: the last is the one
         // reading the file gives.
-        let mut last = None;
-        let mut i = 0;
-        while i < shadowed.len() {
-            if shadowed[i].object_ref() == *r {
-                last = Some(shadowed.remove(i));
-            } else {
-                i += 1;
-            }
-        }
-        last
+        let last = shadowed.remove(shadowed.iter().rposition(|o| o.object_ref() == *r)?);
+        shadowed.retain(|o| o.object_ref() != *r);
+        Some(last)
     }
 }
 
@@ -591,13 +579,19 @@ impl<'a> Sniff<'a> {
 impl Manifests {
     /// The file an object was read from (the first, if several define it).
     pub fn file_of(&self, r: &ObjectRef) -> Option<&Path> {
-        if let Some(files) = self.shared.get(r) {
-            return files.first().map(|f| &**f);
+        match self.shared.get(r) {
+            Some(files) => files.first().map(|f| &**f),
+            None => self.sole_file(r),
         }
+    }
+
+    /// The one file that defines an object several files do not: found by looking through
+    /// every file's list, as that is needed rarely (a duplicate appearing, a rejection
+    /// logged) and a map of every object's file would cost ~8.5 MB at 10,000 Routes.
+    fn sole_file(&self, r: &ObjectRef) -> Option<&Path> {
         if !self.store.contains(r.kind, &r.key) {
             return None;
         }
-        // Its one file (looked for: this is asked once per rejection logged).
         self.files
             .iter()
             .find(|(_, f)| f.objects.contains(r))
@@ -800,21 +794,21 @@ mod tests {
             for step in 0..30u64 {
                 let f = dir
                     .path()
-                    .join(files[rng.next_u64() as usize % files.len()]);
-                if rng.next_u64() % 4 == 0 {
+                    .join(files[rng.below(files.len() as u64) as usize]);
+                if rng.chance(25) {
                     let _ = std::fs::remove_file(&f);
                 } else {
                     // 0-3 of four Routes, a name possibly twice; the comment gives every
                     // write its own size, so its stamp differs from the last one's.
                     let mut text = format!("# {}\n", "#".repeat(step as usize));
-                    for _ in 0..rng.next_u64() % 4 {
-                        let name = format!("r{}", rng.next_u64() % 4);
-                        text += &route(&name, rng.next_u64() % 100);
+                    for _ in 0..rng.below(4) {
+                        let name = format!("r{}", rng.below(4));
+                        text += &route(&name, rng.below(100));
                         text += "---\n";
                     }
                     std::fs::write(&f, text).unwrap();
                 }
-                if rng.next_u64() % 2 == 0 {
+                if rng.chance(50) {
                     m.reload().unwrap();
                 } else {
                     m.reload_paths(&BTreeSet::from([f.clone()])).unwrap();
