@@ -1,6 +1,7 @@
 //! Where the memory goes: loads a generated workload the way `serve --manifests` does and
 //! prints the live heap after each stage (a counting allocator, so these are bytes the
-//! program holds, not the allocator's resident set).
+//! program holds), and beside it the process' resident size. Set `MIMALLOC_PURGE_DELAY=10`
+//! for the resident size the server has (its `main` sets that default).
 //!
 //! ```sh
 //! cargo run --release --example memory -- --routes 10000
@@ -21,6 +22,17 @@ use knative_xds::xds::ResourceType;
 #[global_allocator]
 static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
 
+/// The process' resident size (`VmRSS`) in MiB, as `/proc` gives it (Linux; else empty).
+fn rss() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| format!("{:.1} MiB", kib / 1024.0))
+        .unwrap_or_default()
+}
+
 fn mb() -> f64 {
     ALLOCATOR.allocated() as f64 / 1e6
 }
@@ -33,26 +45,37 @@ struct Args {
     routes: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Load this manifests folder instead of generating one (say, one written by
+    /// `xds-load --write-workload`): the resident size then leaves out the generator's.
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let dir = tempfile::tempdir()?;
-    workload::generate(args.routes, args.seed).write_to(dir.path())?;
+    let tmp = tempfile::tempdir()?;
+    let path = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            workload::generate(args.routes, args.seed).write_to(tmp.path())?;
+            tmp.path().to_path_buf()
+        }
+    };
     let base = mb();
     let stage = |name: &str, before: f64, t: Instant| {
         println!(
-            "{name:<28} +{:>7.1} MB  (total {:>7.1} MB, peak {:>7.1} MB)  {:>7.1} ms",
+            "{name:<28} +{:>7.1} MB  (total {:>7.1} MB, peak {:>7.1} MB)  {:>7.1} ms  resident {}",
             mb() - before,
             mb() - base,
             ALLOCATOR.max_allocated() as f64 / 1e6 - base,
-            t.elapsed().as_secs_f64() * 1e3
+            t.elapsed().as_secs_f64() * 1e3,
+            rss()
         );
         mb()
     };
 
     let t = Instant::now();
-    let mut m = Manifests::new(dir.path());
+    let mut m = Manifests::new(&path);
     m.reload()?;
     let dirty = m.store.take_dirty();
     let after_store = stage("objects (manifests + store)", base, t);

@@ -487,7 +487,7 @@ async fn final_check(
         let s = &served[i];
         let same = r.len() == s.len()
             && r.iter().all(|(name, res)| {
-                s.get(&**name)
+                s.get(&*crate::xds::names::wire(name))
                     .is_some_and(|v| options.baseline_full_push || **v == *res.version)
             });
         if !same {
@@ -511,7 +511,10 @@ async fn final_check(
         Protocol::Sotw => rendered
             .resources(ResourceType::ORDERED[i])
             .values()
-            .map(|r| (name_hash(r.name.as_bytes()), content_hash(&r.value())))
+            .map(|r| {
+                let name = crate::xds::names::wire(&r.name);
+                (name_hash(name.as_bytes()), content_hash(&r.value()))
+            })
             .collect(),
     });
     drop(rendered);
@@ -584,6 +587,7 @@ impl Resolver {
             match ty {
                 ResourceType::Route => out.internal_rds = Some(name),
                 ResourceType::ScopedRoute => {
+                    let name = crate::xds::names::into_internal(name);
                     let prefix = glob_prefix(&name).unwrap_or(&name);
                     for (n, r) in snap.resources(ResourceType::ScopedRoute) {
                         if !n.starts_with(prefix) {
@@ -1515,7 +1519,8 @@ mod tests {
             let snap = render(dir.path(), &options).unwrap();
             for ty in ResourceType::ORDERED {
                 for (name, r) in snap.resources(ty) {
-                    assert_eq!(resource_name(&r.any()), Some(&**name), "{ty:?}");
+                    let name = crate::xds::names::wire(name);
+                    assert_eq!(resource_name(&r.any()), Some(&*name), "{ty:?}");
                 }
             }
             for r in snap.resources(ResourceType::Cluster).values() {

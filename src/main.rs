@@ -6,5 +6,20 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     knative_xds::cli::main()
+}
+
+/// mimalloc's defaults suit short programs; a control plane runs for months and its resident
+/// size is what operators watch. Freed memory goes back to the system after 10 ms instead of
+/// 1 s: a cold start frees ~12 MB of scratch (translation's working sets, grown tables)
+/// while later stages still allocate, and the peak that leaves resident is what the pod's
+/// memory limit must cover. An environment variable (`MIMALLOC_PURGE_DELAY`) still wins:
+/// mimalloc read the environment at start-up, and a value set there is not a default.
+fn tune_allocator() {
+    // `mi_option_purge_delay` in mimalloc v3's `mi_option_e`, whose order is kept (retired
+    // options keep their place).
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: sets one option's value in mimalloc's static table; any thread may read it.
+    unsafe { libmimalloc_sys::mi_option_set_default(PURGE_DELAY, 10) };
 }

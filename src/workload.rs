@@ -542,7 +542,7 @@ fn meta(namespace: &str, name: &str, created: u64) -> ObjectMeta {
     ObjectMeta {
         name: name.into(),
         namespace: namespace.into(),
-        creation_timestamp: Some(format!("2026-01-01T00:00:{:02}Z", created % 60)),
+        creation_timestamp: Some(format!("2026-01-01T00:00:{:02}Z", created % 60).into()),
         ..Default::default()
     }
 }
@@ -593,13 +593,14 @@ pub fn random_change(store: &mut Store, rng: &mut SplitMix64, removed: &mut Vec<
             let ready = r
                 .status
                 .as_ref()
-                .is_none_or(|s| s.conditions.iter().any(|c| c.status == "True"));
+                .is_none_or(|s| s.conditions.iter().any(|c| &*c.status == "True"));
             r.status = Some(Status {
-                conditions: vec![Condition {
+                conditions: [Condition {
                     type_: "Ready".into(),
                     status: if ready { "False" } else { "True" }.into(),
                     ..Default::default()
-                }],
+                }]
+                .into(),
                 ..Default::default()
             });
             store.apply(Object::Revision(r));
@@ -681,7 +682,7 @@ pub fn random_change(store: &mut Store, rng: &mut SplitMix64, removed: &mut Vec<
             };
             let mut s = store.endpoint_slices[&key].clone();
             if let Some(e) = s.endpoints.first_mut() {
-                e.addresses = vec![if rng.chance(50) { "bad" } else { "10.9.9.9" }.into()];
+                e.addresses = [if rng.chance(50) { "bad" } else { "10.9.9.9" }.into()].into();
             }
             store.apply(Object::EndpointSlice(s));
             format!("slice {key}")

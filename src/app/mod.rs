@@ -37,7 +37,7 @@ pub fn render_json(snapshot: &Snapshot) -> serde_json::Value {
             .values()
             .map(|r| {
                 serde_json::json!({
-                    "name": r.name,
+                    "name": crate::xds::names::wire(&r.name),
                     "version": r.version,
                     "resource": any_to_json(&r.any()).unwrap_or_else(|e| serde_json::json!({"error": e})),
                 })

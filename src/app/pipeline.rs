@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::model::config::ConfigError;
 use crate::model::store::Dep;
 use crate::model::{Kind, ObjectRef, Store};
-use crate::server::state::{ObjectState, View};
+use crate::server::state::{ObjectState, State, View};
 use crate::server::Shared;
 use crate::sources::kube::Change;
 use crate::sources::manifests::{FileError, Manifests};
@@ -92,7 +92,7 @@ pub struct Pipeline {
     /// Every Knative object's translation state (kept up to date per change).
     objects: imbl::OrdMap<ObjectRef, ObjectState>,
     /// How many objects of each kind are in each state (for `/metrics`).
-    counts: BTreeMap<(Kind, &'static str), i64>,
+    counts: BTreeMap<(Kind, State), i64>,
 }
 
 impl Pipeline {
@@ -295,7 +295,7 @@ impl Pipeline {
                 objects
                     .get_or_create(&crate::server::metrics::ObjectLabels {
                         kind: kind.display_name().to_string(),
-                        state: state.to_string(),
+                        state: state.as_str().to_string(),
                     })
                     .set(*n);
             }
@@ -492,22 +492,22 @@ pub fn object_state(
         .ok()
         .map(|i| &rejections[i]);
     let state = match (ing, rej) {
-        (Some(_), Some(_)) => "stale",
-        (None, Some(_)) => "rejected",
-        (Some(_), None) => "served",
-        (None, None) if produces => "rejected",
-        (None, None) => "input",
+        (Some(_), Some(_)) => State::Stale,
+        (None, Some(_)) => State::Rejected,
+        (Some(_), None) => State::Served,
+        (None, None) if produces => State::Rejected,
+        (None, None) => State::Input,
     };
     Some(ObjectState {
-        problems: rej
-            .map(|r| {
+        problems: rej.map(|r| {
+            Arc::new(
                 r.problems
                     .iter()
                     .map(|p| format!("{}: {}", p.field, p.message))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        generation,
+                    .collect(),
+            )
+        }),
+        generation: generation.unwrap_or(0),
         state,
     })
 }

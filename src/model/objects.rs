@@ -18,8 +18,9 @@ pub struct ObjectMeta {
     pub annotations: super::StrMap,
     pub generation: Option<i64>,
     /// RFC 3339; orders owners in host conflicts (older wins).
-    pub creation_timestamp: Option<String>,
-    pub owner_references: Vec<OwnerReference>,
+    pub creation_timestamp: Option<Box<str>>,
+    /// (Boxed slices here and below: no room kept for growth in ~70,000 objects.)
+    pub owner_references: Box<[OwnerReference]>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,7 +129,7 @@ pub struct Container {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ContainerPort {
-    pub name: Option<String>,
+    pub name: Option<Box<str>>,
     pub container_port: Option<i64>,
 }
 
@@ -137,17 +138,17 @@ pub struct ContainerPort {
 #[serde(default, rename_all = "camelCase")]
 pub struct Status {
     pub observed_generation: Option<i64>,
-    pub conditions: Vec<Condition>,
+    pub conditions: Box<[Condition]>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
-    pub type_: String,
-    pub status: String,
-    pub reason: Option<String>,
-    pub message: Option<String>,
+    pub type_: Box<str>,
+    pub status: Box<str>,
+    pub reason: Option<Box<str>>,
+    pub message: Option<Box<str>>,
 }
 
 /// `serving.knative.dev/v1beta1` DomainMapping.
@@ -215,11 +216,11 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ServicePort {
-    pub name: Option<String>,
+    pub name: Option<Box<str>>,
     pub port: i64,
     pub target_port: Option<IntOrString>,
-    pub protocol: Option<String>,
-    pub app_protocol: Option<String>,
+    pub protocol: Option<Box<str>>,
+    pub app_protocol: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,15 +235,15 @@ pub enum IntOrString {
 #[serde(default, rename_all = "camelCase")]
 pub struct EndpointSlice {
     pub metadata: ObjectMeta,
-    pub address_type: String,
-    pub endpoints: Vec<Endpoint>,
-    pub ports: Vec<EndpointPort>,
+    pub address_type: Box<str>,
+    pub endpoints: Box<[Endpoint]>,
+    pub ports: Box<[EndpointPort]>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Endpoint {
-    pub addresses: Vec<String>,
+    pub addresses: Box<[Box<str>]>,
     pub conditions: EndpointConditions,
 }
 
@@ -256,10 +257,10 @@ pub struct EndpointConditions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct EndpointPort {
-    pub name: Option<String>,
+    pub name: Option<Box<str>>,
     pub port: Option<i64>,
-    pub protocol: Option<String>,
-    pub app_protocol: Option<String>,
+    pub protocol: Option<Box<str>>,
+    pub app_protocol: Option<Box<str>>,
 }
 
 /// Core `v1` ConfigMap.

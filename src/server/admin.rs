@@ -46,7 +46,7 @@ async fn snapshot(State(s): State<Arc<Shared>>) -> Response {
             .values()
             .map(|r| {
                 json!({
-                    "name": r.name,
+                    "name": crate::xds::names::wire(&r.name),
                     "version": r.version,
                     "resource": any_to_json(&r.any()).unwrap_or_else(|e| json!({"error": e})),
                 })
@@ -58,7 +58,16 @@ async fn snapshot(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn proxies(State(s): State<Arc<Shared>>) -> Json<serde_json::Value> {
-    Json(json!(s.proxies_with_status().await))
+    let proxies: Vec<_> = s
+        .proxies_with_status()
+        .await
+        .into_iter()
+        .map(|mut p| {
+            p.status = p.status.into_wire();
+            p
+        })
+        .collect();
+    Json(json!(proxies))
 }
 
 async fn rejections(State(s): State<Arc<Shared>>) -> Json<serde_json::Value> {

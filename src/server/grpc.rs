@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::service::status::v3::{
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::state::{ProxyInfo, Shared};
+use super::state::{ProxyInfo, Shared, State};
 use crate::api;
 use crate::translate::explain::{self, Explanation};
 use crate::xds::snapshot::aggregate_version;
@@ -146,7 +146,7 @@ fn client_config(p: &ProxyInfo, snap: &Snapshot, exclude_contents: bool) -> Clie
                         .unwrap_or_default(),
                     ..Default::default()
                 }),
-                name,
+                name: crate::xds::names::into_wire(name),
                 ..Default::default()
             });
         }
@@ -301,15 +301,15 @@ impl api::inspect_server::Inspect for Inspect {
                         kind: object.kind.display_name().to_string(),
                         namespace: object.key.namespace.to_string(),
                         name: object.key.name.to_string(),
-                        generation: o.generation.unwrap_or(0),
+                        generation: o.generation,
                     }),
                     state: match o.state {
-                        "served" => api::State::Served,
-                        "stale" => api::State::Stale,
-                        "rejected" => api::State::Rejected,
-                        _ => api::State::Input,
+                        State::Served => api::State::Served,
+                        State::Stale => api::State::Stale,
+                        State::Rejected => api::State::Rejected,
+                        State::Input => api::State::Input,
                     } as i32,
-                    problems: o.problems.clone(),
+                    problems: o.problems.as_deref().cloned().unwrap_or_default(),
                     virtual_hosts,
                     clusters,
                 }

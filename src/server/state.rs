@@ -25,13 +25,39 @@ pub struct Report {
 }
 
 /// Translation state of one Knative object (for `ListObjects`); kept for every object, so
-/// the object itself is only the map's key.
+/// the object itself is only the map's key, and the rest is 24 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ObjectState {
-    pub generation: Option<i64>,
-    /// served | stale | rejected | input
-    pub state: &'static str,
-    pub problems: Vec<String>,
+    /// 0 when the object has none.
+    pub generation: i64,
+    pub state: State,
+    /// Why it is rejected or stale (nearly every object has none).
+    pub problems: Option<Arc<Vec<String>>>,
+}
+
+/// Where an object stands in translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Its translation is served.
+    Served,
+    /// Its last good translation is served; the current one is rejected.
+    Stale,
+    /// Nothing of it is served.
+    Rejected,
+    /// Read by other objects' translations; serves nothing itself.
+    Input,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Served => "served",
+            State::Stale => "stale",
+            State::Rejected => "rejected",
+            State::Input => "input",
+        }
+    }
 }
 
 /// The first host of each rule and the clusters an Ingress routes to, sorted (for

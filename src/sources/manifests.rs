@@ -109,10 +109,64 @@ struct FileState {
     stamp: Stamp,
     /// The objects the file defines. The store holds the copy of each object's first
     /// file; only the other files' copies (duplicates) are kept here, in `shadowed`.
-    objects: Vec<ObjectRef>,
+    objects: FileObjects,
     shadowed: Vec<Object>,
     /// (Boxed: nearly every file has none, and ~10,000 of them would carry its room.)
     error: Option<Box<FileError>>,
+}
+
+/// A file's list of objects. Nearly always they share one namespace, kept once: 24 bytes an
+/// object instead of 40 (~10,000 files of ~7 objects at 10,000 Routes).
+#[derive(Debug, Clone)]
+enum FileObjects {
+    OneNamespace(Arc<str>, Box<[(Kind, Arc<str>)]>),
+    Mixed(Box<[ObjectRef]>),
+}
+
+impl Default for FileObjects {
+    fn default() -> FileObjects {
+        FileObjects::Mixed(Box::default())
+    }
+}
+
+impl FileObjects {
+    fn new(refs: Vec<ObjectRef>) -> FileObjects {
+        match refs.first() {
+            Some(first) if refs.iter().all(|r| r.key.namespace == first.key.namespace) => {
+                let namespace = first.key.namespace.clone();
+                let items = refs.into_iter().map(|r| (r.kind, r.key.name)).collect();
+                FileObjects::OneNamespace(namespace, items)
+            }
+            _ => FileObjects::Mixed(refs.into()),
+        }
+    }
+
+    fn into_vec(self) -> Vec<ObjectRef> {
+        match self {
+            FileObjects::OneNamespace(namespace, items) => items
+                .into_vec()
+                .into_iter()
+                .map(|(kind, name)| ObjectRef {
+                    kind,
+                    key: ObjectKey {
+                        namespace: namespace.clone(),
+                        name,
+                    },
+                })
+                .collect(),
+            FileObjects::Mixed(refs) => refs.into_vec(),
+        }
+    }
+
+    fn contains(&self, r: &ObjectRef) -> bool {
+        match self {
+            FileObjects::OneNamespace(namespace, items) => {
+                *namespace == r.key.namespace
+                    && items.iter().any(|(k, n)| *k == r.kind && *n == r.key.name)
+            }
+            FileObjects::Mixed(refs) => refs.contains(r),
+        }
+    }
 }
 
 /// What one reload changed.
@@ -226,7 +280,7 @@ impl Manifests {
     /// A file that is gone: its objects leave the store.
     fn forget_file(&mut self, p: &Path, reload: &mut Reload) {
         if let Some(old) = self.files.remove(p) {
-            self.replace(p, old.objects, Vec::new(), &mut reload.changed);
+            self.replace(p, old.objects.into_vec(), Vec::new(), &mut reload.changed);
         }
     }
 
@@ -270,8 +324,8 @@ impl Manifests {
         let old = self.files.remove(&p);
         match parsed {
             Ok(objects) => {
-                let old_objects = old.map(|o| o.objects).unwrap_or_default();
-                let refs = objects.iter().map(|(r, _)| r.clone()).collect();
+                let old_objects = old.map(|o| o.objects.into_vec()).unwrap_or_default();
+                let refs = FileObjects::new(objects.iter().map(|(r, _)| r.clone()).collect());
                 let shadowed = self.replace(&p, old_objects, objects, &mut reload.changed);
                 self.files.insert(
                     p,

@@ -129,7 +129,12 @@ pub fn translate_domain_mapping(
             key: ObjectKey::new(ns.clone(), name.clone()),
         },
         generation: dm.metadata.generation,
-        creation_timestamp: dm.metadata.creation_timestamp.clone().unwrap_or_default(),
+        creation_timestamp: dm
+            .metadata
+            .creation_timestamp
+            .as_deref()
+            .unwrap_or_default()
+            .into(),
         http_option,
         rules: vec![Rule {
             hosts: vec![name.clone()],

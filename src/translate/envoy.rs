@@ -681,7 +681,7 @@ fn ready_addresses(
 ) -> BTreeSet<(String, u32)> {
     let port_name: Option<String> = match svc {
         Some(s) => match s.spec.ports.iter().find(|p| p.port == b.port as i64) {
-            Some(p) => Some(p.name.clone().unwrap_or_default()),
+            Some(p) => Some(p.name.as_deref().unwrap_or_default().to_string()),
             None => return BTreeSet::new(),
         },
         None => match b.port {
@@ -692,7 +692,7 @@ fn ready_addresses(
     };
     let mut out = BTreeSet::new();
     for slice in store.slices_for_service(&b.namespace, &b.service) {
-        if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6" | "") {
+        if !matches!(&*slice.address_type, "IPv4" | "IPv6" | "") {
             continue;
         }
         let port = slice.ports.iter().find(|p| match &port_name {
@@ -714,7 +714,7 @@ fn ready_addresses(
             for a in &ep.addresses {
                 // Invalid addresses are reported by `endpoint_slice_problems`.
                 if !check_addresses || a.parse::<std::net::IpAddr>().is_ok() {
-                    out.insert((a.clone(), port));
+                    out.insert((a.to_string(), port));
                 }
             }
         }
@@ -761,13 +761,13 @@ pub fn endpoint_slice_problems(
     slice: &crate::model::objects::EndpointSlice,
 ) -> Vec<super::Problem> {
     let mut problems = Vec::new();
-    if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6" | "" | "FQDN") {
+    if !matches!(&*slice.address_type, "IPv4" | "IPv6" | "" | "FQDN") {
         problems.push(super::Problem::new(
             "addressType",
             format!("{:?} is not one of IPv4, IPv6, FQDN", slice.address_type),
         ));
     }
-    if matches!(slice.address_type.as_str(), "IPv4" | "IPv6" | "") {
+    if matches!(&*slice.address_type, "IPv4" | "IPv6" | "") {
         for (i, ep) in slice.endpoints.iter().enumerate() {
             for (j, a) in ep.addresses.iter().enumerate() {
                 if a.parse::<std::net::IpAddr>().is_err() {

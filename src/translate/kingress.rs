@@ -218,7 +218,12 @@ pub fn translate_kingress(k: &KIngress, store: &Store) -> Result<Ingress, Vec<Pr
             key: ObjectKey::new(ns.clone(), k.metadata.name.clone()),
         },
         generation: k.metadata.generation,
-        creation_timestamp: k.metadata.creation_timestamp.clone().unwrap_or_default(),
+        creation_timestamp: k
+            .metadata
+            .creation_timestamp
+            .as_deref()
+            .unwrap_or_default()
+            .into(),
         http_option,
         rules,
     })

@@ -153,9 +153,10 @@ pub struct Translator {
     last_config: Option<KnativeConfig>,
     /// Each object's last result and the stamps of what it read: reused while none changed.
     route_cache: foldhash::HashMap<ObjectRef, CacheEntry>,
-    /// Reverse of the cache's deps: who read what.
-    /// (Mostly one reader each: a `Vec` is a fraction of a `BTreeSet`'s memory.)
-    readers: foldhash::HashMap<Dep, Vec<ObjectRef>>,
+    /// Reverse of the cache's deps: who read what, by [`dep_key`], each reader by its
+    /// cache entry's [`Origins`] number.
+    readers: foldhash::HashMap<u64, Readers>,
+    origins: Origins,
     /// `readers` lags the cache: a full pass (a cold start) leaves it to
     /// [`Translator::catch_up`], which the serve loop calls once the snapshot is out.
     readers_stale: bool,
@@ -185,9 +186,54 @@ type Own = (Option<Arc<Ingress>>, Option<Rejection>);
 
 #[derive(Debug, Clone)]
 struct CacheEntry {
+    /// Its number among the readers (see [`Origins`]).
+    id: u32,
     /// What it read and the stamp each had then ([`stamp_of`]).
     deps: Vec<(Dep, u64)>,
     result: Result<Arc<Ingress>, Vec<Problem>>,
+}
+
+/// Numbers for the objects in the cache, so the readers index holds 4 bytes a reader rather
+/// than an `ObjectRef` (40): a number is given when an entry is cached and freed for reuse
+/// when it is dropped, and no reader list holds it after that.
+#[derive(Debug, Clone, Default)]
+struct Origins {
+    by_id: Vec<Option<ObjectRef>>,
+    free: Vec<u32>,
+}
+
+impl Origins {
+    fn add(&mut self, origin: &ObjectRef) -> u32 {
+        match self.free.pop() {
+            Some(id) => {
+                self.by_id[id as usize] = Some(origin.clone());
+                id
+            }
+            None => {
+                // More than 4 billion cached objects at once cannot fit in memory anyway.
+                let id = u32::try_from(self.by_id.len()).unwrap_or(u32::MAX);
+                self.by_id.push(Some(origin.clone()));
+                id
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u32) {
+        if let Some(slot) = self.by_id.get_mut(id as usize) {
+            if slot.take().is_some() {
+                self.free.push(id);
+            }
+        }
+    }
+
+    fn get(&self, id: u32) -> Option<&ObjectRef> {
+        self.by_id.get(id as usize)?.as_ref()
+    }
+
+    fn clear(&mut self) {
+        self.by_id.clear();
+        self.free.clear();
+    }
 }
 
 /// `dep`'s stamp, 0 while it does not exist (stamps start at 1): 8 bytes a dep, not 16.
@@ -199,18 +245,25 @@ fn stamp_of(store: &Store, dep: &Dep) -> u64 {
 /// on every core at a cold start).
 type Computed = (Result<Arc<Ingress>, Vec<Problem>>, Vec<(Dep, u64)>);
 
-/// Records `origin` among the readers of each of `deps`.
-fn add_readings(
-    readers: &mut foldhash::HashMap<Dep, Vec<ObjectRef>>,
-    origin: &ObjectRef,
-    deps: &[(Dep, u64)],
-) {
+/// The objects that read one input, by number: nearly always one, held inline (up to four
+/// fit in the room the list takes anyway).
+type Readers = smallvec::SmallVec<[u32; 4]>;
+
+/// Where [`Translator`] files the readers of `dep`: a 64-bit digest of it rather than the
+/// `Dep` itself (40 bytes, ~80,000 of them at 10,000 Routes: ~4 MB of table). Two inputs
+/// with one digest only make a change look at an object too many, whose cache entry then
+/// shows that nothing it read changed.
+fn dep_key(dep: &Dep) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6b6e_7864).hash_one(dep)
+}
+
+/// Records `id` among the readers of each of `deps`.
+fn add_readings(readers: &mut foldhash::HashMap<u64, Readers>, id: u32, deps: &[(Dep, u64)]) {
     for (dep, _) in deps {
-        let readers = readers.entry(dep.clone()).or_default();
-        if !readers.contains(origin) {
-            // Most deps have one reader: room for one, not the four a first push makes.
-            readers.reserve_exact(usize::from(readers.is_empty()));
-            readers.push(origin.clone());
+        let readers = readers.entry(dep_key(dep)).or_default();
+        if !readers.contains(&id) {
+            readers.push(id);
         }
     }
 }
@@ -408,6 +461,7 @@ impl Translator {
         // Every reader entry comes from a cache entry.
         self.route_cache.clear();
         self.readers.clear();
+        self.origins.clear();
         self.readers_stale = false;
     }
 
@@ -419,8 +473,8 @@ impl Translator {
             return;
         }
         self.readers.clear();
-        for (origin, entry) in &self.route_cache {
-            add_readings(&mut self.readers, origin, &entry.deps);
+        for entry in self.route_cache.values() {
+            add_readings(&mut self.readers, entry.id, &entry.deps);
         }
     }
 
@@ -492,8 +546,9 @@ impl Translator {
             }
             Some(dirty) => {
                 for d in dirty {
-                    if let Some(readers) = self.readers.get(d) {
-                        examine.extend(readers.iter().cloned());
+                    if let Some(readers) = self.readers.get(&dep_key(d)) {
+                        let origins = &self.origins;
+                        examine.extend(readers.iter().filter_map(|id| origins.get(*id).cloned()));
                     }
                     if let Dep::Object(kind, key) = d {
                         touched.insert(oref(*kind, key));
@@ -662,14 +717,16 @@ impl Translator {
         let Some(entry) = self.route_cache.remove(origin) else {
             return;
         };
+        self.origins.remove(entry.id);
         if self.readers_stale {
             return; // rebuilt from the cache later
         }
         for (dep, _) in entry.deps {
-            if let Some(readers) = self.readers.get_mut(&dep) {
-                readers.retain(|o| o != origin);
+            let key = dep_key(&dep);
+            if let Some(readers) = self.readers.get_mut(&key) {
+                readers.retain(|id| *id != entry.id);
                 if readers.is_empty() {
-                    self.readers.remove(&dep);
+                    self.readers.remove(&key);
                 }
             }
         }
@@ -768,11 +825,12 @@ impl Translator {
         result: Result<Arc<Ingress>, Vec<Problem>>,
     ) {
         self.uncache(origin);
+        let id = self.origins.add(origin);
         if !self.readers_stale {
-            add_readings(&mut self.readers, origin, &deps);
+            add_readings(&mut self.readers, id, &deps);
         }
         self.route_cache
-            .insert(origin.clone(), CacheEntry { deps, result });
+            .insert(origin.clone(), CacheEntry { id, deps, result });
     }
 
     /// An object's translation: the cached one while nothing it read changed, else the one

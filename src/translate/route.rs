@@ -308,7 +308,7 @@ pub fn revision_ready(rev: &Revision) -> bool {
     let ready = status
         .conditions
         .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+        .any(|c| &*c.type_ == "Ready" && &*c.status == "True");
     let current = match (status.observed_generation, rev.metadata.generation) {
         (Some(o), Some(g)) => o == g,
         _ => true,
@@ -490,7 +490,12 @@ pub fn make_ingress(
     Ok(Ingress {
         origin: input.origin.clone(),
         generation: input.meta.generation,
-        creation_timestamp: input.meta.creation_timestamp.clone().unwrap_or_default(),
+        creation_timestamp: input
+            .meta
+            .creation_timestamp
+            .as_deref()
+            .unwrap_or_default()
+            .into(),
         http_option,
         rules,
     })

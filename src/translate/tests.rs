@@ -51,11 +51,12 @@ pub fn mk_meta(ns: &str, name: &str) -> ObjectMeta {
 pub fn ready_status(observed_generation: i64) -> Status {
     Status {
         observed_generation: Some(observed_generation),
-        conditions: vec![crate::model::objects::Condition {
-            type_: "Ready".to_string(),
-            status: "True".to_string(),
+        conditions: [crate::model::objects::Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
             ..Default::default()
-        }],
+        }]
+        .into(),
     }
 }
 
@@ -73,7 +74,7 @@ pub fn mk_revision(name: &str, config: &str) -> Revision {
         spec: RevisionSpec {
             containers: vec![Container {
                 ports: vec![ContainerPort {
-                    name: Some("http1".to_string()),
+                    name: Some("http1".into()),
                     container_port: Some(8080),
                 }],
             }],
@@ -85,7 +86,7 @@ pub fn mk_revision(name: &str, config: &str) -> Revision {
 /// Like [`mk_revision`], with the first container port named `h2c`.
 pub fn mk_h2c_revision(name: &str, config: &str) -> Revision {
     let mut rev = mk_revision(name, config);
-    rev.spec.containers[0].ports[0].name = Some("h2c".to_string());
+    rev.spec.containers[0].ports[0].name = Some("h2c".into());
     rev
 }
 

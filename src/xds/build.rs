@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use foldhash::HashMap;
 
 use crate::translate::ir::Backend;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use super::resource::{Resource, ResourceType, Served};
@@ -27,21 +28,26 @@ use crate::translate::ir::Ingress;
 /// Virtual hosts as (name, encoded bytes).
 type EncodedHosts = Vec<(String, Vec<u8>)>;
 
-/// Only encoded bytes are kept: decoded protos are many times larger.
+/// Only encoded bytes are kept: decoded protos are many times larger. (Boxed slices, and
+/// the per-listener layout's hosts boxed apart: one is kept per served object.)
 struct CachedIngress {
     ingress: Arc<Ingress>,
     /// Per-listener layout: (external, internal) virtual hosts.
-    hosts: (EncodedHosts, EncodedHosts),
-    /// Scoped layout: this object's RouteConfigurations and scopes, encoded.
-    routes: Vec<Arc<Resource>>,
-    scopes: Vec<Arc<Resource>>,
+    hosts: Option<Box<(EncodedHosts, EncodedHosts)>>,
+    /// Scoped layout: this object's RouteConfigurations, encoded. (Its scopes are not kept
+    /// here, ~9 an object: their names follow from the Ingress.)
+    routes: Box<[Arc<Resource>]>,
     /// The backends its splits use, each once.
-    backends: Vec<Backend>,
+    backends: Box<[Backend]>,
 }
 
+/// The store's stamps of a Service and of its set of EndpointSlices (never 0, so an absent
+/// one costs no room).
+type ServiceStamps = (Option<NonZeroU64>, Option<NonZeroU64>);
+
 struct CachedBackend {
-    /// The store's stamps of the Service and of its set of EndpointSlices when built.
-    stamps: (Option<u64>, Option<u64>),
+    /// The Service's stamps when built.
+    stamps: ServiceStamps,
     cluster: Arc<Resource>,
     endpoints: Option<Arc<Resource>>,
     /// How many served objects use it.
@@ -78,7 +84,7 @@ fn route_configuration_bytes<'a>(name: &str, vhosts: impl Iterator<Item = &'a [u
 /// name (shared by the object's scopes) besides its own: a cold start makes ~9 per Route.
 fn scope_resource(listener: &str, key: &str, route_config: &Arc<str>) -> Arc<Resource> {
     Resource::scope(
-        envoy::scope_name(listener, key).into(),
+        super::names::scope(listener, key).into(),
         key,
         route_config.clone(),
     )
@@ -224,8 +230,14 @@ impl IncrementalBuilder {
                 for r in &old.routes {
                     self.remove(ResourceType::Route, &r.name);
                 }
-                for s in &old.scopes {
-                    self.remove(ResourceType::ScopedRoute, &s.name);
+                if scoped {
+                    let vhosts = virtual_hosts(&old.ingress, true);
+                    let (_, names) = scoped_resources_with(&old.ingress, vhosts, |l, key, _| {
+                        super::names::scope(l, key)
+                    });
+                    for n in names {
+                        self.remove(ResourceType::ScopedRoute, &n);
+                    }
                 }
                 for b in &old.backends {
                     self.release(b);
@@ -241,7 +253,7 @@ impl IncrementalBuilder {
         });
         let mut new_backends: Vec<Backend> = encoded
             .iter()
-            .flat_map(|c| c.backends.iter())
+            .flat_map(|(c, _)| c.backends.iter())
             .filter(|b| !self.backends.contains_key(*b))
             .cloned()
             .collect();
@@ -259,12 +271,12 @@ impl IncrementalBuilder {
             }
             self.put_backend(b, c);
         }
-        for c in encoded {
+        for (c, scopes) in encoded {
             for r in &c.routes {
                 self.insert(ResourceType::Route, r.clone());
             }
-            for s in &c.scopes {
-                self.insert(ResourceType::ScopedRoute, s.clone());
+            for s in scopes {
+                self.insert(ResourceType::ScopedRoute, s);
             }
             for b in &c.backends {
                 // Built above if it was new.
@@ -298,8 +310,10 @@ impl IncrementalBuilder {
             let mut external = Vec::new();
             let mut internal = Vec::new();
             for c in self.ingresses.values() {
-                external.extend(c.hosts.0.iter());
-                internal.extend(c.hosts.1.iter());
+                if let Some(hosts) = &c.hosts {
+                    external.extend(hosts.0.iter());
+                    internal.extend(hosts.1.iter());
+                }
             }
             external.sort_by(|a, b| a.0.cmp(&b.0));
             internal.sort_by(|a, b| a.0.cmp(&b.0));
@@ -350,13 +364,26 @@ impl IncrementalBuilder {
 }
 
 /// One object's resources, encoded.
-fn encode_ingress(ing: Arc<Ingress>, scoped: bool) -> CachedIngress {
+/// An object's cache record and its scopes.
+fn encode_ingress(ing: Arc<Ingress>, scoped: bool) -> (CachedIngress, Vec<Arc<Resource>>) {
     let vhosts = virtual_hosts(&ing, scoped);
     let (routes, scopes, hosts) = if scoped {
-        let (r, mut s) = scoped_resources_with(&ing, vhosts, scope_resource);
-        // Kept as long as the object is served: without the room pushes left.
-        s.shrink_to_fit();
-        (encode_all(&r, |r| &r.name), s, Default::default())
+        let (r, s) = scoped_resources_with(&ing, vhosts, scope_resource);
+        // Each RouteConfiguration shares its name with the scopes that point at it.
+        let routes = r
+            .iter()
+            .map(|rc| {
+                let shared = s
+                    .iter()
+                    .filter_map(|s| s.route_config())
+                    .find(|n| ***n == *rc.name);
+                match shared {
+                    Some(name) => Resource::new(name.clone(), rc),
+                    None => Resource::new(rc.name.as_str(), rc),
+                }
+            })
+            .collect();
+        (routes, s, None)
     } else {
         let encode = |v: &[VirtualHost]| {
             v.iter()
@@ -366,18 +393,18 @@ fn encode_ingress(ing: Arc<Ingress>, scoped: bool) -> CachedIngress {
         (
             Vec::new(),
             Vec::new(),
-            (encode(&vhosts.0), encode(&vhosts.1)),
+            Some(Box::new((encode(&vhosts.0), encode(&vhosts.1)))),
         )
     };
     let backends: BTreeSet<&Backend> = ing.backends().collect();
-    let backends: Vec<Backend> = backends.into_iter().cloned().collect();
-    CachedIngress {
+    let backends = backends.into_iter().cloned().collect();
+    let cached = CachedIngress {
         ingress: ing,
         hosts,
-        routes,
-        scopes,
+        routes: routes.into(),
         backends,
-    }
+    };
+    (cached, scopes)
 }
 
 /// Below this many objects (or backends) per core, encoding stays on one thread.
@@ -388,10 +415,14 @@ fn service_key(b: &Backend) -> ObjectKey {
     ObjectKey::new(b.namespace.clone(), b.service.clone())
 }
 
-fn service_stamps(store: &Store, key: &ObjectKey) -> (Option<u64>, Option<u64>) {
+fn service_stamps(store: &Store, key: &ObjectKey) -> ServiceStamps {
     (
-        store.stamp(&Dep::Object(Kind::Service, key.clone())),
-        store.stamp(&Dep::ServiceSlices(key.clone())),
+        store
+            .stamp(&Dep::Object(Kind::Service, key.clone()))
+            .and_then(NonZeroU64::new),
+        store
+            .stamp(&Dep::ServiceSlices(key.clone()))
+            .and_then(NonZeroU64::new),
     )
 }
 
@@ -400,10 +431,18 @@ fn build_backend(b: &Backend, store: &Store, check_addresses: bool) -> CachedBac
     let key = service_key(b);
     let stamps = service_stamps(store, &key);
     let (cluster, cla) = cluster_for(b, store.services.get(&key), store, check_addresses);
+    // The cluster and its endpoints share one name string (~20,000 of each at 10,000 Routes).
+    let name: Arc<str> = cluster.name.as_str().into();
     CachedBackend {
         stamps,
-        cluster: Resource::new(cluster.name.clone(), &cluster),
-        endpoints: cla.map(|c| Resource::new(c.cluster_name.clone(), &c)),
+        endpoints: cla.map(|c| {
+            if c.cluster_name == *name {
+                Resource::new(name.clone(), &c)
+            } else {
+                Resource::new(c.cluster_name.clone(), &c)
+            }
+        }),
+        cluster: Resource::new(name, &cluster),
         users: 0,
     }
 }
@@ -469,8 +508,17 @@ mod tests {
             assert_eq!(*got.value(), *want.value(), "{key}");
             assert_eq!(got.value_len(), want.value_len(), "{key}");
             assert_eq!(got.version, want.version, "{key}");
+            assert_eq!(got.name, want.name, "{key}");
+            assert_eq!(
+                crate::xds::names::wire(&got.name),
+                envoy::scope_name(listener, key)
+            );
             // A name that does not end with its key: stored as its bytes, the same bytes.
-            let other = Resource::scope(envoy::scope_name(listener, key).into(), "x", rc.into());
+            let other = Resource::scope(
+                crate::xds::names::scope(listener, key).into(),
+                "x",
+                rc.into(),
+            );
             let mut msg = envoy::scope(listener, "x", rc);
             msg.name = envoy::scope_name(listener, key);
             assert_eq!(other, Resource::new(msg.name.clone(), &msg), "{key}");
@@ -592,11 +640,12 @@ mod tests {
                 // A Revision stops being ready; a new one appears; the domain changes.
                 let mut r = store.revisions.values().next().unwrap().clone();
                 r.status = Some(crate::model::objects::Status {
-                    conditions: vec![crate::model::objects::Condition {
+                    conditions: [crate::model::objects::Condition {
                         type_: "Ready".into(),
                         status: "False".into(),
                         ..Default::default()
-                    }],
+                    }]
+                    .into(),
                     ..Default::default()
                 });
                 store.apply(Object::Revision(r.clone()));

@@ -18,6 +18,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, Disc
 use envoy_types::pb::google::rpc::Status;
 use serde::Serialize;
 
+use super::names;
 use super::resource::{Resource, ResourceType, Version};
 use super::snapshot::{aggregate_version, ResourceMap, Snapshot};
 use super::wire::{DeltaResponse, SotwResponse};
@@ -151,6 +152,51 @@ pub struct TypeStatus {
     pub responses: u64,
 }
 
+impl ConnectionStatus {
+    /// With the names clients see, for display: [`Connection::status`] gives them in the
+    /// server's form (see [`names`]), as the snapshot's maps hold them.
+    pub fn into_wire(mut self) -> ConnectionStatus {
+        self.types = self.types.into_iter().map(TypeStatus::into_wire).collect();
+        self
+    }
+}
+
+impl TypeStatus {
+    fn into_wire(mut self) -> TypeStatus {
+        for n in &mut self.names {
+            *n = names::into_wire(std::mem::take(n));
+        }
+        self.acked_resources = self.acked_resources.map(versions_to_wire);
+        self.pending = self.pending.map(ResponseStatus::into_wire);
+        if let Some(nack) = &mut self.last_nack {
+            nack.attempted = nack.attempted.take().map(ResponseStatus::into_wire);
+        }
+        self
+    }
+}
+
+fn versions_to_wire(v: Versions) -> Versions {
+    v.into_iter()
+        .map(|(n, version)| {
+            let wire = match names::wire(&n) {
+                std::borrow::Cow::Owned(w) => Some(w),
+                std::borrow::Cow::Borrowed(_) => None,
+            };
+            (wire.map_or(n, Arc::from), version)
+        })
+        .collect()
+}
+
+impl ResponseStatus {
+    fn into_wire(mut self) -> ResponseStatus {
+        self.resources = versions_to_wire(self.resources);
+        for n in &mut self.removed {
+            *n = names::into_wire(std::mem::take(n));
+        }
+        self
+    }
+}
+
 /// One response as sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ResponseStatus {
@@ -241,12 +287,7 @@ struct Subscription {
     names: BTreeSet<String>,
 }
 
-/// An xdstp glob (`xdstp://authority/type/path/*`) selects every resource under `path/`
-/// (Envoy subscribes to scoped-route sets this way); returns the prefix.
-pub fn glob_prefix(name: &str) -> Option<&str> {
-    name.strip_prefix("xdstp://")?;
-    name.strip_suffix('*').filter(|p| p.ends_with('/'))
-}
+pub use super::names::glob_prefix;
 
 impl Subscription {
     fn covers(&self, name: &str) -> bool {
@@ -509,6 +550,11 @@ impl Connection {
             error_detail,
             ..
         } = req;
+        // From here on, names are in the server's form (see `names`).
+        let resource_names: Vec<String> = resource_names
+            .into_iter()
+            .map(names::into_internal)
+            .collect();
         self.remember_node(node);
         let first = !self.sotw.contains_key(&key);
         if first {
@@ -633,6 +679,12 @@ impl Connection {
             error_detail,
             ..
         } = req;
+        // From here on, names are in the server's form (see `names`).
+        let kept = |names: Vec<String>| -> Vec<String> {
+            names.into_iter().map(names::into_internal).collect()
+        };
+        let resource_names_subscribe = kept(resource_names_subscribe);
+        let resource_names_unsubscribe = kept(resource_names_unsubscribe);
         self.remember_node(node);
         let first = !self.delta.contains_key(&key);
         if first {
@@ -727,10 +779,10 @@ impl Connection {
         }
 
         if first {
-            tracing::debug!(r#type = %key.type_url(), initial = initial_resource_versions.len(), subscribe = ?resource_names_subscribe, "first delta request");
+            tracing::debug!(r#type = %key.type_url(), initial = initial_resource_versions.len(), subscribe = ?resource_names_subscribe.iter().map(|n| names::wire(n)).collect::<Vec<_>>(), "first delta request");
             st.known = initial_resource_versions
                 .into_iter()
-                .map(|(n, v)| (n.into(), Version::from_client(&v)))
+                .map(|(n, v)| (names::into_internal(n).into(), Version::from_client(&v)))
                 .collect();
             st.unacked.clear(); // it ACKs what it says it has
             if resource_names_subscribe.is_empty() && key.legacy_wildcard() {
@@ -1245,7 +1297,7 @@ impl Connection {
                     system_version_info: version.clone(),
                     resources: part.iter().map(|r| Arc::clone(r)).collect(),
                     type_url: key.type_url().to_string(),
-                    removed_resources: removed,
+                    removed_resources: removed.into_iter().map(names::into_wire).collect(),
                     nonce,
                 });
             }
@@ -1414,7 +1466,7 @@ fn by_size<'a, 'r>(
     let mut parts = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, r) in resources.iter().enumerate() {
-        let size = r.value_len() + r.name.len();
+        let size = r.value_len() + names::wire_len(&r.name);
         if i > start && bytes + size > limit {
             parts.push(&resources[start..i]);
             (start, bytes) = (i, 0);
@@ -1467,7 +1519,9 @@ mod tests {
         ClusterLoadAssignment, LocalityLbEndpoints,
     };
     use envoy_types::pb::envoy::config::listener::v3::Listener;
-    use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+    use envoy_types::pb::envoy::config::route::v3::{
+        RouteConfiguration, ScopedRouteConfiguration, VirtualHost,
+    };
     use envoy_types::pb::envoy::service::discovery::v3::{
         DeltaDiscoveryResponse, DiscoveryResponse,
     };
@@ -1695,10 +1749,11 @@ mod tests {
         resps.pop().unwrap()
     }
 
+    /// What a client that has `s`'s resources of `ty` says it has (names as it sees them).
     fn versions(s: &Snapshot, ty: ResourceType) -> HashMap<String, String> {
         s.resources(ty)
             .values()
-            .map(|r| (r.name.to_string(), r.version.to_string()))
+            .map(|r| (names::wire(&r.name).into_owned(), r.version.to_string()))
             .collect()
     }
 
@@ -2595,6 +2650,85 @@ mod tests {
             2,
             "initial versions count as what the client has"
         );
+    }
+
+    /// Scopes are kept under short names (see `names`): clients see, subscribe with and
+    /// reconnect with the full xdstp names, and a name that looks like a kept one is not ours.
+    #[test]
+    fn delta_scope_names_are_full_on_the_wire() {
+        use crate::translate::envoy::{scope, scope_name, scopes_locator, EXTERNAL, INTERNAL};
+        let scopes = |hosts: &[&str]| {
+            let mut cfg = crate::translate::EnvoyConfig::default();
+            for h in hosts {
+                cfg.scoped_routes.push(scope(EXTERNAL, h, "rc"));
+                cfg.scoped_routes.push(scope(INTERNAL, h, "rc"));
+            }
+            Snapshot::from_envoy(&cfg, None)
+        };
+        let s1 = scopes(&["a.example.com", "b.ns"]);
+        let s2 = scopes(&["a.example.com"]).published_after(Some(&s1));
+        let srds = ResourceType::ScopedRoute;
+        let locator = scopes_locator(INTERNAL);
+        let mut c = Connection::new(Protocol::Delta);
+        let resp = done(c.delta(dreq(srds, &[&locator], &[], ""), &s1).unwrap());
+        let sent: Vec<&str> = resp.resources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            sent,
+            [
+                scope_name(INTERNAL, "a.example.com"),
+                scope_name(INTERNAL, "b.ns")
+            ]
+        );
+        for r in &resp.resources {
+            let msg = ScopedRouteConfiguration::decode(&*r.resource.as_ref().unwrap().value);
+            assert_eq!(
+                msg.unwrap().name,
+                r.name,
+                "the message names itself as sent"
+            );
+        }
+        assert!(c.delta(dack(&resp), &s1).unwrap().is_empty());
+        let st = c.status().into_wire();
+        let st = st
+            .types
+            .iter()
+            .find(|t| t.type_url == srds.type_url())
+            .unwrap();
+        assert_eq!(st.names, std::slice::from_ref(&locator));
+        let acked: Vec<&str> = st
+            .acked_resources
+            .as_ref()
+            .unwrap()
+            .keys()
+            .map(|k| &**k)
+            .collect();
+        assert_eq!(acked, sent);
+        // A removal is told by its full name.
+        let resp = done(c.delta_changed(&s2));
+        assert!(resp.resources.is_empty());
+        assert_eq!(resp.removed_resources, [scope_name(INTERNAL, "b.ns")]);
+
+        // Reconnecting with what it has (full names): nothing is re-sent.
+        let mut c = Connection::new(Protocol::Delta);
+        let mut r = dreq(srds, &[&locator], &[], "");
+        r.initial_resource_versions = versions(&s2, srds)
+            .into_iter()
+            .filter(|(n, _)| n.contains("/internal/"))
+            .collect();
+        assert!(r
+            .initial_resource_versions
+            .contains_key(&scope_name(INTERNAL, "a.example.com")));
+        let resp = done(c.delta(r, &s2).unwrap());
+        assert!(resp.resources.is_empty() && resp.removed_resources.is_empty());
+
+        // Names written the way the server keeps them are someone else's: absent.
+        let mut c = Connection::new(Protocol::Delta);
+        let odd = "\u{1}internal/a.example.com";
+        let resp = done(c.delta(dreq(srds, &[odd, "\u{2}x"], &[], ""), &s2).unwrap());
+        assert!(resp.resources.is_empty());
+        let mut removed = resp.removed_resources.clone();
+        removed.sort();
+        assert_eq!(removed, [odd, "\u{2}x"]);
     }
 
     #[test]

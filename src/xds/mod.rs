@@ -4,6 +4,7 @@
 pub mod build;
 pub mod connection;
 pub mod json;
+pub mod names;
 pub mod resource;
 pub mod snapshot;
 pub mod wire;

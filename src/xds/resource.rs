@@ -72,7 +72,8 @@ impl ResourceType {
 /// One encoded resource at one content version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
-    /// Shared with the key of the snapshot's map (one copy of each name).
+    /// Shared with the key of the snapshot's map (one copy of each name). In the server's
+    /// form: [`super::names::wire`] gives the name clients see.
     pub name: Arc<str>,
     /// Digest of the encoded bytes: stable across restarts and replicas.
     pub version: Version,
@@ -106,16 +107,26 @@ impl Resource {
         Resource::from_encoded(name, M::TYPE, msg.encode_to_vec())
     }
 
-    /// A resource from its already encoded message.
+    /// A resource from its already encoded message; `name` as clients see it.
     pub fn from_encoded(
         name: impl Into<Arc<str>>,
         ty: ResourceType,
         value: Vec<u8>,
     ) -> Arc<Resource> {
         let name: Arc<str> = name.into();
+        // Kept in the server's form (see `names`); the bytes hold the wire form.
+        let kept = match super::names::internal(&name) {
+            std::borrow::Cow::Owned(kept) => Some(kept),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
+        Resource::from_kept(kept.map_or(name, Arc::from), ty, value)
+    }
+
+    /// [`Resource::from_encoded`] for a name already in the server's form.
+    fn from_kept(name: Arc<str>, ty: ResourceType, value: Vec<u8>) -> Arc<Resource> {
         let version = content_version(&value);
-        let body = if starts_with_name(&value, &name) {
-            Body::AfterName(value[wire::str_len(1, &name)..].into())
+        let body = if starts_with_name(&value, &super::names::wire(&name)) {
+            Body::AfterName(value[wire::name_len(1, &name)..].into())
         } else {
             Body::Whole(value.into_boxed_slice())
         };
@@ -127,7 +138,8 @@ impl Resource {
         })
     }
 
-    /// A `ScopedRouteConfiguration` that sends the host `key` to `route_config`: the bytes
+    /// A `ScopedRouteConfiguration` named `name` (in the server's form: [`super::names`])
+    /// that sends the host `key` to `route_config`: the bytes
     /// prost gives for `{ name, route_configuration_name, key { fragments [{ string_key }] } }`.
     /// Stored as [`Body::Scope`] when `name` ends with `key`, as our scope names do.
     pub fn scope(name: Arc<str>, key: &str, route_config: Arc<str>) -> Arc<Resource> {
@@ -143,7 +155,15 @@ impl Resource {
                     key_len,
                 },
             }),
-            _ => Resource::from_encoded(name, ResourceType::ScopedRoute, out),
+            _ => Resource::from_kept(name, ResourceType::ScopedRoute, out),
+        }
+    }
+
+    /// A scope's RouteConfiguration name, as it keeps it.
+    pub fn route_config(&self) -> Option<&Arc<str>> {
+        match &self.body {
+            Body::Scope { route_config, .. } => Some(route_config),
+            _ => None,
         }
     }
 
@@ -175,12 +195,12 @@ impl Resource {
     pub fn value_len(&self) -> usize {
         match &self.body {
             Body::Whole(b) => b.len(),
-            Body::AfterName(b) => wire::str_len(1, &self.name) + b.len(),
+            Body::AfterName(b) => wire::name_len(1, &self.name) + b.len(),
             Body::Scope {
                 route_config,
                 key_len,
             } => {
-                wire::str_len(1, &self.name)
+                wire::name_len(1, &self.name)
                     + wire::str_len(2, route_config)
                     + wire::delimited_len(3, scope_key_len(*key_len as usize))
             }
@@ -192,7 +212,7 @@ impl Resource {
         match &self.body {
             Body::Whole(b) => buf.put_slice(b),
             Body::AfterName(b) => {
-                wire::put_str(1, self.name.as_bytes(), buf);
+                wire::put_name(1, &self.name, buf);
                 buf.put_slice(b);
             }
             Body::Scope {
@@ -215,9 +235,9 @@ impl Resource {
     }
 }
 
-/// A scope's bytes (see [`Resource::scope`]).
+/// A scope's bytes (see [`Resource::scope`]); `name` is kept form (see [`super::names`]).
 fn write_scope(name: &str, route_config: &str, key: &[u8], buf: &mut impl prost::bytes::BufMut) {
-    wire::put_str(1, name.as_bytes(), buf);
+    wire::put_name(1, name, buf);
     wire::put_str(2, route_config.as_bytes(), buf);
     // key (3) { fragments (1) { string_key (1) } }: messages and a oneof member, written
     // even when empty.

@@ -198,7 +198,9 @@ fn changed_names(old: &ResourceMap, new: &ResourceMap) -> Vec<String> {
 pub fn aggregate_version<'a>(resources: impl IntoIterator<Item = &'a Arc<Resource>>) -> String {
     let mut h = Sha256::new();
     for r in resources {
-        h.update(r.name.as_bytes());
+        let (prefix, rest) = super::names::wire_parts(&r.name);
+        h.update(prefix.as_bytes());
+        h.update(rest.as_bytes());
         h.update([0]);
         h.update(r.version.as_bytes());
         h.update([0]);

@@ -19,6 +19,7 @@ use prost::encoding::{
 };
 use prost::{DecodeError, Message};
 
+use super::names;
 use super::resource::Resource;
 
 /// A state-of-the-world response (`envoy.service.discovery.v3.DiscoveryResponse`).
@@ -62,7 +63,7 @@ impl DeltaResponse {
                 .resources
                 .iter()
                 .map(|r| XdsResource {
-                    name: r.name.to_string(),
+                    name: names::wire(&r.name).into_owned(),
                     version: r.version.to_string(),
                     resource: Some(r.any()),
                     ..Default::default()
@@ -87,6 +88,23 @@ pub(super) fn str_len(tag: u32, s: &str) -> usize {
         0
     } else {
         delimited_len(tag, s.len())
+    }
+}
+
+/// A resource name field: the name's wire form (see [`names`]), left out when empty.
+pub(super) fn name_len(tag: u32, name: &str) -> usize {
+    match names::wire_len(name) {
+        0 => 0,
+        len => delimited_len(tag, len),
+    }
+}
+
+pub(super) fn put_name(tag: u32, name: &str, buf: &mut impl BufMut) {
+    let (prefix, rest) = names::wire_parts(name);
+    if prefix.len() + rest.len() > 0 {
+        put_header(tag, prefix.len() + rest.len(), buf);
+        buf.put_slice(prefix.as_bytes());
+        buf.put_slice(rest.as_bytes());
     }
 }
 
@@ -124,14 +142,14 @@ fn put_any(tag: u32, r: &Resource, buf: &mut impl BufMut) {
 
 /// `envoy.service.discovery.v3.Resource { version = 1; resource = 2; name = 3; }`
 fn delta_resource_len(r: &Resource) -> usize {
-    str_len(1, &r.version) + delimited_len(2, any_len(r)) + str_len(3, &r.name)
+    str_len(1, &r.version) + delimited_len(2, any_len(r)) + name_len(3, &r.name)
 }
 
 fn put_delta_resource(tag: u32, r: &Resource, buf: &mut impl BufMut) {
     put_header(tag, delta_resource_len(r), buf);
     put_str(1, r.version.as_bytes(), buf);
     put_any(2, r, buf);
-    put_str(3, r.name.as_bytes(), buf);
+    put_name(3, &r.name, buf);
 }
 
 impl Message for SotwResponse {

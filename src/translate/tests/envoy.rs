@@ -532,10 +532,10 @@ fn mk_service(name: &str, ports: Vec<ServicePort>) -> Service {
 
 fn port(name: &str, port: i64, target: i64) -> ServicePort {
     ServicePort {
-        name: Some(name.to_string()),
+        name: Some(name.into()),
         port,
         target_port: Some(IntOrString::Int(target)),
-        protocol: Some("TCP".to_string()),
+        protocol: Some("TCP".into()),
         app_protocol: None,
     }
 }
@@ -651,14 +651,14 @@ fn mk_slice(
         endpoints: endpoints
             .iter()
             .map(|(ip, ready)| Endpoint {
-                addresses: vec![ip.to_string()],
+                addresses: [ip.to_string().into()].into(),
                 conditions: EndpointConditions { ready: *ready },
             })
             .collect(),
         ports: ports
             .iter()
             .map(|(n, p)| EndpointPort {
-                name: Some(n.to_string()),
+                name: Some((*n).into()),
                 port: Some(*p),
                 protocol: Some("TCP".into()),
                 app_protocol: None,

@@ -133,11 +133,13 @@ fn full_pass_indexes_readers_after_it_is_served() {
     let mut pairs = 0;
     for (origin, entry) in &t.route_cache {
         for (dep, _) in &entry.deps {
-            assert!(t.readers[dep].contains(origin), "{origin} reads {dep:?}");
+            let readers = &t.readers[&crate::translate::dep_key(dep)];
+            assert!(readers.contains(&entry.id), "{origin} reads {dep:?}");
+            assert_eq!(t.origins.get(entry.id), Some(origin));
             pairs += 1;
         }
     }
-    assert_eq!(t.readers.values().map(Vec::len).sum::<usize>(), pairs);
+    assert_eq!(t.readers.values().map(|r| r.len()).sum::<usize>(), pairs);
     // A change is found through that index: without `catch_up`, `update` catches up first.
     let mut again = Translator::new(Options::default());
     let mut reference = Translator::new(Options::default());

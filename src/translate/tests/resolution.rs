@@ -186,7 +186,7 @@ fn revision_not_owned_by_the_service_is_rejected() {
     // A Route labelled with its Service (as Knative's MakeRoute does) is checked the same way.
     let mut r = mk_route("hello", vec![to_revision("other-00001", 100)]);
     r.metadata.labels = map(&[(route::SERVICE_LABEL, "hello")]);
-    r.metadata.owner_references = vec![owned_by_service("hello")];
+    r.metadata.owner_references = vec![owned_by_service("hello")].into();
     let p = problems(translate_route(&store, &example_config(), &r));
     assert_problem(
         &p,
@@ -231,12 +231,15 @@ fn configuration_target_revision_must_be_ready() {
 #[test]
 fn scaled_to_zero_revision_is_still_routable() {
     let mut rev = mk_revision("r1", "cfg");
-    rev.status.as_mut().unwrap().conditions.push(Condition {
+    let status = rev.status.as_mut().unwrap();
+    let mut conditions = std::mem::take(&mut status.conditions).into_vec();
+    conditions.push(Condition {
         type_: "Active".into(),
         status: "False".into(),
         reason: Some("NoTraffic".into()),
         ..Default::default()
     });
+    status.conditions = conditions.into();
     let store = store_with(vec![rev], vec![]);
     let ing = check_route(&store, vec![to_revision("r1", 100)]).unwrap();
     assert_eq!(default_path(&ing).splits, [split("r1", 80, 100)]);

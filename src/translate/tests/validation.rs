@@ -260,10 +260,10 @@ fn route_service_label_must_match_an_owner_reference() {
         "missing field(s)",
     );
     // An owner reference to a Service of that name makes it valid.
-    r.metadata.owner_references = vec![owned_by_service("cfg")];
+    r.metadata.owner_references = vec![owned_by_service("cfg")].into();
     assert!(translate_route(&store(), &example_config(), &r).is_ok());
     // An owner reference to another Service does not.
-    r.metadata.owner_references = vec![owned_by_service("other")];
+    r.metadata.owner_references = vec![owned_by_service("other")].into();
     assert!(translate_route(&store(), &example_config(), &r).is_err());
 }
 
