@@ -56,7 +56,8 @@ use crate::app::{ServeConfig, SourceConfig};
 use crate::translate::envoy::{RouteLayout, INTERNAL};
 use crate::translate::Options;
 use crate::workload::{self, Workload};
-use crate::xds::connection::{glob_prefix, Protocol};
+use crate::xds::connection::Protocol;
+use crate::xds::names::glob_prefix;
 use crate::xds::{ResourceType, Snapshot};
 
 /// Incremental (the server as it is) or baseline (kourier's behaviour).

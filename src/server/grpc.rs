@@ -89,7 +89,7 @@ fn client_config(p: &ProxyInfo, snap: &Snapshot, exclude_contents: bool) -> Clie
         names.extend(
             t.names
                 .iter()
-                .filter(|n| crate::xds::connection::glob_prefix(n).is_none())
+                .filter(|n| crate::xds::names::glob_prefix(n).is_none())
                 .cloned(),
         );
         names.extend(acked.keys().map(|n| n.to_string()));
@@ -400,7 +400,7 @@ fn view_of<'a>(
         .filter(|r| {
             t.names
                 .iter()
-                .any(|n| match crate::xds::connection::glob_prefix(n) {
+                .any(|n| match crate::xds::names::glob_prefix(n) {
                     Some(p) => r.name.starts_with(p),
                     None => **n == *r.name,
                 })

@@ -363,8 +363,8 @@ impl IncrementalBuilder {
     }
 }
 
-/// One object's resources, encoded.
-/// An object's cache record and its scopes.
+/// One object's resources, encoded: its cache record, and its scopes (which the record does
+/// not keep).
 fn encode_ingress(ing: Arc<Ingress>, scoped: bool) -> (CachedIngress, Vec<Arc<Resource>>) {
     let vhosts = virtual_hosts(&ing, scoped);
     let (routes, scopes, hosts) = if scoped {

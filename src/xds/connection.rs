@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, Disc
 use envoy_types::pb::google::rpc::Status;
 use serde::Serialize;
 
-use super::names;
+use super::names::{self, glob_prefix};
 use super::resource::{Resource, ResourceType, Version};
 use super::snapshot::{aggregate_version, ResourceMap, Snapshot};
 use super::wire::{DeltaResponse, SotwResponse};
@@ -177,13 +177,7 @@ impl TypeStatus {
 
 fn versions_to_wire(v: Versions) -> Versions {
     v.into_iter()
-        .map(|(n, version)| {
-            let wire = match names::wire(&n) {
-                std::borrow::Cow::Owned(w) => Some(w),
-                std::borrow::Cow::Borrowed(_) => None,
-            };
-            (wire.map_or(n, Arc::from), version)
-        })
+        .map(|(n, version)| (names::into_wire(n), version))
         .collect()
 }
 
@@ -286,8 +280,6 @@ struct Subscription {
     wildcard: bool,
     names: BTreeSet<String>,
 }
-
-pub use super::names::glob_prefix;
 
 impl Subscription {
     fn covers(&self, name: &str) -> bool {

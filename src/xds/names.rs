@@ -30,48 +30,8 @@ pub fn internal(name: &str) -> Cow<'_, str> {
     }
 }
 
-/// The wire form of a kept name.
-pub fn wire(name: &str) -> Cow<'_, str> {
-    if let Some(rest) = name.strip_prefix(MARK) {
-        Cow::Owned(format!("{SCOPES}{rest}"))
-    } else if let Some(rest) = name.strip_prefix(ESCAPE) {
-        Cow::Borrowed(rest)
-    } else {
-        Cow::Borrowed(name)
-    }
-}
-
-/// [`internal`] for an owned name (no copy when it is kept as it is).
-pub fn into_internal(name: String) -> String {
-    let kept = match internal(&name) {
-        Cow::Owned(kept) => Some(kept),
-        Cow::Borrowed(_) => None,
-    };
-    kept.unwrap_or(name)
-}
-
-/// [`wire`] for an owned name.
-pub fn into_wire(name: String) -> String {
-    let wire = match wire(&name) {
-        Cow::Owned(w) => Some(w),
-        Cow::Borrowed(w) if w.len() != name.len() => Some(w.to_string()),
-        Cow::Borrowed(_) => None,
-    };
-    wire.unwrap_or(name)
-}
-
-/// The length of [`wire`]`(name)`, without building it.
-pub fn wire_len(name: &str) -> usize {
-    if name.starts_with(MARK) {
-        SCOPES.len() + name.len() - MARK.len_utf8()
-    } else if name.starts_with(ESCAPE) {
-        name.len() - ESCAPE.len_utf8()
-    } else {
-        name.len()
-    }
-}
-
-/// Writes [`wire`]`(name)`'s bytes (the name split in two: no copy is made).
+/// The wire form of a kept name, as the two pieces it is written from (no copy is made):
+/// the one place that reads a kept name.
 pub fn wire_parts(name: &str) -> (&'static str, &str) {
     if let Some(rest) = name.strip_prefix(MARK) {
         (SCOPES, rest)
@@ -80,6 +40,37 @@ pub fn wire_parts(name: &str) -> (&'static str, &str) {
     } else {
         ("", name)
     }
+}
+
+/// The wire form of a kept name.
+pub fn wire(name: &str) -> Cow<'_, str> {
+    match wire_parts(name) {
+        ("", rest) => Cow::Borrowed(rest),
+        (prefix, rest) => Cow::Owned(format!("{prefix}{rest}")),
+    }
+}
+
+/// The length of [`wire`]`(name)`, without building it.
+pub fn wire_len(name: &str) -> usize {
+    let (prefix, rest) = wire_parts(name);
+    prefix.len() + rest.len()
+}
+
+/// [`internal`] for an owned name (`String` or `Arc<str>`): no copy when it is kept as it is.
+pub fn into_internal<S: AsRef<str> + From<String>>(name: S) -> S {
+    let kept = match internal(name.as_ref()) {
+        Cow::Owned(kept) => Some(kept),
+        Cow::Borrowed(_) => None,
+    };
+    kept.map_or(name, S::from)
+}
+
+/// [`wire`] for an owned name (`String` or `Arc<str>`): no copy when it is sent as it is.
+pub fn into_wire<S: AsRef<str> + From<String>>(name: S) -> S {
+    if wire_parts(name.as_ref()) == ("", name.as_ref()) {
+        return name;
+    }
+    S::from(wire(name.as_ref()).into_owned())
 }
 
 /// The kept name of a listener's scope for one host.

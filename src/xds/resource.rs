@@ -113,13 +113,9 @@ impl Resource {
         ty: ResourceType,
         value: Vec<u8>,
     ) -> Arc<Resource> {
-        let name: Arc<str> = name.into();
         // Kept in the server's form (see `names`); the bytes hold the wire form.
-        let kept = match super::names::internal(&name) {
-            std::borrow::Cow::Owned(kept) => Some(kept),
-            std::borrow::Cow::Borrowed(_) => None,
-        };
-        Resource::from_kept(kept.map_or(name, Arc::from), ty, value)
+        let name = super::names::into_internal(name.into());
+        Resource::from_kept(name, ty, value)
     }
 
     /// [`Resource::from_encoded`] for a name already in the server's form.
