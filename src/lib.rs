@@ -31,6 +31,7 @@ pub mod cli;
 pub mod client;
 pub mod load;
 pub mod model;
+pub mod ordmap;
 pub mod par;
 pub mod server;
 pub mod sources;

@@ -185,7 +185,7 @@ impl Pipeline {
         let o = &self.translator.options;
         let (listeners, check) = (o.listeners.clone(), o.check_endpoint_addresses);
         // The baseline (kourier's behaviour) looks at everything on every change.
-        let update = self
+        let mut update = self
             .translator
             .update(store, dirty.as_ref().filter(|_| !baseline));
         let metrics = &self.shared.metrics;
@@ -213,6 +213,13 @@ impl Pipeline {
         metrics
             .snapshot_build_seconds
             .observe(encoding.elapsed().as_secs_f64());
+        // After a full translation these list every object, and what comes next (the view,
+        // the readers index) is where a cold start peaks: freed now. (A full view update
+        // looks at every object anyway.)
+        update.changed = BTreeSet::new();
+        if update.full {
+            update.touched = BTreeSet::new();
+        }
         self.seen_at = started;
         let now = Instant::now();
         if let Some(prev) = &self.translated {
@@ -254,15 +261,20 @@ impl Pipeline {
     fn update_view(&mut self, update: &Update, dirty: Option<&crate::model::store::DepSet>) {
         let store = self.source.store();
         let derive = self.translator.options.derive_routes_from_services;
-        let keys: BTreeSet<ObjectRef> = if update.full {
-            let mut all: BTreeSet<ObjectRef> = self.objects.keys().cloned().collect();
+        // Each object to look at with its new state (filled in below), in key order, in one
+        // buffer: after a full translation that is every object, and `ordmap::apply` then
+        // rebuilds the view dense.
+        let mut ops: Vec<(ObjectRef, Option<ObjectState>)> = if update.full {
+            let mut all: Vec<ObjectRef> = self.objects.keys().cloned().collect();
             all.extend(VIEW_KINDS.iter().flat_map(|k| {
                 store
                     .keys(*k)
                     .into_iter()
                     .map(|key| ObjectRef { kind: *k, key })
             }));
-            all
+            all.sort();
+            all.dedup();
+            all.into_iter().map(|r| (r, None)).collect()
         } else {
             let mut some = update.touched.clone();
             some.extend(dirty.into_iter().flatten().filter_map(|d| match d {
@@ -272,22 +284,18 @@ impl Pipeline {
                 }),
                 _ => None,
             }));
-            some
+            some.into_iter().map(|r| (r, None)).collect()
         };
-        for r in keys {
-            let new = object_state(store, &update.served, &update.rejections, &r, derive);
-            let kind = r.kind;
-            let old = match new {
-                Some(new) => {
-                    *self.counts.entry((kind, new.state)).or_default() += 1;
-                    self.objects.insert(r, new)
-                }
-                None => self.objects.remove(&r),
-            };
-            if let Some(old) = old {
-                *self.counts.entry((kind, old.state)).or_default() -= 1;
+        for (r, new) in &mut ops {
+            *new = object_state(store, &update.served, &update.rejections, r, derive);
+            if let Some(old) = self.objects.get(r) {
+                *self.counts.entry((r.kind, old.state)).or_default() -= 1;
+            }
+            if let Some(new) = &new {
+                *self.counts.entry((r.kind, new.state)).or_default() += 1;
             }
         }
+        crate::ordmap::apply(&mut self.objects, ops);
         let objects = &self.shared.metrics.objects;
         objects.clear();
         for ((kind, state), n) in &self.counts {

@@ -66,18 +66,12 @@ pub struct KService {
     pub spec: KServiceSpec,
 }
 
+/// (No `template`: nothing reads a Knative Service's or a Configuration's template, whose
+/// Revisions are read instead; kept, it was ~1.6 MB at 10,000 Routes.)
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct KServiceSpec {
-    pub template: Option<RevisionTemplate>,
     pub traffic: Vec<TrafficTarget>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct RevisionTemplate {
-    pub metadata: ObjectMeta,
-    pub spec: RevisionSpec,
 }
 
 /// `serving.knative.dev/v1` Configuration.
@@ -89,11 +83,10 @@ pub struct Configuration {
     pub status: ConfigurationStatus,
 }
 
+/// Empty: see [`KServiceSpec`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub struct ConfigurationSpec {
-    pub template: Option<RevisionTemplate>,
-}
+pub struct ConfigurationSpec {}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]

@@ -296,6 +296,8 @@ pub fn apply(store: &mut Store, change: Change) -> bool {
             ..
         } => {
             let keep: BTreeSet<ObjectKey> = objects.iter().map(Object::key).collect();
+            // A first list of many: the store's maps are rebuilt full once it is in.
+            let compact = objects.len() >= 1024 && store.keys(kind).is_empty();
             let mut changed = false;
             for key in store.keys(kind) {
                 let in_scope = match &namespace {
@@ -308,6 +310,9 @@ pub fn apply(store: &mut Store, change: Change) -> bool {
             }
             for obj in objects {
                 changed |= store.apply_if_changed(obj);
+            }
+            if compact {
+                store.compact();
             }
             changed
         }

@@ -244,7 +244,12 @@ impl Manifests {
         for p in gone {
             self.forget_file(&p, &mut reload);
         }
+        let first = self.store.is_empty();
         self.refresh_files(paths, &mut reload);
+        if first {
+            // Filled file by file: its maps are rebuilt full (`Store::compact`).
+            self.store.compact();
+        }
         Ok(reload)
     }
 

@@ -111,10 +111,7 @@ pub fn mk_route(name: &str, traffic: Vec<TrafficTarget>) -> Route {
 pub fn mk_kservice(name: &str, traffic: Vec<TrafficTarget>) -> KService {
     KService {
         metadata: mk_meta(NS, name),
-        spec: KServiceSpec {
-            template: None,
-            traffic,
-        },
+        spec: KServiceSpec { traffic },
     }
 }
 

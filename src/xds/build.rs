@@ -66,7 +66,14 @@ pub struct IncrementalBuilder {
     by_service: HashMap<ObjectKey, Vec<Backend>>,
     /// The current resources of each type (persistent maps: a snapshot is an O(1) copy).
     maps: [ResourceMap; 5],
+    /// Inserts (`Some`) and removals (`None`) not yet applied to `maps`, in order: applied
+    /// together at the end of a build, so that a cold start's maps are built dense
+    /// ([`crate::ordmap::apply`]).
+    pending: [Vec<MapOp>; 5],
 }
+
+/// An insert (`Some`) or a removal (`None`) of the named resource.
+type MapOp = (Arc<str>, Option<Arc<Resource>>);
 
 /// A `RouteConfiguration` with only `name` (field 1) and `virtual_hosts` (field 2), encoded
 /// from already encoded virtual hosts: the bytes prost gives for the same message.
@@ -200,11 +207,11 @@ impl IncrementalBuilder {
     }
 
     fn insert(&mut self, ty: ResourceType, r: Arc<Resource>) {
-        self.maps[ty as usize].insert(r.name.clone(), r);
+        self.pending[ty as usize].push((r.name.clone(), Some(r)));
     }
 
-    fn remove(&mut self, ty: ResourceType, name: &str) {
-        self.maps[ty as usize].remove(name);
+    fn remove(&mut self, ty: ResourceType, name: Arc<str>) {
+        self.pending[ty as usize].push((name, None));
     }
 
     fn apply(
@@ -228,7 +235,7 @@ impl IncrementalBuilder {
                 }
                 objects_changed = true;
                 for r in &old.routes {
-                    self.remove(ResourceType::Route, &r.name);
+                    self.remove(ResourceType::Route, r.name.clone());
                 }
                 if scoped {
                     let vhosts = virtual_hosts(&old.ingress, true);
@@ -236,7 +243,7 @@ impl IncrementalBuilder {
                         super::names::scope(l, key)
                     });
                     for n in names {
-                        self.remove(ResourceType::ScopedRoute, &n);
+                        self.remove(ResourceType::ScopedRoute, n.into());
                     }
                 }
                 for b in &old.backends {
@@ -320,10 +327,13 @@ impl IncrementalBuilder {
             for (name, vhosts) in [(EXTERNAL, external), (INTERNAL, internal)] {
                 let rc = route_configuration_bytes(name, vhosts.iter().map(|(_, b)| b.as_slice()));
                 let r = Resource::from_encoded(name, ResourceType::Route, rc);
-                self.maps[ResourceType::Route as usize].insert(r.name.clone(), r);
+                self.pending[ResourceType::Route as usize].push((r.name.clone(), Some(r)));
             }
         }
 
+        for (map, ops) in self.maps.iter_mut().zip(&mut self.pending) {
+            crate::ordmap::apply(map, std::mem::take(ops));
+        }
         let [clusters, endpoints, listeners, scoped_routes, routes] = self.maps.clone();
         let mut s = Snapshot::new(clusters, endpoints, listeners, routes);
         *s.resources_mut(ResourceType::ScopedRoute) = scoped_routes;
@@ -339,9 +349,9 @@ impl IncrementalBuilder {
             return;
         }
         if let Some(c) = self.backends.remove(b) {
-            self.remove(ResourceType::Cluster, &c.cluster.name);
+            self.remove(ResourceType::Cluster, c.cluster.name.clone());
             if let Some(e) = &c.endpoints {
-                self.remove(ResourceType::Endpoint, &e.name);
+                self.remove(ResourceType::Endpoint, e.name.clone());
             }
         }
         let key = service_key(b);
@@ -357,7 +367,7 @@ impl IncrementalBuilder {
         self.insert(ResourceType::Cluster, c.cluster.clone());
         match &c.endpoints {
             Some(e) => self.insert(ResourceType::Endpoint, e.clone()),
-            None => self.remove(ResourceType::Endpoint, &c.cluster.name),
+            None => self.remove(ResourceType::Endpoint, c.cluster.name.clone()),
         }
         self.backends.insert(b.clone(), c);
     }

@@ -90,6 +90,10 @@ enum Body {
     /// The encoded message after its leading field 1, which is the name: every type we
     /// serve starts with its name, and a name is up to half of a small resource's bytes.
     AfterName(Box<[u8]>),
+    /// [`Body::AfterName`]'s bytes LZ4-compressed (block format), `len` bytes unpacked: a
+    /// RouteConfiguration repeats its hosts, cluster and header names, and packs to about
+    /// a third (11 MB of them at 10,000 Routes). Unpacking costs ~1 µs a KB when sent.
+    Packed { len: u32, lz4: Box<[u8]> },
     /// A scope as [`Resource::scope`] makes it: the name, the RouteConfiguration (an `Arc`
     /// that the object's scopes share), and a key of one fragment, which is the name's last
     /// `key_len` bytes. There are ~9 per Route; their bytes were ~5 MB at 10,000 Routes.
@@ -122,7 +126,7 @@ impl Resource {
     fn from_kept(name: Arc<str>, ty: ResourceType, value: Vec<u8>) -> Arc<Resource> {
         let version = content_version(&value);
         let body = if starts_with_name(&value, &super::names::wire(&name)) {
-            Body::AfterName(value[wire::name_len(1, &name)..].into())
+            pack(&value[wire::name_len(1, &name)..])
         } else {
             Body::Whole(value.into_boxed_slice())
         };
@@ -192,6 +196,7 @@ impl Resource {
         match &self.body {
             Body::Whole(b) => b.len(),
             Body::AfterName(b) => wire::name_len(1, &self.name) + b.len(),
+            Body::Packed { len, .. } => wire::name_len(1, &self.name) + *len as usize,
             Body::Scope {
                 route_config,
                 key_len,
@@ -211,6 +216,14 @@ impl Resource {
                 wire::put_name(1, &self.name, buf);
                 buf.put_slice(b);
             }
+            Body::Packed { len, lz4 } => {
+                wire::put_name(1, &self.name, buf);
+                let mut out = vec![0; *len as usize];
+                // Made by `pack` from `len` bytes, which checked that they unpack.
+                let n = lz4_flex::block::decompress_into(lz4, &mut out)
+                    .expect("bytes packed by `pack` unpack");
+                buf.put_slice(&out[..n]);
+            }
             Body::Scope {
                 route_config,
                 key_len,
@@ -229,6 +242,33 @@ impl Resource {
             value: self.value().into_owned(),
         }
     }
+}
+
+/// Below this many bytes a message is kept as it is: packing saves little and costs a
+/// copy each time it is sent.
+const PACK_MIN: usize = 256;
+
+/// [`Body::AfterName`] of `rest`, or [`Body::Packed`] when that is at least a quarter
+/// smaller.
+fn pack(rest: &[u8]) -> Body {
+    if rest.len() >= PACK_MIN {
+        if let Ok(len) = u32::try_from(rest.len()) {
+            let lz4 = lz4_flex::block::compress(rest);
+            if lz4.len() * 4 <= rest.len() * 3 {
+                // Checked once here, so that sending never meets bytes that do not unpack.
+                let mut out = vec![0; rest.len()];
+                if lz4_flex::block::decompress_into(&lz4, &mut out).ok() == Some(rest.len())
+                    && out == rest
+                {
+                    return Body::Packed {
+                        len,
+                        lz4: lz4.into_boxed_slice(),
+                    };
+                }
+            }
+        }
+    }
+    Body::AfterName(rest.into())
 }
 
 /// A scope's bytes (see [`Resource::scope`]); `name` is kept form (see [`super::names`]).
@@ -401,6 +441,55 @@ mod tests {
         let r = Resource::new("ins", &rc);
         assert!(matches!(r.body, Body::Whole(_)));
         assert_eq!(*r.value(), rc.encode_to_vec()[..]);
+    }
+
+    /// A large message that packs well is kept packed, one that does not is kept as it
+    /// is; either way it gives back prost's bytes, length and version.
+    #[test]
+    fn large_messages_are_packed_when_that_pays() {
+        use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+        let host = |i: usize, domains: Vec<String>| VirtualHost {
+            name: format!("host-{i}"),
+            domains,
+            ..Default::default()
+        };
+        // Repetitive, as RouteConfigurations are.
+        let repetitive = RouteConfiguration {
+            name: "Service.serving.knative.dev/ns/hello".into(),
+            virtual_hosts: (0..8)
+                .map(|i| host(i, vec![format!("hello.ns.svc.cluster.local:{i}"); 4]))
+                .collect(),
+            ..Default::default()
+        };
+        // Pseudo-random domains: nothing to pack.
+        let mut x = 0x9e37_79b9_u64;
+        let mut noise = || {
+            (0..40)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b'a' + (x % 26) as u8)
+                })
+                .collect::<String>()
+        };
+        let random = RouteConfiguration {
+            name: "random".into(),
+            virtual_hosts: (0..8).map(|i| host(i, vec![noise(), noise()])).collect(),
+            ..Default::default()
+        };
+        for (rc, packed) in [(&repetitive, true), (&random, false)] {
+            let encoded = rc.encode_to_vec();
+            assert!(encoded.len() >= PACK_MIN);
+            let r = Resource::new(rc.name.as_str(), rc);
+            assert_eq!(matches!(r.body, Body::Packed { .. }), packed, "{}", rc.name);
+            assert_eq!(*r.value(), encoded[..]);
+            assert_eq!(r.value_len(), encoded.len());
+            let mut written = Vec::new();
+            r.write_value(&mut written);
+            assert_eq!(written, encoded);
+            assert_eq!(r.version, content_version(&encoded));
+        }
     }
 
     /// A scope whose name ends with its key keeps neither; its bytes are prost's, for empty

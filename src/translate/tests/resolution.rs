@@ -524,3 +524,33 @@ fn dirty_set_is_everything_while_the_store_was_empty() {
     s.apply(Object::Revision(mk_revision("a-3", "a")));
     assert_eq!(s.take_dirty(), None, "filled again from empty");
 }
+
+/// Compacting a store keeps its objects, its indexes and their stamps, and it goes on
+/// taking changes (enough Revisions for many B-tree nodes).
+#[test]
+fn a_compacted_store_is_the_same_store() {
+    use crate::model::store::Dep;
+    use crate::model::{Kind, ObjectKey};
+    use crate::translate::route::latest_ready_revision;
+    let key = |n: &str| ObjectKey::new(NS, n);
+    let revisions = (0..500)
+        .map(|i| mk_revision(&format!("r-{i:03}"), &format!("c-{}", i % 7)))
+        .collect();
+    let mut s = store_with(revisions, vec![mk_configuration("c-1", None)]);
+    let deps: Vec<Dep> = (0..500)
+        .map(|i| Dep::Object(Kind::Revision, key(&format!("r-{i:03}"))))
+        .chain((0..7).map(|c| Dep::ConfigurationRevisions(key(&format!("c-{c}")))))
+        .collect();
+    let stamps: Vec<Option<u64>> = deps.iter().map(|d| s.stamp(d)).collect();
+    assert!(stamps.iter().all(Option::is_some));
+    let before = s.clone();
+    s.compact();
+    assert_eq!(s, before);
+    assert_eq!(deps.iter().map(|d| s.stamp(d)).collect::<Vec<_>>(), stamps);
+    assert_eq!(latest_ready_revision(&s, NS, "c-1").as_deref(), Ok("r-498"));
+    // Still a store: a relabelled Revision moves between groups.
+    s.apply(Object::Revision(mk_revision("r-498", "c-2")));
+    assert_eq!(latest_ready_revision(&s, NS, "c-1").as_deref(), Ok("r-491"));
+    assert_ne!(s.stamp(&deps[500 + 1]), stamps[500 + 1]);
+    assert_eq!(s.stamp(&deps[0]), stamps[0]);
+}
