@@ -3,24 +3,18 @@
 //! imbl's B-tree splits a full leaf (16 entries) in two halves of 8, and the left half is
 //! never touched again when entries arrive in key order: a map filled in order (a cold
 //! start's resources, the inspection view) has every leaf half empty, and a leaf is a fixed
-//! 16-slot allocation. [`from_sorted`] inserts the first half of every run of 16 entries,
-//! then the second halves, which land in the half-empty leaves without a split: the leaves
-//! end up full and the map takes about half the room. Only the room depends on imbl's leaf
-//! size; the map's content never does.
+//! 16-slot allocation. [`apply`] rebuilds such a map by inserting the first half of every
+//! run of 16 sorted entries, then the second halves, which land in the half-empty leaves
+//! without a split: the leaves end up full and the map takes about half the room. Only the
+//! room depends on imbl's leaf size; the map's content never does.
 
 use imbl::OrdMap;
 
 /// imbl's leaf size (`ORD_CHUNK_SIZE`): a leaf splits into two halves of `LEAF / 2`.
 const LEAF: usize = 16;
 
-/// The map of `items`, which must be sorted by key without repeats (else the result is
-/// still the map of `items`, later entries winning, only less dense).
-pub fn from_sorted<K: Ord + Clone, V: Clone>(items: Vec<(K, V)>) -> OrdMap<K, V> {
-    let items: Vec<(K, Option<V>)> = items.into_iter().map(|(k, v)| (k, Some(v))).collect();
-    dense(&items)
-}
-
-/// [`from_sorted`] of the entries that have a value.
+/// The map of the `items` that have a value; `items` are sorted by key without repeats
+/// (as [`apply`] leaves its ops).
 fn dense<K: Ord + Clone, V: Clone>(items: &[(K, Option<V>)]) -> OrdMap<K, V> {
     let mut map = OrdMap::new();
     let halves = |first: bool| {
@@ -42,7 +36,7 @@ fn dense<K: Ord + Clone, V: Clone>(items: &[(K, Option<V>)]) -> OrdMap<K, V> {
 }
 
 /// Applies `ops` (in order; `None` removes) to `map`. When they are many next to the map
-/// (a cold start), the map is rebuilt from sorted entries as [`from_sorted`] does; a few
+/// (a cold start), the map is rebuilt dense from sorted entries; a few
 /// are applied in place (a change's cost stays with the change).
 pub fn apply<K: Ord + Clone, V: Clone>(map: &mut OrdMap<K, V>, mut ops: Vec<(K, Option<V>)>) {
     if ops.len() < 1024 || ops.len() < map.len() {
@@ -80,10 +74,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     #[test]
-    fn from_sorted_holds_exactly_the_items() {
+    fn dense_holds_exactly_the_items() {
         for n in [0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 100, 1000, 5000] {
             let items: Vec<(u32, u32)> = (0..n).map(|i| (i * 3, i)).collect();
-            let map = from_sorted(items.clone());
+            let ops: Vec<(u32, Option<u32>)> = items.iter().map(|(k, v)| (*k, Some(*v))).collect();
+            let map = dense(&ops);
             assert_eq!(map.len(), n as usize);
             assert!(
                 map.iter().map(|(k, v)| (*k, *v)).eq(items.into_iter()),

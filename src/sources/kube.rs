@@ -296,10 +296,11 @@ pub fn apply(store: &mut Store, change: Change) -> bool {
             ..
         } => {
             let keep: BTreeSet<ObjectKey> = objects.iter().map(Object::key).collect();
+            let existing = store.keys(kind);
             // A first list of many: the store's maps are rebuilt full once it is in.
-            let compact = objects.len() >= 1024 && store.keys(kind).is_empty();
+            let compact = objects.len() >= 1024 && existing.is_empty();
             let mut changed = false;
-            for key in store.keys(kind) {
+            for key in existing {
                 let in_scope = match &namespace {
                     Some(ns) => *key.namespace == **ns,
                     None => true,
