@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::model::store::Loaded;
 use crate::model::{Kind, Object, ObjectKey, ObjectRef, Store};
 
 /// A file that could not be read or parsed.
@@ -191,6 +192,17 @@ pub struct Manifests {
     /// file's list names it. (A map of every object's files was ~8.5 MB at 10,000 Routes.)
     shared: foldhash::HashMap<ObjectRef, Vec<Arc<Path>>>,
     pub store: Store,
+    /// While a first load reads the folder into an empty store: the objects applied so far,
+    /// handed to the store at once at the end ([`Store::load`]) instead of one tree search
+    /// each, which was most of the work of the thread that applies files. Anything but
+    /// adding an object not seen yet (a duplicate) hands them over first.
+    staged: Option<Box<Staged>>,
+}
+
+#[derive(Debug, Default)]
+struct Staged {
+    refs: foldhash::HashSet<ObjectRef>,
+    objects: Loaded,
 }
 
 impl Manifests {
@@ -244,12 +256,11 @@ impl Manifests {
         for p in gone {
             self.forget_file(&p, &mut reload);
         }
-        let first = self.store.is_empty();
-        self.refresh_files(paths, &mut reload);
-        if first {
-            // Filled file by file: its maps are rebuilt full (`Store::compact`).
-            self.store.compact();
+        if self.store.is_empty() {
+            self.staged = Some(Default::default());
         }
+        self.refresh_files(paths, &mut reload);
+        self.unstage();
         Ok(reload)
     }
 
@@ -382,7 +393,7 @@ impl Manifests {
             }
             let Some(files) = self.shared.get_mut(r) else {
                 // This file was its only one.
-                if self.store.delete(r.kind, &r.key) {
+                if self.delete(r) {
                     *changed += 1;
                 }
                 continue;
@@ -396,7 +407,7 @@ impl Manifests {
             if was_first {
                 // The next file's copy takes over.
                 if let Some(obj) = next.and_then(|f| self.take_shadowed(&f, r)) {
-                    self.store.apply(obj);
+                    self.apply(obj);
                     *changed += 1;
                 }
             }
@@ -426,17 +437,58 @@ impl Manifests {
             }
             // This file comes first now: the previous owner's copy steps back.
             if let Some(prev) = before.filter(|f| &**f != path) {
-                if let (Some(obj), Some(state)) =
-                    (self.store.get(r.kind, &r.key), self.files.get_mut(&*prev))
-                {
+                if let (Some(obj), Some(state)) = (self.object(&r), self.files.get_mut(&*prev)) {
                     state.shadowed.push(obj);
                 }
             }
-            if self.store.apply_keyed_if_changed(r.key, o) {
+            if self.apply_if_changed(r, o) {
                 *changed += 1;
             }
         }
         shadowed
+    }
+
+    // The objects being applied: staged during a first load, else the store's.
+
+    fn unstage(&mut self) {
+        if let Some(staged) = self.staged.take() {
+            self.store.load(staged.objects);
+        }
+    }
+
+    fn contains(&self, r: &ObjectRef) -> bool {
+        match &self.staged {
+            Some(staged) => staged.refs.contains(r),
+            None => self.store.contains(r.kind, &r.key),
+        }
+    }
+
+    fn object(&mut self, r: &ObjectRef) -> Option<Object> {
+        self.unstage();
+        self.store.get(r.kind, &r.key)
+    }
+
+    fn delete(&mut self, r: &ObjectRef) -> bool {
+        self.unstage();
+        self.store.delete(r.kind, &r.key)
+    }
+
+    fn apply(&mut self, obj: Object) {
+        self.unstage();
+        self.store.apply(obj)
+    }
+
+    /// Whether it changed anything.
+    fn apply_if_changed(&mut self, r: ObjectRef, obj: Object) -> bool {
+        if let Some(staged) = &mut self.staged {
+            if !staged.refs.contains(&r) {
+                staged.refs.insert(r.clone());
+                staged.objects.push(r.key, obj);
+                return true;
+            }
+        }
+        self.unstage();
+        self.store.apply_keyed_if_changed(r.key, obj)
     }
 
     fn take_shadowed(&mut self, file: &Path, r: &ObjectRef) -> Option<Object> {
@@ -648,7 +700,7 @@ impl Manifests {
     /// every file's list, as that is needed rarely (a duplicate appearing, a rejection
     /// logged) and a map of every object's file would cost ~8.5 MB at 10,000 Routes.
     fn sole_file(&self, r: &ObjectRef) -> Option<&Path> {
-        if !self.store.contains(r.kind, &r.key) {
+        if !self.contains(r) {
             return None;
         }
         self.files
@@ -782,6 +834,57 @@ mod tests {
         assert!(m
             .reload_paths(&["/elsewhere/x.yaml".into()].into())
             .is_none());
+    }
+
+    /// A first load (staged, then handed to the store at once) gives the store, owners
+    /// and duplicates that applying the files one at a time gives, duplicates included.
+    #[test]
+    fn first_load_is_the_files_applied_one_by_one() {
+        let w = crate::workload::generate(60, 11);
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for (path, text) in &w.files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            paths.push(p);
+        }
+        // A second copy of a file's objects, changed, in a file that sorts after it; and
+        // one that sorts first.
+        let (path, text) = &w.files[3];
+        let changed = text.replace("percent: ", "percent: 1");
+        std::fs::write(dir.path().join(format!("{path}.copy.yaml")), &changed).unwrap();
+        std::fs::write(dir.path().join("0-first.yaml"), &changed).unwrap();
+        paths.push(dir.path().join(format!("{path}.copy.yaml")));
+        paths.push(dir.path().join("0-first.yaml"));
+        paths.sort();
+
+        let mut loaded = Manifests::new(dir.path());
+        loaded.reload().unwrap();
+        let mut one_by_one = Manifests::new(dir.path());
+        for p in &paths {
+            one_by_one
+                .reload_paths(&BTreeSet::from([p.clone()]))
+                .unwrap();
+        }
+        assert!(loaded.store.revisions.len() >= 60);
+        assert_eq!(loaded.store, one_by_one.store);
+        assert!(!loaded.duplicates().is_empty());
+        assert_eq!(loaded.duplicates(), one_by_one.duplicates());
+        for (k, _) in loaded.store.routes.iter() {
+            let r = ObjectRef {
+                kind: Kind::Route,
+                key: k.clone(),
+            };
+            assert_eq!(loaded.file_of(&r), one_by_one.file_of(&r), "{k}");
+        }
+        // Nothing staged is left behind: changes go to the store.
+        std::fs::remove_file(dir.path().join("0-first.yaml")).unwrap();
+        loaded.reload().unwrap();
+        one_by_one
+            .reload_paths(&BTreeSet::from([dir.path().join("0-first.yaml")]))
+            .unwrap();
+        assert_eq!(loaded.store, one_by_one.store);
     }
 
     #[test]
