@@ -594,57 +594,73 @@ impl Translator {
         }
 
         // Routes, Knative Services and KIngresses; then DomainMappings, which read the
-        // Routes' results.
-        let mut candidates = Vec::new();
-        let mut dms: BTreeSet<ObjectRef> = BTreeSet::new();
-        for origin in examine {
-            if origin.kind == Kind::DomainMapping {
-                dms.insert(origin);
-                continue;
-            }
-            let own = self.examine(store, &cfg, &origin, ingress_mode, &mut ahead);
-            if let Some(c) = self.record(&origin, own, &mut touched) {
-                if matches!(origin.kind, Kind::KService | Kind::Route) {
-                    if let Some(targets) = self.dm_targets.get(&origin.key) {
-                        dms.extend(targets.iter().cloned());
-                    }
+        // Routes' results. Then who serves each host.
+        let settle = |this: &mut Self, touched: &mut BTreeSet<ObjectRef>| {
+            let mut candidates = Vec::new();
+            let mut dms: BTreeSet<ObjectRef> = BTreeSet::new();
+            for origin in examine {
+                if origin.kind == Kind::DomainMapping {
+                    dms.insert(origin);
+                    continue;
                 }
-                candidates.push((origin, c));
+                let own = this.examine(store, &cfg, &origin, ingress_mode, &mut ahead);
+                if let Some(c) = this.record(&origin, own, touched) {
+                    if matches!(origin.kind, Kind::KService | Kind::Route) {
+                        if let Some(targets) = this.dm_targets.get(&origin.key) {
+                            dms.extend(targets.iter().cloned());
+                        }
+                    }
+                    candidates.push((origin, c));
+                }
             }
-        }
-        for origin in dms {
-            let own = self.examine_domain_mapping(store, &cfg, &origin, ingress_mode);
-            if let Some(c) = self.record(&origin, own, &mut touched) {
-                candidates.push((origin, c));
+            for origin in dms {
+                let own = this.examine_domain_mapping(store, &cfg, &origin, ingress_mode);
+                if let Some(c) = this.record(&origin, own, touched) {
+                    candidates.push((origin, c));
+                }
             }
-        }
-        let changed = self.hosts.update(candidates);
-        touched.extend(changed.iter().cloned());
-
-        if self.options.check_endpoint_addresses {
-            // Every slice at a cold start: on every core.
-            let slices: Vec<ObjectKey> = slices.into_iter().collect();
-            let found = crate::par::map(&slices, self.parallel_min, |key| {
+            this.hosts.update(candidates)
+        };
+        let slices: Vec<ObjectKey> = match self.options.check_endpoint_addresses {
+            true => slices.into_iter().collect(),
+            false => Vec::new(),
+        };
+        let parallel_min = self.parallel_min;
+        let find_problems = |slices: &[ObjectKey]| {
+            crate::par::map(slices, parallel_min, |key| {
                 store
                     .endpoint_slices
                     .get(key)
                     .map(envoy::endpoint_slice_problems)
                     .unwrap_or_default()
-            });
-            for (key, problems) in slices.into_iter().zip(found) {
-                if problems.is_empty() {
-                    self.slice_problems.remove(&key);
-                } else {
-                    self.slice_problems.insert(
-                        key.clone(),
-                        Rejection {
-                            reason: RejectReason::Invalid,
-                            object: oref(Kind::EndpointSlice, &key),
-                            problems,
-                            serving_last_good: false,
-                        },
-                    );
-                }
+            })
+        };
+        // The slices' checks are independent of the rest: every slice at a cold start, on
+        // other threads while this one settles the objects' results.
+        let (changed, found) = if slices.len() >= parallel_min.saturating_mul(2) {
+            std::thread::scope(|scope| {
+                let finding = scope.spawn(|| find_problems(&slices));
+                let changed = settle(self, &mut touched);
+                let found = (finding.join()).unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (changed, found)
+            })
+        } else {
+            (settle(self, &mut touched), find_problems(&slices))
+        };
+        touched.extend(changed.iter().cloned());
+        for (key, problems) in slices.into_iter().zip(found) {
+            if problems.is_empty() {
+                self.slice_problems.remove(&key);
+            } else {
+                self.slice_problems.insert(
+                    key.clone(),
+                    Rejection {
+                        reason: RejectReason::Invalid,
+                        object: oref(Kind::EndpointSlice, &key),
+                        problems,
+                        serving_last_good: false,
+                    },
+                );
             }
         }
 

@@ -266,9 +266,38 @@ impl IncrementalBuilder {
             .collect();
         new_backends.sort();
         new_backends.dedup();
-        let built = crate::par::map(&new_backends, PARALLEL_MIN, |b| {
-            build_backend(b, store, check_addresses)
-        });
+        let build = |b: &Backend| build_backend(b, store, check_addresses);
+        // The objects' resources are filed, and the scope map rebuilt, while the new backends
+        // are built: at a cold start on other threads, as both take long and this thread's
+        // part would leave a core idle. (Nothing after this adds scopes.)
+        let mut uses: Vec<Backend> = Vec::new();
+        let file = |this: &mut Self| {
+            for (c, scopes) in encoded {
+                for r in &c.routes {
+                    this.insert(ResourceType::Route, r.clone());
+                }
+                for s in scopes {
+                    this.insert(ResourceType::ScopedRoute, s);
+                }
+                uses.extend(c.backends.iter().cloned());
+                this.ingresses.insert(c.ingress.origin.clone(), c);
+            }
+            let scopes = ResourceType::ScopedRoute as usize;
+            let ops = std::mem::take(&mut this.pending[scopes]);
+            crate::ordmap::apply(&mut this.maps[scopes], ops);
+        };
+        let built = if new_backends.len() >= 2 * PARALLEL_MIN {
+            std::thread::scope(|scope| {
+                let building = scope.spawn(|| crate::par::map(&new_backends, PARALLEL_MIN, build));
+                file(self);
+                building
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+        } else {
+            file(self);
+            new_backends.iter().map(build).collect()
+        };
         for (b, c) in new_backends.iter().zip(built) {
             let set = self.by_service.entry(service_key(b)).or_default();
             if let Err(at) = set.binary_search(b) {
@@ -278,20 +307,10 @@ impl IncrementalBuilder {
             }
             self.put_backend(b, c);
         }
-        for (c, scopes) in encoded {
-            for r in &c.routes {
-                self.insert(ResourceType::Route, r.clone());
+        for b in &uses {
+            if let Some(cached) = self.backends.get_mut(b) {
+                cached.users += 1;
             }
-            for s in scopes {
-                self.insert(ResourceType::ScopedRoute, s);
-            }
-            for b in &c.backends {
-                // Built above if it was new.
-                if let Some(cached) = self.backends.get_mut(b) {
-                    cached.users += 1;
-                }
-            }
-            self.ingresses.insert(c.ingress.origin.clone(), c);
         }
 
         // Backends whose Service or EndpointSlices changed.
