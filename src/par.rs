@@ -46,6 +46,29 @@ pub fn map<T: Sync, R: Send>(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// `(background(), here())`, the two independent: with `apart`, `background` runs on a
+/// thread of its own while this one runs `here` (a cold start's sequential step beside a
+/// parallel one, so a core is not left idle); otherwise one after the other. A panic in
+/// `background` is resumed on the caller's thread.
+pub fn beside<A: Send, B>(
+    apart: bool,
+    background: impl FnOnce() -> A + Send,
+    here: impl FnOnce() -> B,
+) -> (A, B) {
+    if !apart {
+        let b = here();
+        return (background(), b);
+    }
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(background);
+        let b = here();
+        match worker.join() {
+            Ok(a) => (a, b),
+            Err(panic) => resume_unwind(panic),
+        }
+    })
+}
+
 /// One per core, but none with fewer than `min_per_thread` items.
 fn threads_for(items: usize, min_per_thread: usize) -> usize {
     std::thread::available_parallelism()
@@ -115,6 +138,25 @@ mod tests {
         assert_eq!(super::map(&items, 64, |i| i * 2), doubled);
         assert_eq!(super::map(&[1, 2, 3], 64, |i| i + 1), [2, 3, 4]);
         assert!(super::map(&[] as &[u8], 1, |i| *i).is_empty());
+    }
+
+    #[test]
+    fn beside_gives_both_results_and_resumes_a_panic() {
+        for apart in [false, true] {
+            let mut here = 0;
+            let (a, b) = super::beside(
+                apart,
+                || (0..100u32).sum::<u32>(),
+                || {
+                    here += 1;
+                    "here"
+                },
+            );
+            assert_eq!((a, b, here), (4950, "here", 1), "apart {apart}");
+            let panic =
+                std::panic::catch_unwind(|| super::beside(apart, || panic!("background"), || 1));
+            assert!(panic.is_err(), "apart {apart}");
+        }
     }
 
     #[test]

@@ -435,6 +435,18 @@ impl PartialEq for Group {
     }
 }
 
+/// The (namespace, configuration) group a Revision is indexed under: its label's.
+fn configuration_of(key: &ObjectKey, r: &Revision) -> Option<ObjectKey> {
+    let c = r.metadata.labels.get(CONFIGURATION_LABEL)?;
+    Some(ObjectKey::new(key.namespace.clone(), c))
+}
+
+/// The (namespace, service) group an EndpointSlice is indexed under: its label's.
+fn service_of(key: &ObjectKey, s: &EndpointSlice) -> Option<ObjectKey> {
+    let svc = s.metadata.labels.get(SERVICE_NAME_LABEL)?;
+    Some(ObjectKey::new(key.namespace.clone(), svc))
+}
+
 fn index_insert(index: &mut Index, at: ObjectKey, key: &ObjectKey) {
     let group = index.entry(at).or_default();
     group.stamp = next_stamp();
@@ -510,8 +522,7 @@ impl Loaded {
             Object::Route(o) => self.routes.push((key, boxed(o))),
             Object::Configuration(o) => self.configurations.push((key, boxed(o))),
             Object::Revision(o) => {
-                if let Some(c) = o.metadata.labels.get(CONFIGURATION_LABEL) {
-                    let at = ObjectKey::new(key.namespace.clone(), c);
+                if let Some(at) = configuration_of(&key, &o) {
                     self.by_configuration.push((at, key.clone()));
                 }
                 self.revisions.push((key, boxed(o)));
@@ -520,8 +531,7 @@ impl Loaded {
             Object::ClusterDomainClaim(o) => self.domain_claims.push((key, boxed(o))),
             Object::Service(o) => self.services.push((key, boxed(o))),
             Object::EndpointSlice(o) => {
-                if let Some(svc) = o.metadata.labels.get(SERVICE_NAME_LABEL) {
-                    let at = ObjectKey::new(key.namespace.clone(), svc);
+                if let Some(at) = service_of(&key, &o) {
                     self.by_service.push((at, key.clone()));
                 }
                 self.endpoint_slices.push((key, boxed(o)));
@@ -551,8 +561,7 @@ impl Store {
             // Both the Configuration it was labelled with and the one it is labelled with
             // now see their set of Revisions change; the index moves only on a relabel.
             let old = self.configuration_of_revision(&key);
-            let new = (r.metadata.labels.get(CONFIGURATION_LABEL))
-                .map(|c| ObjectKey::new(key.namespace.clone(), c));
+            let new = configuration_of(&key, r);
             let index = &mut self.revisions_by_configuration;
             if old == new {
                 if let Some(c) = &old {
@@ -597,8 +606,7 @@ impl Store {
             }
             Object::EndpointSlice(o) => {
                 self.delete(Kind::EndpointSlice, &key);
-                if let Some(svc) = o.metadata.labels.get(SERVICE_NAME_LABEL) {
-                    let idx = ObjectKey::new(key.namespace.clone(), svc);
+                if let Some(idx) = service_of(&key, &o) {
                     self.dirty.mark(Dep::ServiceSlices(idx.clone()));
                     index_insert(&mut self.slices_by_service, idx, &key);
                 }
@@ -816,8 +824,7 @@ impl Store {
                 let Some(old) = self.endpoint_slices.remove(key) else {
                     return false;
                 };
-                if let Some(svc) = old.metadata.labels.get(SERVICE_NAME_LABEL) {
-                    let idx = ObjectKey::new(key.namespace.clone(), svc);
+                if let Some(idx) = service_of(key, &old) {
                     index_remove(&mut self.slices_by_service, &idx, key);
                     self.dirty.mark(Dep::ServiceSlices(idx));
                 }
@@ -852,9 +859,7 @@ impl Store {
 
     /// The (namespace, configuration) a stored Revision is labelled with.
     fn configuration_of_revision(&self, key: &ObjectKey) -> Option<ObjectKey> {
-        let r = self.revisions.get(key)?;
-        let c = r.metadata.labels.get(CONFIGURATION_LABEL)?;
-        Some(ObjectKey::new(key.namespace.clone(), c))
+        configuration_of(key, self.revisions.get(key)?)
     }
 
     /// A number that is new each time `dep` changes (an object applied, a group of Revisions

@@ -481,8 +481,8 @@ impl Manifests {
     /// Whether it changed anything.
     fn apply_if_changed(&mut self, r: ObjectRef, obj: Object) -> bool {
         if let Some(staged) = &mut self.staged {
-            if !staged.refs.contains(&r) {
-                staged.refs.insert(r.clone());
+            // Not seen yet (nearly always): staged.
+            if staged.refs.insert(r.clone()) {
                 staged.objects.push(r.key, obj);
                 return true;
             }

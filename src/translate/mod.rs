@@ -621,9 +621,10 @@ impl Translator {
             }
             this.hosts.update(candidates)
         };
-        let slices: Vec<ObjectKey> = match self.options.check_endpoint_addresses {
-            true => slices.into_iter().collect(),
-            false => Vec::new(),
+        let slices: Vec<ObjectKey> = if self.options.check_endpoint_addresses {
+            slices.into_iter().collect()
+        } else {
+            Vec::new()
         };
         let parallel_min = self.parallel_min;
         let find_problems = |slices: &[ObjectKey]| {
@@ -637,16 +638,11 @@ impl Translator {
         };
         // The slices' checks are independent of the rest: every slice at a cold start, on
         // other threads while this one settles the objects' results.
-        let (changed, found) = if slices.len() >= parallel_min.saturating_mul(2) {
-            std::thread::scope(|scope| {
-                let finding = scope.spawn(|| find_problems(&slices));
-                let changed = settle(self, &mut touched);
-                let found = (finding.join()).unwrap_or_else(|p| std::panic::resume_unwind(p));
-                (changed, found)
-            })
-        } else {
-            (settle(self, &mut touched), find_problems(&slices))
-        };
+        let (found, changed) = crate::par::beside(
+            slices.len() >= parallel_min.saturating_mul(2),
+            || find_problems(&slices),
+            || settle(self, &mut touched),
+        );
         touched.extend(changed.iter().cloned());
         for (key, problems) in slices.into_iter().zip(found) {
             if problems.is_empty() {

@@ -286,18 +286,11 @@ impl IncrementalBuilder {
             let ops = std::mem::take(&mut this.pending[scopes]);
             crate::ordmap::apply(&mut this.maps[scopes], ops);
         };
-        let built = if new_backends.len() >= 2 * PARALLEL_MIN {
-            std::thread::scope(|scope| {
-                let building = scope.spawn(|| crate::par::map(&new_backends, PARALLEL_MIN, build));
-                file(self);
-                building
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-        } else {
-            file(self);
-            new_backends.iter().map(build).collect()
-        };
+        let (built, ()) = crate::par::beside(
+            new_backends.len() >= 2 * PARALLEL_MIN,
+            || crate::par::map(&new_backends, PARALLEL_MIN, build),
+            || file(self),
+        );
         for (b, c) in new_backends.iter().zip(built) {
             let set = self.by_service.entry(service_key(b)).or_default();
             if let Err(at) = set.binary_search(b) {
