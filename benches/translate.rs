@@ -12,6 +12,9 @@
 //!   - `baseline`: kourier's behaviour (one RouteConfiguration per listener, everything
 //!     re-translated and given a fresh version).
 //!
+//! - `parse/<routes>`: parsing every manifest of a workload on one thread (`parse_file`,
+//!   the YAML fast path and the typed objects), the largest part of a cold start's CPU.
+//!
 //! Each iteration of `one_change` applies the next version of one Service (alternating
 //! between its original and changed split, so every iteration is a real change).
 //!
@@ -159,5 +162,26 @@ fn one_change(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, full, one_change);
+fn parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse");
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    let w = workload::generate(1_000, 42);
+    g.bench_function("1000", |b| {
+        b.iter(|| {
+            let mut objects = 0;
+            for (path, text) in &w.files {
+                objects += parse_file(path.as_ref(), text)
+                    .expect("generated YAML parses")
+                    .len();
+            }
+            black_box(objects)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, full, one_change, parse);
 criterion_main!(benches);

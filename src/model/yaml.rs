@@ -16,15 +16,31 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
+use smallvec::SmallVec;
 
 /// Parses `text` as one YAML document into `T`, or `None` when the document is outside the
 /// subset this reads (or does not fit `T`): then use serde_yaml.
+///
+/// The document is deserialized as it is read, without building a tree of it first: block
+/// mappings and sequences are walked line by line as `T` asks for their entries (building
+/// and dropping the tree was half of the parsing time at a cold start).
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Option<T> {
-    let node = parse(text)?;
-    T::deserialize(De(&node)).ok()
+    let mut p = Parser {
+        lines: lines(text)?,
+        pos: 0,
+    };
+    let first = p.lines.first()?.indent;
+    let value = T::deserialize(Value {
+        p: &mut p,
+        val: Val::Block(first),
+    })
+    .ok()?;
+    // Whatever `T` did not read would be a value this did not check.
+    (p.pos == p.lines.len()).then_some(value)
 }
 
-/// A parsed node; scalars borrow from the text unless they had escapes.
+/// An inline value (on its key's or `-`'s line); scalars borrow from the text unless they
+/// had escapes.
 #[derive(Debug, PartialEq)]
 enum Node<'a> {
     /// A key or `-` with nothing after it (YAML's empty plain scalar).
@@ -33,8 +49,10 @@ enum Node<'a> {
         text: Cow<'a, str>,
         plain: bool,
     },
+    /// A flow sequence of scalars.
     Seq(Vec<Node<'a>>),
-    Map(Vec<(Cow<'a, str>, Node<'a>)>),
+    /// `{}`.
+    EmptyMap,
 }
 
 /// Outside the subset.
@@ -49,19 +67,33 @@ struct Line<'a> {
     text: &'a str,
 }
 
-fn parse(text: &str) -> Option<Node<'_>> {
+/// The document's lines that hold something, or `None` when one is outside the subset.
+fn lines(text: &str) -> Option<Vec<Line<'_>>> {
+    let bytes = text.as_bytes();
+    // One SIMD scan finds every line end (LF or CRLF), and any tab or other CR (outside the
+    // subset).
     let mut lines = Vec::new();
-    for raw in text.lines() {
-        // Byte tests: these run on every line of every manifest.
-        if raw.bytes().any(|b| b == b'\t' || b == b'\r') || raw.starts_with('\u{feff}') {
-            return None;
+    let mut begin = 0;
+    for end in memchr::memchr3_iter(b'\n', b'\t', b'\r', bytes).chain([bytes.len()]) {
+        if end < begin {
+            continue; // the LF of a CRLF
         }
+        let next = match bytes.get(end) {
+            None | Some(b'\n') => end + 1,
+            Some(b'\r') if bytes.get(end + 1) == Some(&b'\n') => end + 2,
+            Some(_) => return None,
+        };
+        let raw = &text[begin..end];
+        begin = next;
         let text = raw.trim_start_matches(' ');
         if text.is_empty() || text.starts_with('#') {
             continue;
         }
-        if raw.starts_with(['-', '.', '%'])
-            && (raw.starts_with("---") || raw.starts_with("...") || raw.starts_with('%'))
+        if raw.starts_with(['-', '.', '%', '\u{feff}'])
+            && (raw.starts_with("---")
+                || raw.starts_with("...")
+                || raw.starts_with('%')
+                || raw.starts_with('\u{feff}'))
         {
             return None;
         }
@@ -70,18 +102,19 @@ fn parse(text: &str) -> Option<Node<'_>> {
             text: text.trim_end_matches(' '),
         });
     }
-    let mut p = Parser { lines, pos: 0 };
-    if p.lines.is_empty() {
-        return None;
-    }
-    let first = p.lines[0].indent;
-    let node = p.block(first).ok()?;
-    (p.pos == p.lines.len()).then_some(node)
+    Some(lines)
 }
 
 struct Parser<'a> {
     lines: Vec<Line<'a>>,
     pos: usize,
+}
+
+/// A value yet to be read: inline (already read), or the block whose first line is at
+/// this indent (read as it is deserialized).
+enum Val<'a> {
+    Inline(Node<'a>),
+    Block(usize),
 }
 
 fn is_seq_entry(text: &str) -> bool {
@@ -93,27 +126,24 @@ impl<'a> Parser<'a> {
         self.lines.get(self.pos).copied()
     }
 
-    /// The block node whose first line is the current one, at `indent`.
-    fn block(&mut self, indent: usize) -> R<Node<'a>> {
+    /// Whether the block at `indent`, starting at the current line, is a sequence (else a
+    /// mapping).
+    fn block_is_seq(&self, indent: usize) -> R<bool> {
         let line = self.peek().ok_or(GiveUp)?;
         if line.indent != indent {
             return Err(GiveUp);
         }
-        if is_seq_entry(line.text) {
-            self.seq(indent)
-        } else {
-            self.map(indent)
-        }
+        Ok(is_seq_entry(line.text))
     }
 
     /// The value of a key or `-` with nothing after it: a nested block, or empty.
-    fn child(&mut self, indent: usize, seq_at_same_indent: bool) -> R<Node<'a>> {
+    fn child(&self, indent: usize, seq_at_same_indent: bool) -> Val<'a> {
         match self.peek() {
-            Some(l) if l.indent > indent => self.block(l.indent),
+            Some(l) if l.indent > indent => Val::Block(l.indent),
             Some(l) if seq_at_same_indent && l.indent == indent && is_seq_entry(l.text) => {
-                self.seq(indent)
+                Val::Block(indent)
             }
-            _ => Ok(Node::Empty),
+            _ => Val::Inline(Node::Empty),
         }
     }
 
@@ -125,55 +155,53 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn map(&mut self, indent: usize) -> R<Node<'a>> {
-        let mut entries: Vec<(Cow<'a, str>, Node<'a>)> = Vec::new();
-        while let Some(line) = self.peek() {
-            if line.indent != indent || is_seq_entry(line.text) {
-                break;
-            }
-            let (key, rest) = split_key(line.text)?.ok_or(GiveUp)?;
-            self.pos += 1;
-            let value = if rest.is_empty() {
-                self.child(indent, true)?
-            } else {
-                let v = inline(rest)?;
-                self.no_continuation(indent)?;
-                v
-            };
-            if entries.iter().any(|(k, _)| *k == key) {
-                return Err(GiveUp);
-            }
-            entries.push((key, value));
+    /// The next entry of the mapping at `indent`: its key and value, or `None` at its end.
+    fn map_entry(&mut self, indent: usize) -> R<Option<(Cow<'a, str>, Val<'a>)>> {
+        let Some(line) = self.peek() else {
+            return Ok(None);
+        };
+        if line.indent != indent || is_seq_entry(line.text) {
+            return Ok(None);
         }
-        Ok(Node::Map(entries))
+        let (key, rest) = split_key(line.text)?.ok_or(GiveUp)?;
+        self.pos += 1;
+        let value = if rest.is_empty() {
+            self.child(indent, true)
+        } else {
+            let v = inline(rest)?;
+            self.no_continuation(indent)?;
+            Val::Inline(v)
+        };
+        Ok(Some((key, value)))
     }
 
-    fn seq(&mut self, indent: usize) -> R<Node<'a>> {
-        let mut items = Vec::new();
-        while let Some(line) = self.peek() {
-            if line.indent != indent || !is_seq_entry(line.text) {
-                break;
-            }
-            let after = &line.text[1..];
-            let rest = after.trim_start_matches(' ');
-            if rest.is_empty() || rest.starts_with('#') {
-                self.pos += 1;
-                items.push(self.child(indent, false)?);
-            } else if is_seq_entry(rest) || split_key(rest)?.is_some() {
-                // `- key: v` or `- - v`: the rest of the line opens a block at its column.
-                let column = indent + 1 + (after.len() - rest.len());
-                self.lines[self.pos] = Line {
-                    indent: column,
-                    text: rest,
-                };
-                items.push(self.block(column)?);
-            } else {
-                self.pos += 1;
-                items.push(inline(rest)?);
-                self.no_continuation(indent)?;
-            }
+    /// The next item of the sequence at `indent`, or `None` at its end.
+    fn seq_item(&mut self, indent: usize) -> R<Option<Val<'a>>> {
+        let Some(line) = self.peek() else {
+            return Ok(None);
+        };
+        if line.indent != indent || !is_seq_entry(line.text) {
+            return Ok(None);
         }
-        Ok(Node::Seq(items))
+        let after = &line.text[1..];
+        let rest = after.trim_start_matches(' ');
+        Ok(Some(if rest.is_empty() || rest.starts_with('#') {
+            self.pos += 1;
+            self.child(indent, false)
+        } else if is_seq_entry(rest) || split_key(rest)?.is_some() {
+            // `- key: v` or `- - v`: the rest of the line opens a block at its column.
+            let column = indent + 1 + (after.len() - rest.len());
+            self.lines[self.pos] = Line {
+                indent: column,
+                text: rest,
+            };
+            Val::Block(column)
+        } else {
+            self.pos += 1;
+            let v = inline(rest)?;
+            self.no_continuation(indent)?;
+            Val::Inline(v)
+        }))
     }
 }
 
@@ -187,23 +215,23 @@ fn split_key(text: &str) -> R<Option<(Cow<'_, str>, &str)>> {
             None => return Ok(None),
         }
     } else {
-        let colon = match find_pair(text, b": ") {
-            Some(i) => i,
-            None if text.ends_with(':') => text.len() - 1,
-            None => {
-                return if find_pair(text, b" #").is_some() || text.contains(':') {
-                    Err(GiveUp)
-                } else {
-                    Ok(None)
-                };
-            }
+        let bytes = text.as_bytes();
+        // Keys are short: a plain loop beats a SIMD search's set-up.
+        let Some(colon) = bytes.iter().position(|&b| b == b':') else {
+            // Not a mapping entry (unless a comment hides one).
+            return if find_pair(text, b" #").is_some() {
+                Err(GiveUp)
+            } else {
+                Ok(None)
+            };
         };
+        // The first colon ends the key: one inside a key (`a:b: 1`, a URL) is outside the
+        // subset.
+        if bytes.get(colon + 1).is_some_and(|&b| b != b' ') {
+            return Err(GiveUp);
+        }
         let key = text[..colon].trim_end_matches(' ');
-        if key.is_empty()
-            || key.starts_with(INDICATORS)
-            || find_pair(key, b" #").is_some()
-            || key.contains(':')
-        {
+        if key.is_empty() || key.starts_with(INDICATORS) || find_pair(key, b" #").is_some() {
             return Err(GiveUp);
         }
         (Cow::Borrowed(key), &text[colon + 1..])
@@ -248,14 +276,29 @@ fn inline(text: &str) -> R<Node<'_>> {
             .strip_prefix('}')
             .ok_or(GiveUp)?;
         end_of_value(after)?;
-        return Ok(Node::Map(Vec::new()));
+        return Ok(Node::EmptyMap);
     }
-    let value = match find_pair(text, b" #") {
-        Some(i) => &text[..i],
-        None => text,
+    // A plain scalar, up to a comment: one scan for both `: ` (outside the subset) and ` #`.
+    let bytes = text.as_bytes();
+    let mut end = bytes.len();
+    for i in memchr::memchr2_iter(b':', b'#', bytes) {
+        if bytes[i] == b'#' {
+            if i > 0 && bytes[i - 1] == b' ' {
+                end = i;
+                break;
+            }
+        } else if bytes.get(i + 1).is_none_or(|&b| b == b' ') {
+            return Err(GiveUp); // `a: b`, or a value ending in `:`
+        }
     }
-    .trim_end_matches(' ');
-    plain(value)
+    let value = text[..end].trim_end_matches(' ');
+    if value.is_empty() || value.starts_with(INDICATORS) {
+        return Err(GiveUp);
+    }
+    Ok(Node::Scalar {
+        text: Cow::Borrowed(value),
+        plain: true,
+    })
 }
 
 fn plain(value: &str) -> R<Node<'_>> {
@@ -469,7 +512,7 @@ impl<'de> de::Deserializer<'de> for De<'_, '_> {
                 }
             }
             Node::Seq(items) => v.visit_seq(Seq(items.iter())),
-            Node::Map(entries) => v.visit_map(Map(entries.iter(), None)),
+            Node::EmptyMap => v.visit_map(EmptyMap),
         }
     }
 
@@ -548,7 +591,7 @@ impl<'de> de::Deserializer<'de> for De<'_, '_> {
 
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
         match self.0 {
-            Node::Map(entries) => v.visit_map(Map(entries.iter(), None)),
+            Node::EmptyMap => v.visit_map(EmptyMap),
             _ => Err(GiveUp),
         }
     }
@@ -590,29 +633,191 @@ impl<'de> de::SeqAccess<'de> for Seq<'_, '_> {
     }
 }
 
-struct Map<'n, 'a>(
-    std::slice::Iter<'n, (Cow<'a, str>, Node<'a>)>,
-    Option<&'n Node<'a>>,
-);
+/// The entries of `{}`.
+struct EmptyMap;
 
-impl<'de> de::MapAccess<'de> for Map<'_, '_> {
+impl<'de> de::MapAccess<'de> for EmptyMap {
+    type Error = GiveUp;
+
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(&mut self, _: K) -> R<Option<K::Value>> {
+        Ok(None)
+    }
+
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, _: V) -> R<V::Value> {
+        Err(GiveUp)
+    }
+}
+
+/// A value of the document being read: inline values go to [`De`]; blocks are read from
+/// the parser as the visitor asks for their entries.
+struct Value<'p, 'a> {
+    p: &'p mut Parser<'a>,
+    val: Val<'a>,
+}
+
+/// Scalars: an inline value answers as [`De`] does; a block is not one.
+macro_rules! inline_only {
+    ($($m:ident)*) => {$(
+        fn $m<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            match self.val {
+                Val::Inline(n) => De(&n).$m(v),
+                Val::Block(_) => Err(GiveUp),
+            }
+        }
+    )*};
+}
+
+impl<'de> de::Deserializer<'de> for Value<'_, '_> {
+    type Error = GiveUp;
+
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+        match self.val {
+            Val::Inline(n) => De(&n).deserialize_any(v),
+            Val::Block(indent) => {
+                if self.p.block_is_seq(indent)? {
+                    v.visit_seq(SeqStream { p: self.p, indent })
+                } else {
+                    v.visit_map(MapStream {
+                        p: self.p,
+                        indent,
+                        keys: SmallVec::new(),
+                        value: None,
+                    })
+                }
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+        match self.val {
+            Val::Inline(n) => De(&n).deserialize_option(v),
+            Val::Block(_) => v.visit_some(self),
+        }
+    }
+
+    inline_only!(deserialize_str deserialize_string deserialize_identifier deserialize_bool
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
+        deserialize_f32 deserialize_f64 deserialize_char deserialize_bytes deserialize_byte_buf
+        deserialize_unit);
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> R<V::Value> {
+        self.deserialize_unit(v)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> R<V::Value> {
+        v.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+        match self.val {
+            Val::Inline(n) => De(&n).deserialize_seq(v),
+            Val::Block(indent) if self.p.block_is_seq(indent)? => {
+                v.visit_seq(SeqStream { p: self.p, indent })
+            }
+            Val::Block(_) => Err(GiveUp),
+        }
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, v: V) -> R<V::Value> {
+        self.deserialize_seq(v)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: usize,
+        v: V,
+    ) -> R<V::Value> {
+        self.deserialize_seq(v)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+        match self.val {
+            Val::Inline(n) => De(&n).deserialize_map(v),
+            Val::Block(indent) if !self.p.block_is_seq(indent)? => v.visit_map(MapStream {
+                p: self.p,
+                indent,
+                keys: SmallVec::new(),
+                value: None,
+            }),
+            Val::Block(_) => Err(GiveUp),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        v: V,
+    ) -> R<V::Value> {
+        self.deserialize_map(v)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        _: V,
+    ) -> R<V::Value> {
+        Err(GiveUp)
+    }
+
+    /// A block is still read through (and checked), entry by entry, into nothing: `v` is
+    /// serde's `IgnoredAny`, which takes any map or sequence and asks the same of each value.
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+        match self.val {
+            Val::Inline(_) => v.visit_unit(),
+            Val::Block(_) => self.deserialize_any(v),
+        }
+    }
+}
+
+struct SeqStream<'p, 'a> {
+    p: &'p mut Parser<'a>,
+    indent: usize,
+}
+
+impl<'de> de::SeqAccess<'de> for SeqStream<'_, '_> {
+    type Error = GiveUp;
+
+    fn next_element_seed<T: de::DeserializeSeed<'de>>(&mut self, seed: T) -> R<Option<T::Value>> {
+        match self.p.seq_item(self.indent)? {
+            Some(val) => seed.deserialize(Value { p: self.p, val }).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+struct MapStream<'p, 'a> {
+    p: &'p mut Parser<'a>,
+    indent: usize,
+    /// The keys read so far: a repeated key gives up (serde_yaml rejects it).
+    keys: SmallVec<[Cow<'a, str>; 8]>,
+    /// The value of the key just read.
+    value: Option<Val<'a>>,
+}
+
+impl<'de> de::MapAccess<'de> for MapStream<'_, '_> {
     type Error = GiveUp;
 
     fn next_key_seed<K: de::DeserializeSeed<'de>>(&mut self, seed: K) -> R<Option<K::Value>> {
-        let Some((k, v)) = self.0.next() else {
+        let Some((key, value)) = self.p.map_entry(self.indent)? else {
             return Ok(None);
         };
-        self.1 = Some(v);
-        let key: de::value::StrDeserializer<'_, GiveUp> = k.as_ref().into_deserializer();
-        seed.deserialize(key).map(Some)
+        if self.keys.contains(&key) {
+            return Err(GiveUp);
+        }
+        self.value = Some(value);
+        let k: de::value::StrDeserializer<'_, GiveUp> = key.as_ref().into_deserializer();
+        let k = seed.deserialize(k)?;
+        self.keys.push(key);
+        Ok(Some(k))
     }
 
     fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> R<V::Value> {
-        seed.deserialize(De(self.1.take().ok_or(GiveUp)?))
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.0.len())
+        let val = self.value.take().ok_or(GiveUp)?;
+        seed.deserialize(Value { p: self.p, val })
     }
 }
 
@@ -750,6 +955,22 @@ mod tests {
             "# only a comment",
             "a: 18446744073709551616",
             "a: 9223372036854775808",
+            "a: x:y",
+            "a: x:",
+            "a: x: #c",
+            "a: x #c: d",
+            "a:b",
+            "a:b #c",
+            "http://x: 1",
+            "- http://x",
+            "- a:b",
+            "- a: b:c",
+            "a: 1\rb: 2",
+            "a: 1\r",
+            "a: 1\r\n",
+            "a:\r\n- 1\r\n- 'x' # c\r\n",
+            "\u{feff}a: 1",
+            "a: 1\n\u{feff}b: 2",
         ];
         for doc in cases {
             agrees::<Value>(doc);
@@ -763,6 +984,10 @@ mod tests {
             "a:\n- 1\n- 2",
             "- a: 1\n  b: 2\n- c: 3",
             "a: \"say \\\"hi\\\"\\n\"",
+            "a: x:y",
+            "a: x #c: d",
+            "a: 1\r\nb: 2",
+            "a:\r\n- 1\r\n- 'x' # c\r\n",
         ] {
             assert!(agrees::<Value>(doc).is_some(), "gave up on {doc:?}");
         }
@@ -776,6 +1001,9 @@ mod tests {
             "a: b\n  c",
             "a: 007",
             "a: 1\na: 2",
+            "a: x: #c",
+            "a:b",
+            "a: 1\rb: 2",
         ] {
             assert!(from_str::<Value>(doc).is_none(), "answered {doc:?}");
         }

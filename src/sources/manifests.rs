@@ -541,7 +541,7 @@ fn is_separator(line: &str) -> bool {
 /// sniffs each document's kind; the documents borrow from `text`.
 fn documents(text: &str) -> Vec<Document<'_>> {
     let mut docs = Vec::new();
-    let (mut begin, mut offset, mut start) = (0, 0, 1);
+    let (mut begin, mut start) = (0, 1);
     let mut sniff = Sniff::default();
     // A document end marker (`...`) is left out of its document: rare, so that one is copied.
     let mut marked = false;
@@ -555,20 +555,29 @@ fn documents(text: &str) -> Vec<Document<'_>> {
         let kind = sniff.kind();
         Document { start, text, kind }
     }
-    for (i, raw) in text.split_inclusive('\n').enumerate() {
-        let line = raw.strip_suffix('\n').unwrap_or(raw);
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if is_separator(line) {
-            let (sniffed, was_marked) = (std::mem::take(&mut sniff), std::mem::take(&mut marked));
-            docs.push(document(start, &text[begin..offset], &sniffed, was_marked));
-            begin = offset + raw.len();
-            start = i + 2;
-        } else if line.starts_with('.') && line == "..." {
-            marked = true;
-        } else {
-            sniff.line(line);
+    // Only lines starting with `-`, `.`, `a` or `k` can matter here: the rest are skipped
+    // on their first byte (SIMD search for the line ends).
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    let ends = memchr::memchr_iter(b'\n', bytes).map(Some).chain([None]);
+    for (i, newline) in ends.enumerate() {
+        let (end, next) = newline.map_or((bytes.len(), bytes.len()), |n| (n, n + 1));
+        if matches!(bytes.get(at), Some(b'-' | b'.' | b'a' | b'k')) {
+            let line = &text[at..end];
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if is_separator(line) {
+                let (sniffed, was_marked) =
+                    (std::mem::take(&mut sniff), std::mem::take(&mut marked));
+                docs.push(document(start, &text[begin..at], &sniffed, was_marked));
+                begin = next;
+                start = i + 2;
+            } else if line == "..." {
+                marked = true;
+            } else {
+                sniff.line(line);
+            }
         }
-        offset += raw.len();
+        at = next;
     }
     docs.push(document(start, &text[begin..], &sniff, marked));
     docs
