@@ -118,7 +118,7 @@ impl IncrementalBuilder {
     ) -> Snapshot {
         self.configure(settings, check_addresses);
         let mut changes: Vec<(ObjectRef, Option<Arc<Ingress>>)> = Vec::new();
-        let mut present = std::collections::HashSet::new();
+        let mut present = foldhash::HashSet::default();
         for ing in ingresses {
             present.insert(&ing.origin);
             let same = self
