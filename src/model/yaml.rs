@@ -22,8 +22,8 @@ use smallvec::SmallVec;
 /// subset this reads (or does not fit `T`): then use serde_yaml.
 ///
 /// The document is deserialized as it is read, without building a tree of it first: block
-/// mappings and sequences are walked line by line as `T` asks for their entries (building
-/// and dropping the tree was half of the parsing time at a cold start).
+/// mappings and sequences are walked line by line as `T` asks for their entries, so the
+/// objects' own fields are nearly all it allocates.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Option<T> {
     let mut p = Parser {
         lines: lines(text)?,
