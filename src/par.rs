@@ -107,12 +107,10 @@ pub fn map_then<T: Sync, R: Send>(
             let tx = tx.clone();
             scope.spawn(move || loop {
                 let start = next.fetch_add(run, Ordering::Relaxed);
-                let Some(these) = items.get(start..(start + run).min(items.len())) else {
-                    break;
-                };
-                if these.is_empty() {
+                if start >= items.len() {
                     break;
                 }
+                let these = &items[start..(start + run).min(items.len())];
                 let mut results = Vec::with_capacity(these.len());
                 for item in these {
                     let result = catch_unwind(AssertUnwindSafe(|| f(item)));

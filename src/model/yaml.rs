@@ -289,7 +289,11 @@ fn inline(text: &str) -> R<Node<'_>> {
         end_of_value(after)?;
         return Ok(Node::EmptyMap);
     }
-    // A plain scalar, up to a comment: one scan for both `: ` (outside the subset) and ` #`.
+    plain(text)
+}
+
+/// A plain scalar, up to a comment: one scan for both `: ` (outside the subset) and ` #`.
+fn plain(text: &str) -> R<Node<'_>> {
     let bytes = text.as_bytes();
     let mut end = bytes.len();
     for i in memchr::memchr2_iter(b':', b'#', bytes) {
@@ -304,21 +308,6 @@ fn inline(text: &str) -> R<Node<'_>> {
     }
     let value = text[..end].trim_end_matches(' ');
     if value.is_empty() || value.starts_with(INDICATORS) {
-        return Err(GiveUp);
-    }
-    Ok(Node::Scalar {
-        text: Cow::Borrowed(value),
-        plain: true,
-    })
-}
-
-fn plain(value: &str) -> R<Node<'_>> {
-    if value.is_empty()
-        || value.starts_with(INDICATORS)
-        || find_pair(value, b": ").is_some()
-        || value.ends_with(':')
-        || find_pair(value, b" #").is_some()
-    {
         return Err(GiveUp);
     }
     Ok(Node::Scalar {
@@ -688,12 +677,7 @@ impl<'de> de::Deserializer<'de> for Value<'_, '_> {
                 if self.p.block_is_seq(indent)? {
                     v.visit_seq(SeqStream::new(self.p, indent))
                 } else {
-                    v.visit_map(MapStream {
-                        p: self.p,
-                        indent,
-                        keys: SmallVec::new(),
-                        value: None,
-                    })
+                    v.visit_map(MapStream::new(self.p, indent))
                 }
             }
         }
@@ -746,12 +730,9 @@ impl<'de> de::Deserializer<'de> for Value<'_, '_> {
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
         match self.val {
             Val::Inline(n) => De(&n).deserialize_map(v),
-            Val::Block(indent) if !self.p.block_is_seq(indent)? => v.visit_map(MapStream {
-                p: self.p,
-                indent,
-                keys: SmallVec::new(),
-                value: None,
-            }),
+            Val::Block(indent) if !self.p.block_is_seq(indent)? => {
+                v.visit_map(MapStream::new(self.p, indent))
+            }
             Val::Block(_) => Err(GiveUp),
         }
     }
@@ -823,6 +804,17 @@ struct MapStream<'p, 'a> {
     keys: SmallVec<[Cow<'a, str>; 8]>,
     /// The value of the key just read.
     value: Option<Val<'a>>,
+}
+
+impl<'p, 'a> MapStream<'p, 'a> {
+    fn new(p: &'p mut Parser<'a>, indent: usize) -> MapStream<'p, 'a> {
+        MapStream {
+            p,
+            indent,
+            keys: SmallVec::new(),
+            value: None,
+        }
+    }
 }
 
 impl<'de> de::MapAccess<'de> for MapStream<'_, '_> {
