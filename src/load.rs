@@ -26,6 +26,8 @@
 //! (`/proc/self/task/<tid>/stat`); the clients run on another runtime in the same process
 //! (so `peak_rss_mb` includes them; `rss_before_clients_mb` does not).
 
+pub mod cold_start;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hasher;
 use std::net::SocketAddr;
@@ -481,28 +483,8 @@ async fn final_check(
 ) -> anyhow::Result<FinalCheck> {
     let rendered = render(dir, options)?;
     let served = debug_snapshot(admin).await?;
-    let mut server_matches_render = true;
-    let mut first_difference = None;
-    for (i, ty) in ResourceType::ORDERED.into_iter().enumerate() {
-        let r = rendered.resources(ty);
-        let s = &served[i];
-        let same = r.len() == s.len()
-            && r.iter().all(|(name, res)| {
-                s.get(&*crate::xds::names::wire(name))
-                    .is_some_and(|v| options.baseline_full_push || **v == *res.version)
-            });
-        if !same {
-            server_matches_render = false;
-            first_difference.get_or_insert_with(|| {
-                format!(
-                    "server {}: {} resources served, {} rendered",
-                    ty.short_name(),
-                    s.len(),
-                    r.len()
-                )
-            });
-        }
-    }
+    let first_difference = difference_from_render(&rendered, &served, options.baseline_full_push);
+    let server_matches_render = first_difference.is_none();
     // name hash → version hash, per type, as the clients keep them.
     let expected: [HashMap<u64, u64>; 5] = std::array::from_fn(|i| match cfg.protocol {
         Protocol::Delta => served[i]
@@ -562,6 +544,34 @@ async fn final_check(
 fn render(dir: &Path, options: &Options) -> anyhow::Result<Snapshot> {
     let (_, output) = crate::app::load_once(dir, options.clone())?;
     Ok(Snapshot::from_envoy(&output.envoy, None))
+}
+
+/// How what the server serves (its `/debug/snapshot`) differs from a render, if it does: the
+/// first type whose names (and, unless `any_version`, versions) differ.
+fn difference_from_render(
+    rendered: &Snapshot,
+    served: &[BTreeMap<String, String>; 5],
+    any_version: bool,
+) -> Option<String> {
+    ResourceType::ORDERED
+        .into_iter()
+        .zip(served)
+        .find_map(|(ty, s)| {
+            let r = rendered.resources(ty);
+            let same = r.len() == s.len()
+                && r.iter().all(|(name, res)| {
+                    s.get(&*crate::xds::names::wire(name))
+                        .is_some_and(|v| any_version || **v == *res.version)
+                });
+            (!same).then(|| {
+                format!(
+                    "server {}: {} resources served, {} rendered",
+                    ty.short_name(),
+                    s.len(),
+                    r.len()
+                )
+            })
+        })
 }
 
 /// Finds the RouteConfiguration that carries a Knative Service on the internal listener,

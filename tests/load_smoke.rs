@@ -70,3 +70,33 @@ fn sotw_baseline() {
         "{r:?}"
     );
 }
+
+/// The cold-start benchmark (`examples/cold-start.rs`) on the real binary, small: each start
+/// ends with the whole folder served (the render's names and versions), and the figures are
+/// there.
+#[test]
+fn cold_start_of_the_binary_serves_the_whole_folder() {
+    use knative_xds::load::cold_start::{self, ColdStartConfig};
+    let r = cold_start::run(&ColdStartConfig {
+        server: env!("CARGO_BIN_EXE_knative-xds").into(),
+        routes: 300,
+        seed: 7,
+        runs: 2,
+        settle: Duration::from_millis(100),
+        ..ColdStartConfig::default()
+    })
+    .expect("the server starts and becomes ready");
+    assert_eq!(r.files, 301, "{r:?}");
+    assert_eq!(r.matching_render, 2, "{r:?}");
+    for run in &r.runs {
+        assert!(run.resources["CDS"] > 300, "{run:?}");
+        assert!(
+            run.ready_ms > 0.0 && run.read_ms.is_some_and(|ms| ms > 0.0),
+            "{run:?}"
+        );
+        assert!(
+            run.peak_rss_mib >= run.rss_mib && run.rss_mib > 1.0,
+            "{run:?}"
+        );
+    }
+}
