@@ -681,19 +681,34 @@ impl Store {
             }
             groups.into_iter().collect()
         }
-        // `BTreeMap`'s `FromIterator` sorts its entries, then builds bottom-up.
-        self.kservices = Objects(kservices.into_iter().collect());
-        self.routes = Objects(routes.into_iter().collect());
-        self.configurations = Objects(configurations.into_iter().collect());
-        self.revisions = Objects(revisions.into_iter().collect());
-        self.domain_mappings = Objects(domain_mappings.into_iter().collect());
-        self.domain_claims = Objects(domain_claims.into_iter().collect());
-        self.services = Objects(services.into_iter().collect());
-        self.endpoint_slices = Objects(endpoint_slices.into_iter().collect());
-        self.config_maps = Objects(config_maps.into_iter().collect());
-        self.kingresses = Objects(kingresses.into_iter().collect());
-        self.revisions_by_configuration = index(by_configuration);
-        self.slices_by_service = index(by_service);
+        // `BTreeMap`'s `FromIterator` sorts its entries, then builds bottom-up. The maps are
+        // independent: the three largest kinds (a cold start's Revisions, EndpointSlices
+        // and their index) are built on another thread when there are many objects.
+        let many = revisions.len() + endpoint_slices.len() >= 4096;
+        let ((revisions, endpoint_slices, slices_by_service), ()) = crate::par::beside(
+            many,
+            || {
+                (
+                    Objects(revisions.into_iter().collect()),
+                    Objects(endpoint_slices.into_iter().collect()),
+                    index(by_service),
+                )
+            },
+            || {
+                self.kservices = Objects(kservices.into_iter().collect());
+                self.routes = Objects(routes.into_iter().collect());
+                self.configurations = Objects(configurations.into_iter().collect());
+                self.domain_mappings = Objects(domain_mappings.into_iter().collect());
+                self.domain_claims = Objects(domain_claims.into_iter().collect());
+                self.services = Objects(services.into_iter().collect());
+                self.config_maps = Objects(config_maps.into_iter().collect());
+                self.kingresses = Objects(kingresses.into_iter().collect());
+                self.revisions_by_configuration = index(by_configuration);
+            },
+        );
+        self.revisions = revisions;
+        self.endpoint_slices = endpoint_slices;
+        self.slices_by_service = slices_by_service;
     }
 
     /// Rebuilds every map with full nodes. A `BTreeMap` filled one entry at a time in key

@@ -291,20 +291,49 @@ impl IncrementalBuilder {
             || crate::par::map(&new_backends, PARALLEL_MIN, build),
             || file(self),
         );
-        for (b, c) in new_backends.iter().zip(built) {
-            let set = self.by_service.entry(service_key(b)).or_default();
-            if let Err(at) = set.binary_search(b) {
-                // Nearly always one backend per Service: room for one, not four.
-                set.reserve_exact(usize::from(set.is_empty()));
-                set.insert(at, b.clone());
-            }
-            self.put_backend(b, c);
+        // The new clusters and CLAs go into their maps (at a cold start on another thread,
+        // ~40,000 entries) while this thread files the backends and counts their users.
+        for c in &built {
+            self.put_resources(c);
         }
-        for b in &uses {
-            if let Some(cached) = self.backends.get_mut(b) {
-                cached.users += 1;
-            }
-        }
+        let (cla, cluster) = (
+            ResourceType::Endpoint as usize,
+            ResourceType::Cluster as usize,
+        );
+        let mut maps = [cla, cluster].map(|ty| {
+            (
+                std::mem::take(&mut self.maps[ty]),
+                std::mem::take(&mut self.pending[ty]),
+            )
+        });
+        let (maps, ()) = crate::par::beside(
+            new_backends.len() >= 2 * PARALLEL_MIN,
+            || {
+                for (map, ops) in &mut maps {
+                    crate::ordmap::apply(map, std::mem::take(ops));
+                }
+                maps
+            },
+            || {
+                for (b, c) in new_backends.iter().zip(built) {
+                    let set = self.by_service.entry(service_key(b)).or_default();
+                    if let Err(at) = set.binary_search(b) {
+                        // Nearly always one backend per Service: room for one, not four.
+                        set.reserve_exact(usize::from(set.is_empty()));
+                        set.insert(at, b.clone());
+                    }
+                    self.backends.insert(b.clone(), c);
+                }
+                for b in &uses {
+                    if let Some(cached) = self.backends.get_mut(b) {
+                        cached.users += 1;
+                    }
+                }
+            },
+        );
+        let [(cla_map, _), (cluster_map, _)] = maps;
+        self.maps[cla] = cla_map;
+        self.maps[cluster] = cluster_map;
 
         // Backends whose Service or EndpointSlices changed.
         for key in services {
@@ -376,12 +405,17 @@ impl IncrementalBuilder {
     }
 
     fn put_backend(&mut self, b: &Backend, c: CachedBackend) {
+        self.put_resources(&c);
+        self.backends.insert(b.clone(), c);
+    }
+
+    /// A backend's cluster and CLA (or the CLA's removal) as pending map ops.
+    fn put_resources(&mut self, c: &CachedBackend) {
         self.insert(ResourceType::Cluster, c.cluster.clone());
         match &c.endpoints {
             Some(e) => self.insert(ResourceType::Endpoint, e.clone()),
             None => self.remove(ResourceType::Endpoint, c.cluster.name.clone()),
         }
-        self.backends.insert(b.clone(), c);
     }
 }
 

@@ -561,8 +561,10 @@ fn a_loaded_store_is_the_store_applying_each_gives() {
     use crate::model::{Kind, ObjectKey};
     use crate::translate::route::latest_ready_revision;
     let key = |n: &str| ObjectKey::new(NS, n);
-    let objects: Vec<Object> = (0..500)
-        .map(|i| Object::Revision(mk_revision(&format!("r-{i:03}"), &format!("c-{}", i % 7))))
+    // Enough Revisions that the load builds its largest maps on another thread.
+    const N: usize = 5000;
+    let objects: Vec<Object> = (0..N)
+        .map(|i| Object::Revision(mk_revision(&format!("r-{i:04}"), &format!("c-{}", i % 7))))
         .chain([Object::Configuration(mk_configuration("c-1", None))])
         .collect();
     let load = |store: &mut Store, objects: &[Object]| {
@@ -576,17 +578,23 @@ fn a_loaded_store_is_the_store_applying_each_gives() {
     let mut s = Store::new();
     load(&mut s, &objects);
     assert_eq!(s, applied);
-    let deps: Vec<Dep> = (0..500)
-        .map(|i| Dep::Object(Kind::Revision, key(&format!("r-{i:03}"))))
+    let deps: Vec<Dep> = (0..N)
+        .map(|i| Dep::Object(Kind::Revision, key(&format!("r-{i:04}"))))
         .chain((0..7).map(|c| Dep::ConfigurationRevisions(key(&format!("c-{c}")))))
         .collect();
     assert!(deps.iter().all(|d| s.stamp(d).is_some()));
-    assert_eq!(latest_ready_revision(&s, NS, "c-1").as_deref(), Ok("r-498"));
+    assert_eq!(
+        latest_ready_revision(&s, NS, "c-1").as_deref(),
+        Ok("r-4999")
+    );
     // Still a store: a relabelled Revision moves between groups.
-    let before = s.stamp(&deps[500 + 1]);
-    s.apply(Object::Revision(mk_revision("r-498", "c-2")));
-    assert_eq!(latest_ready_revision(&s, NS, "c-1").as_deref(), Ok("r-491"));
-    assert_ne!(s.stamp(&deps[500 + 1]), before);
+    let before = s.stamp(&deps[N + 1]);
+    s.apply(Object::Revision(mk_revision("r-4999", "c-2")));
+    assert_eq!(
+        latest_ready_revision(&s, NS, "c-1").as_deref(),
+        Ok("r-4992")
+    );
+    assert_ne!(s.stamp(&deps[N + 1]), before);
 
     // A store that records changes takes them one by one, and records them.
     let mut s = mk_store(objects[..10].to_vec());
@@ -598,7 +606,7 @@ fn a_loaded_store_is_the_store_applying_each_gives() {
     load(&mut s, &objects[10..20]);
     assert_eq!(s, mk_store(objects[..20].to_vec()));
     let dirty = s.take_dirty().expect("changes recorded");
-    assert!(dirty.contains(&Dep::Object(Kind::Revision, key("r-015"))));
+    assert!(dirty.contains(&Dep::Object(Kind::Revision, key("r-0015"))));
     assert!(dirty.contains(&Dep::ConfigurationRevisions(key("c-1"))));
-    assert!(!dirty.contains(&Dep::Object(Kind::Revision, key("r-005"))));
+    assert!(!dirty.contains(&Dep::Object(Kind::Revision, key("r-0005"))));
 }
