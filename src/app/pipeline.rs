@@ -185,9 +185,15 @@ impl Pipeline {
         let o = &self.translator.options;
         let (listeners, check) = (o.listeners.clone(), o.check_endpoint_addresses);
         // The baseline (kourier's behaviour) looks at everything on every change.
-        let mut update = self
-            .translator
-            .update(store, dirty.as_ref().filter(|_| !baseline));
+        // At a cold start the objects' resources are encoded while host ownership is settled.
+        let layout = listeners.layout;
+        let (mut update, ahead) = self.translator.update_with(
+            store,
+            dirty.as_ref().filter(|_| !baseline),
+            |early, done| {
+                (!baseline).then(|| crate::xds::build::encode_ahead(&early, layout, done))
+            },
+        );
         let metrics = &self.shared.metrics;
         metrics
             .translation_seconds
@@ -201,13 +207,14 @@ impl Pipeline {
             let envoy = crate::translate::envoy::build_with(&served, store, &listeners, check);
             Snapshot::from_envoy(&envoy, None).salted(self.serial)
         } else {
-            self.builder.update(
+            self.builder.update_encoded(
                 &update.served,
                 &update.changed,
                 dirty.as_ref(),
                 store,
                 &listeners,
                 check,
+                ahead.flatten().unwrap_or_default(),
             )
         };
         metrics

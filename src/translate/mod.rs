@@ -20,6 +20,7 @@ pub mod status;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -508,6 +509,20 @@ impl Translator {
     /// something in it are re-translated; with `None`, every object is looked at (unchanged
     /// ones still come from the cache).
     pub fn update(&mut self, store: &Store, dirty: Option<&crate::model::store::DepSet>) -> Update {
+        self.update_with(store, dirty, |_, _| ()).0
+    }
+
+    /// [`Translator::update`], with work to do ahead on what it computes: when it computes
+    /// many objects on every core (a cold start), `ahead` gets their results (each
+    /// object's own, before host ownership, which may still reject some) on another thread
+    /// while this one settles host ownership, and should return soon once `done` is set.
+    /// (The caller encodes them meanwhile: that step would otherwise leave a core idle.)
+    pub fn update_with<W: Send>(
+        &mut self,
+        store: &Store,
+        dirty: Option<&crate::model::store::DepSet>,
+        ahead_work: impl FnOnce(Vec<Arc<Ingress>>, &AtomicBool) -> W + Send,
+    ) -> (Update, Option<W>) {
         self.catch_up();
         let (cfg, config_errors) = self.knative_config(store);
         // A config change can change any translation.
@@ -593,6 +608,12 @@ impl Translator {
             }
         }
 
+        // What was computed ahead, for the caller's work beside host ownership (below).
+        let early: Vec<Arc<Ingress>> = ahead
+            .values()
+            .filter_map(|(result, _)| result.as_ref().ok().cloned())
+            .collect();
+
         // Routes, Knative Services and KIngresses; then DomainMappings, which read the
         // Routes' results. Then who serves each host.
         let settle = |this: &mut Self, touched: &mut BTreeSet<ObjectRef>| {
@@ -637,11 +658,21 @@ impl Translator {
             })
         };
         // The slices' checks are independent of the rest: every slice at a cold start, on
-        // other threads while this one settles the objects' results.
-        let (found, changed) = crate::par::beside(
-            slices.len() >= parallel_min.saturating_mul(2),
-            || find_problems(&slices),
-            || settle(self, &mut touched),
+        // other threads while this one settles the objects' results; then the caller's work
+        // on the results computed ahead, until they are settled.
+        let done = AtomicBool::new(false);
+        let ((found, worked), changed) = crate::par::beside(
+            slices.len() >= parallel_min.saturating_mul(2) || !early.is_empty(),
+            || {
+                let found = find_problems(&slices);
+                let worked = (!early.is_empty()).then(|| ahead_work(early, &done));
+                (found, worked)
+            },
+            || {
+                let changed = settle(self, &mut touched);
+                done.store(true, Ordering::Relaxed);
+                changed
+            },
         );
         touched.extend(changed.iter().cloned());
         for (key, problems) in slices.into_iter().zip(found) {
@@ -660,14 +691,15 @@ impl Translator {
             }
         }
 
-        Update {
+        let update = Update {
             served: self.hosts.served().clone(),
             changed,
             touched,
             rejections: self.rejections(),
             config_errors,
             full: dirty.is_none(),
-        }
+        };
+        (update, worked)
     }
 
     /// Every rejection, ordered by object: a host conflict replaces the object's own.

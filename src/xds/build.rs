@@ -9,6 +9,7 @@ use foldhash::HashMap;
 
 use crate::translate::ir::Backend;
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::resource::{Resource, ResourceType, Served};
@@ -117,6 +118,13 @@ impl IncrementalBuilder {
         check_addresses: bool,
     ) -> Snapshot {
         self.configure(settings, check_addresses);
+        let changes = self.changes_to(ingresses);
+        let services: Vec<ObjectKey> = self.by_service.keys().cloned().collect();
+        self.apply(changes, services, store, Encoded::default())
+    }
+
+    /// What differs between the objects built and `ingresses`.
+    fn changes_to(&self, ingresses: &[Arc<Ingress>]) -> Vec<(ObjectRef, Option<Arc<Ingress>>)> {
         let mut changes: Vec<(ObjectRef, Option<Arc<Ingress>>)> = Vec::new();
         let mut present = foldhash::HashSet::default();
         for ing in ingresses {
@@ -134,8 +142,7 @@ impl IncrementalBuilder {
                 changes.push((origin.clone(), None));
             }
         }
-        let services: Vec<ObjectKey> = self.by_service.keys().cloned().collect();
-        self.apply(changes, services, store)
+        changes
     }
 
     /// Brings the snapshot up to date with the translator's [`crate::translate::Update`]:
@@ -150,11 +157,37 @@ impl IncrementalBuilder {
         settings: &ListenerSettings,
         check_addresses: bool,
     ) -> Snapshot {
+        self.update_encoded(
+            served,
+            changed,
+            dirty,
+            store,
+            settings,
+            check_addresses,
+            Encoded::default(),
+        )
+    }
+
+    /// [`IncrementalBuilder::update`], taking what [`encode_ahead`] encoded instead of
+    /// encoding it again (for the same objects and layout; anything else is encoded here).
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_encoded(
+        &mut self,
+        served: &imbl::OrdMap<ObjectRef, Arc<Ingress>>,
+        changed: &BTreeSet<ObjectRef>,
+        dirty: Option<&crate::model::store::DepSet>,
+        store: &Store,
+        settings: &ListenerSettings,
+        check_addresses: bool,
+        ahead: Encoded,
+    ) -> Snapshot {
         let reset = self.configure(settings, check_addresses);
         let Some(dirty) = dirty.filter(|_| !reset) else {
             // New settings, or everything changed: every object and backend is compared.
             let all: Vec<Arc<Ingress>> = served.values().cloned().collect();
-            return self.build(&all, store, settings, check_addresses);
+            let changes = self.changes_to(&all);
+            let services: Vec<ObjectKey> = self.by_service.keys().cloned().collect();
+            return self.apply(changes, services, store, ahead);
         };
         let changes = changed
             .iter()
@@ -167,7 +200,7 @@ impl IncrementalBuilder {
                 _ => None,
             })
             .collect();
-        self.apply(changes, services, store)
+        self.apply(changes, services, store, ahead)
     }
 
     /// Starts over when the settings change; returns whether it did.
@@ -219,6 +252,7 @@ impl IncrementalBuilder {
         changes: Vec<(ObjectRef, Option<Arc<Ingress>>)>,
         services: Vec<ObjectKey>,
         store: &Store,
+        mut ahead: Encoded,
     ) -> Snapshot {
         let Some((settings, check_addresses)) = self.settings.clone() else {
             return Snapshot::default();
@@ -254,10 +288,19 @@ impl IncrementalBuilder {
         }
         objects_changed |= !added.is_empty();
         // Encoding is pure and independent per object and per backend: on every core when
-        // there is much of it (a cold start).
-        let encoded = crate::par::map(&added, PARALLEL_MIN, |ing| {
+        // there is much of it (a cold start), after what was encoded ahead.
+        let mut encoded = Vec::with_capacity(added.len());
+        let mut rest = Vec::new();
+        for ing in added {
+            match ahead.take(&ing, scoped) {
+                Some(e) => encoded.push(e),
+                None => rest.push(ing),
+            }
+        }
+        drop(ahead);
+        encoded.extend(crate::par::map(&rest, PARALLEL_MIN, |ing| {
             encode_ingress(ing.clone(), scoped)
-        });
+        }));
         let mut new_backends: Vec<Backend> = encoded
             .iter()
             .flat_map(|(c, _)| c.backends.iter())
@@ -419,6 +462,46 @@ impl IncrementalBuilder {
     }
 }
 
+/// Objects encoded before [`IncrementalBuilder::update_encoded`] by [`encode_ahead`], by the
+/// address of their `Arc<Ingress>`: taken for that very object in the same layout only.
+#[derive(Default)]
+pub struct Encoded {
+    scoped: bool,
+    by_object: HashMap<usize, (CachedIngress, Vec<Arc<Resource>>)>,
+}
+
+impl Encoded {
+    fn take(
+        &mut self,
+        ing: &Arc<Ingress>,
+        scoped: bool,
+    ) -> Option<(CachedIngress, Vec<Arc<Resource>>)> {
+        if self.scoped != scoped {
+            return None;
+        }
+        // The entry holds its `Arc`, so no other object can have had this address meanwhile.
+        let e = self.by_object.remove(&(Arc::as_ptr(ing) as usize))?;
+        Arc::ptr_eq(&e.0.ingress, ing).then_some(e)
+    }
+}
+
+/// Encodes `ingresses` one after the other until `done` is set (at a cold start, on the
+/// core the translator leaves idle while it settles host ownership).
+pub fn encode_ahead(ingresses: &[Arc<Ingress>], layout: RouteLayout, done: &AtomicBool) -> Encoded {
+    let scoped = layout == RouteLayout::Scoped;
+    let mut by_object = HashMap::default();
+    for ing in ingresses {
+        if done.load(Ordering::Relaxed) {
+            break;
+        }
+        by_object.insert(
+            Arc::as_ptr(ing) as usize,
+            encode_ingress(ing.clone(), scoped),
+        );
+    }
+    Encoded { scoped, by_object }
+}
+
 /// One object's resources, encoded: its cache record, and its scopes (which the record does
 /// not keep).
 fn encode_ingress(ing: Arc<Ingress>, scoped: bool) -> (CachedIngress, Vec<Arc<Resource>>) {
@@ -546,6 +629,57 @@ mod tests {
         let mut m = Manifests::new(dir);
         m.reload().unwrap();
         m.store
+    }
+
+    /// What is encoded ahead (beside the translator's host ownership) gives the snapshot
+    /// encoding everything here gives: all of it, part of it, in the wrong layout (not
+    /// taken), or for equal objects that are not the ones served (not taken).
+    #[test]
+    fn encoded_ahead_gives_the_same_snapshot() {
+        use crate::workload::{generate, load, random_change, SplitMix64};
+        let mut store = load(&generate(700, 9).files);
+        let (mut rng, mut removed) = (SplitMix64::new(5), Vec::new());
+        for _ in 0..150 {
+            random_change(&mut store, &mut rng, &mut removed);
+        }
+        store.take_dirty();
+        for layout in [RouteLayout::Scoped, RouteLayout::PerListener] {
+            let other = match layout {
+                RouteLayout::Scoped => RouteLayout::PerListener,
+                RouteLayout::PerListener => RouteLayout::Scoped,
+            };
+            let mut options = Options::default();
+            options.listeners.layout = layout;
+            let (update, early) =
+                Translator::new(options.clone()).update_with(&store, None, |early, _| early);
+            let early = early.expect("a cold start's objects are computed ahead");
+            assert!(early.len() > 500, "{} computed ahead", early.len());
+            let build = |ahead: Encoded| {
+                names(&IncrementalBuilder::new().update_encoded(
+                    &update.served,
+                    &update.changed,
+                    None,
+                    &store,
+                    &options.listeners,
+                    options.check_endpoint_addresses,
+                    ahead,
+                ))
+            };
+            let want = build(Encoded::default());
+            let go = AtomicBool::new(false);
+            let copies: Vec<Arc<Ingress>> = early.iter().map(|i| Arc::new((**i).clone())).collect();
+            for (what, ahead) in [
+                ("all", encode_ahead(&early, layout, &go)),
+                ("half", encode_ahead(&early[..early.len() / 2], layout, &go)),
+                ("other layout", encode_ahead(&early, other, &go)),
+                ("copies", encode_ahead(&copies, layout, &go)),
+            ] {
+                assert!(!ahead.by_object.is_empty(), "{what}");
+                assert!(build(ahead) == want, "{layout:?}, {what} ahead");
+            }
+            let done = AtomicBool::new(true);
+            assert!(encode_ahead(&early, layout, &done).by_object.is_empty());
+        }
     }
 
     #[test]
