@@ -513,7 +513,7 @@ impl Translator {
     }
 
     /// [`Translator::update`], with work to do ahead on what it computes: when it computes
-    /// many objects on every core (a cold start), `ahead` gets their results (each
+    /// many objects on every core (a cold start), `ahead_work` gets their results (each
     /// object's own, before host ownership, which may still reject some) on another thread
     /// while this one settles host ownership, and should return soon once `done` is set.
     /// (The caller encodes them meanwhile: that step would otherwise leave a core idle.)

@@ -297,7 +297,7 @@ impl IncrementalBuilder {
                 None => rest.push(ing),
             }
         }
-        drop(ahead);
+        drop(ahead); // what host ownership did not serve, before the big allocations
         encoded.extend(crate::par::map(&rest, PARALLEL_MIN, |ing| {
             encode_ingress(ing.clone(), scoped)
         }));
