@@ -30,7 +30,7 @@ use knative_xds::sources::manifests::{parse_file, Manifests};
 use knative_xds::translate::envoy::RouteLayout;
 use knative_xds::translate::{Options, Translator};
 use knative_xds::workload::{self, Workload};
-use knative_xds::xds::build::IncrementalBuilder;
+use knative_xds::xds::build::{Encoded, IncrementalBuilder};
 use knative_xds::xds::Snapshot;
 
 /// The store a server would hold for `routes` generated Services (read through the
@@ -126,6 +126,7 @@ fn one_change(c: &mut Criterion) {
                 &store,
                 &o.listeners,
                 true,
+                Encoded::default(),
             )
             .published_after(None);
         g.bench_function(format!("pipeline/{routes}"), |b| {
@@ -140,6 +141,7 @@ fn one_change(c: &mut Criterion) {
                     &store,
                     &o.listeners,
                     true,
+                    Encoded::default(),
                 );
                 previous = snap.published_after(Some(&previous));
                 black_box(previous.len())

@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use knative_xds::sources::manifests::Manifests;
 use knative_xds::translate::{Options, Translator};
 use knative_xds::workload;
-use knative_xds::xds::build::IncrementalBuilder;
+use knative_xds::xds::build::{Encoded, IncrementalBuilder};
 use knative_xds::xds::connection::{Connection, Protocol};
 use knative_xds::xds::ResourceType;
 
@@ -96,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         &m.store,
         &options.listeners,
         true,
+        Encoded::default(),
     );
     let after_snapshot = stage("Envoy resources (snapshot)", after_translation, t);
 

@@ -1368,14 +1368,19 @@ fn current_tid() -> Option<u32> {
 
 /// A `/proc/self/status` value in kB, as MB.
 fn proc_status_mb(key: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
+    status_mb(
+        &std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+        key,
+    )
+}
+
+/// A value in kB of a `/proc/.../status` text, as MB (0 when absent).
+fn status_mb(status: &str, key: &str) -> f64 {
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
         .map(|kb| round3(kb / 1024.0))
         .unwrap_or(0.0)
 }

@@ -207,7 +207,7 @@ impl Pipeline {
             let envoy = crate::translate::envoy::build_with(&served, store, &listeners, check);
             Snapshot::from_envoy(&envoy, None).salted(self.serial)
         } else {
-            self.builder.update_encoded(
+            self.builder.update(
                 &update.served,
                 &update.changed,
                 dirty.as_ref(),

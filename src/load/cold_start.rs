@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
-use super::{free_address, round3, TempDir};
+use super::{free_address, round3, status_mb, TempDir};
+use crate::sources::manifests::collect_yaml_files;
 use crate::workload;
 use crate::xds::{ResourceType, Snapshot};
 
@@ -219,8 +220,7 @@ fn start_once(
         .map_or(0.0, |s| round3(s * 1000.0));
     std::thread::sleep(cfg.settle);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let mib = |key: &str| status_kb(&status, key).map_or(0.0, |kb| round3(kb / 1024.0));
-    let (peak_rss_mib, rss_mib) = (mib("VmHWM:"), mib("VmRSS:"));
+    let (peak_rss_mib, rss_mib) = (status_mb(&status, "VmHWM:"), status_mb(&status, "VmRSS:"));
     // After the resident set is read: a large `/debug/snapshot` takes memory to answer.
     let served = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -273,16 +273,6 @@ fn published_phases(log: &str) -> Option<serde_json::Map<String, serde_json::Val
         })
 }
 
-fn status_kb(status: &str, key: &str) -> Option<f64> {
-    status
-        .lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// The last lines of the server's log, for an error.
 fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -290,30 +280,19 @@ fn tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(5)..].join("\n")
 }
 
-/// YAML files below `dir` and their bytes.
+/// The YAML files the server reads below `dir`, and their bytes.
 fn folder_size(dir: &Path) -> anyhow::Result<(usize, u64)> {
-    let mut stack = vec![dir.to_path_buf()];
-    let (mut files, mut bytes) = (0, 0);
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-            let e = e?;
-            let m = e.metadata()?;
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if e
-                .path()
-                .extension()
-                .is_some_and(|x| x == "yaml" || x == "yml")
-            {
-                files += 1;
-                bytes += m.len();
-            }
-        }
-    }
-    if files == 0 {
+    let mut files = Vec::new();
+    collect_yaml_files(dir, &mut files).with_context(|| format!("reading {}", dir.display()))?;
+    if files.is_empty() {
         return Err(anyhow!("no YAML files below {}", dir.display()));
     }
-    Ok((files, bytes))
+    let bytes = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    Ok((files.len(), bytes))
 }
 
 #[cfg(test)]

@@ -501,7 +501,9 @@ impl Manifests {
     }
 }
 
-fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// The YAML files below `dir` that a folder's reload reads, in path order: hidden files and
+/// folders are skipped.
+pub fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {

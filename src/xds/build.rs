@@ -118,13 +118,17 @@ impl IncrementalBuilder {
         check_addresses: bool,
     ) -> Snapshot {
         self.configure(settings, check_addresses);
-        let changes = self.changes_to(ingresses);
-        let services: Vec<ObjectKey> = self.by_service.keys().cloned().collect();
-        self.apply(changes, services, store, Encoded::default())
+        self.compare_all(ingresses, store, Encoded::default())
     }
 
-    /// What differs between the objects built and `ingresses`.
-    fn changes_to(&self, ingresses: &[Arc<Ingress>]) -> Vec<(ObjectRef, Option<Arc<Ingress>>)> {
+    /// Applies whatever differs between the objects built and `ingresses`, and rebuilds
+    /// every backend whose Service or EndpointSlices changed.
+    fn compare_all(
+        &mut self,
+        ingresses: &[Arc<Ingress>],
+        store: &Store,
+        ahead: Encoded,
+    ) -> Snapshot {
         let mut changes: Vec<(ObjectRef, Option<Arc<Ingress>>)> = Vec::new();
         let mut present = foldhash::HashSet::default();
         for ing in ingresses {
@@ -142,36 +146,16 @@ impl IncrementalBuilder {
                 changes.push((origin.clone(), None));
             }
         }
-        changes
+        let services: Vec<ObjectKey> = self.by_service.keys().cloned().collect();
+        self.apply(changes, services, store, ahead)
     }
 
     /// Brings the snapshot up to date with the translator's [`crate::translate::Update`]:
     /// only the objects in `changed` and the backends of the Services in `dirty` (the
-    /// store's changes; `None` for everything) are looked at.
-    pub fn update(
-        &mut self,
-        served: &imbl::OrdMap<ObjectRef, Arc<Ingress>>,
-        changed: &BTreeSet<ObjectRef>,
-        dirty: Option<&crate::model::store::DepSet>,
-        store: &Store,
-        settings: &ListenerSettings,
-        check_addresses: bool,
-    ) -> Snapshot {
-        self.update_encoded(
-            served,
-            changed,
-            dirty,
-            store,
-            settings,
-            check_addresses,
-            Encoded::default(),
-        )
-    }
-
-    /// [`IncrementalBuilder::update`], taking what [`encode_ahead`] encoded instead of
-    /// encoding it again (for the same objects and layout; anything else is encoded here).
+    /// store's changes; `None` for everything) are looked at. What [`encode_ahead`] encoded
+    /// (`ahead`) is taken instead of encoding it again, for the same objects and layout.
     #[allow(clippy::too_many_arguments)]
-    pub fn update_encoded(
+    pub fn update(
         &mut self,
         served: &imbl::OrdMap<ObjectRef, Arc<Ingress>>,
         changed: &BTreeSet<ObjectRef>,
@@ -185,9 +169,7 @@ impl IncrementalBuilder {
         let Some(dirty) = dirty.filter(|_| !reset) else {
             // New settings, or everything changed: every object and backend is compared.
             let all: Vec<Arc<Ingress>> = served.values().cloned().collect();
-            let changes = self.changes_to(&all);
-            let services: Vec<ObjectKey> = self.by_service.keys().cloned().collect();
-            return self.apply(changes, services, store, ahead);
+            return self.compare_all(&all, store, ahead);
         };
         let changes = changed
             .iter()
@@ -462,7 +444,7 @@ impl IncrementalBuilder {
     }
 }
 
-/// Objects encoded before [`IncrementalBuilder::update_encoded`] by [`encode_ahead`], by the
+/// Objects encoded before [`IncrementalBuilder::update`] by [`encode_ahead`], by the
 /// address of their `Arc<Ingress>`: taken for that very object in the same layout only.
 #[derive(Default)]
 pub struct Encoded {
@@ -655,7 +637,7 @@ mod tests {
             let early = early.expect("a cold start's objects are computed ahead");
             assert!(early.len() > 500, "{} computed ahead", early.len());
             let build = |ahead: Encoded| {
-                names(&IncrementalBuilder::new().update_encoded(
+                names(&IncrementalBuilder::new().update(
                     &update.served,
                     &update.changed,
                     None,
@@ -755,6 +737,7 @@ mod tests {
                         &store,
                         &options.listeners,
                         true,
+                        Encoded::default(),
                     );
                     let want = full(&mut reference, &store);
                     assert_eq!(
