@@ -546,18 +546,17 @@ impl Translator {
         };
         match dirty {
             None => {
-                examine.extend(self.own.keys().cloned());
-                examine.extend(store.kservices.keys().map(|k| oref(Kind::KService, k)));
-                examine.extend(store.routes.keys().map(|k| oref(Kind::Route, k)));
-                examine.extend(store.kingresses.keys().map(|k| oref(Kind::KIngress, k)));
-                examine.extend(
-                    store
-                        .domain_mappings
-                        .keys()
-                        .map(|k| oref(Kind::DomainMapping, k)),
-                );
-                slices.extend(self.slice_problems.keys().cloned());
-                slices.extend(store.endpoint_slices.keys().cloned());
+                // Collected at once: a set built from a list sorts it (here a few sorted
+                // runs) and fills its nodes in one pass, instead of a search per insert.
+                examine = (self.own.keys().cloned())
+                    .chain(store.kservices.keys().map(|k| oref(Kind::KService, k)))
+                    .chain(store.routes.keys().map(|k| oref(Kind::Route, k)))
+                    .chain(store.kingresses.keys().map(|k| oref(Kind::KIngress, k)))
+                    .chain((store.domain_mappings.keys()).map(|k| oref(Kind::DomainMapping, k)))
+                    .collect();
+                slices = (self.slice_problems.keys().cloned())
+                    .chain(store.endpoint_slices.keys().cloned())
+                    .collect();
             }
             Some(dirty) => {
                 for d in dirty {
