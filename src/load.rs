@@ -247,25 +247,55 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
         .build()
         .context("building the clients' runtime")?;
 
-    let xds_address = free_address()?;
-    let admin_address = free_address()?;
+    // Bound here and handed over: a port picked, let go and bound again later can meanwhile
+    // become the local port of one of the many connections that tests running beside this
+    // one open.
+    let bind = || -> anyhow::Result<(std::net::TcpListener, SocketAddr)> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+        l.set_nonblocking(true)?;
+        let a = l.local_addr()?;
+        Ok((l, a))
+    };
+    let ((xds, xds_address), (admin, admin_address)) = (bind()?, bind()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
-    let server = server_rt.spawn(crate::app::serve(
-        ServeConfig {
-            source: SourceConfig::Manifests(dir.path().to_path_buf()),
-            xds_address,
-            admin_address,
-            options: options.clone(),
-            status: None,
-        },
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let config = ServeConfig {
+        source: SourceConfig::Manifests(dir.path().to_path_buf()),
+        xds_address,
+        admin_address,
+        options: options.clone(),
+        status: None,
+    };
+    // Why the server stopped, if it stops before it is ready.
+    let failure: Arc<Mutex<Option<String>>> = Arc::default();
+    let failed = failure.clone();
+    let server = server_rt.spawn(async move {
+        let listeners = (
+            tokio::net::TcpListener::from_std(xds),
+            tokio::net::TcpListener::from_std(admin),
+        );
+        let served = match listeners {
+            (Ok(xds), Ok(admin)) => {
+                let stop = async move {
+                    let _ = stop_rx.await;
+                };
+                crate::app::serve_on(config, xds, admin, stop).await
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e.into()),
+        };
+        if let Err(e) = &served {
+            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{e:#}"));
+        }
+        served
+    });
 
     let result = client_rt.block_on(async {
-        wait_ready(admin_address, &server, Duration::from_secs(600)).await?;
+        wait_ready(admin_address, &server, Duration::from_secs(600))
+            .await
+            .map_err(|e| match failure.lock().ok().and_then(|f| f.clone()) {
+                Some(why) => anyhow!("{e}: {why}"),
+                None => e,
+            })?;
         let cold_start_ms = ms(started.elapsed());
         let rss_before_clients_mb = proc_status_mb("VmRSS:");
         drive(

@@ -100,3 +100,49 @@ fn cold_start_of_the_binary_serves_the_whole_folder() {
         );
     }
 }
+
+/// A start whose server cannot bind its ports (taken between the pick and the bind) is
+/// tried again on others; any other failure is not.
+#[test]
+fn cold_start_tries_again_when_the_ports_were_taken() {
+    use knative_xds::load::cold_start::{self, ColdStartConfig};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = |name: &str, failure: &str| {
+        let script = dir.path().join(name);
+        let calls = dir.path().join(format!("{name}.calls"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho >> '{calls}'\nif [ $(wc -l < '{calls}') -eq 1 ]; then echo '{failure}' >&2; exit 1; fi\nexec '{server}' \"$@\"\n",
+                calls = calls.display(),
+                server = env!("CARGO_BIN_EXE_knative-xds"),
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (script, calls)
+    };
+    let config = |server| ColdStartConfig {
+        server,
+        routes: 30,
+        seed: 3,
+        runs: 2,
+        settle: Duration::from_millis(10),
+        ..ColdStartConfig::default()
+    };
+    let calls = |path: &std::path::Path| std::fs::read_to_string(path).unwrap().lines().count();
+
+    let (taken, taken_calls) = wrapper(
+        "taken.sh",
+        "error: binding the xDS address 127.0.0.1:9: Address already in use (os error 98)",
+    );
+    let r = cold_start::run(&config(taken)).expect("the second try starts");
+    assert_eq!((r.runs.len(), r.matching_render), (2, 2), "{r:?}");
+    assert_eq!(calls(&taken_calls), 3, "one failed start, then two runs");
+
+    let (broken, broken_calls) = wrapper("broken.sh", "error: reading the manifests: denied");
+    let e = cold_start::run(&config(broken)).unwrap_err();
+    assert!(format!("{e:#}").contains("denied"), "{e:#}");
+    assert_eq!(calls(&broken_calls), 1, "not tried again");
+}

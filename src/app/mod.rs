@@ -107,13 +107,25 @@ pub async fn serve(
     cfg: ServeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let shared = Arc::new(Shared::default());
     let xds = tokio::net::TcpListener::bind(cfg.xds_address)
         .await
         .with_context(|| format!("binding the xDS address {}", cfg.xds_address))?;
-    let admin_listener = tokio::net::TcpListener::bind(cfg.admin_address)
+    let admin = tokio::net::TcpListener::bind(cfg.admin_address)
         .await
         .with_context(|| format!("binding the admin address {}", cfg.admin_address))?;
+    serve_on(cfg, xds, admin, shutdown).await
+}
+
+/// [`serve`] on listeners already bound (the addresses in `cfg` are then only reported):
+/// a program that picks free ports holds them from the pick on, so nothing else (an
+/// outgoing connection's local port, say) can take them before the server binds.
+pub async fn serve_on(
+    cfg: ServeConfig,
+    xds: tokio::net::TcpListener,
+    admin_listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;

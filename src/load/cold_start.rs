@@ -138,7 +138,7 @@ pub fn run(cfg: &ColdStartConfig) -> anyhow::Result<ColdStartReport> {
     let rendered = super::render(dir, &crate::translate::Options::default())?;
     let mut runs = Vec::with_capacity(cfg.runs);
     for _ in 0..cfg.runs {
-        runs.push(start_once(cfg, dir, &rendered)?);
+        runs.push(start(cfg, dir, &rendered)?);
     }
     let of = |f: fn(&ColdStartRun) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
     Ok(ColdStartReport {
@@ -164,6 +164,19 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// One cold start, tried again (twice at most) when the server could not bind its ports:
+/// they were free when picked, but the server is another process, and until it binds them
+/// a connection of any other program may take one as its local port.
+fn start(cfg: &ColdStartConfig, dir: &Path, rendered: &Snapshot) -> anyhow::Result<ColdStartRun> {
+    let mut tries = 1;
+    loop {
+        match start_once(cfg, dir, rendered) {
+            Err(e) if tries < 3 && format!("{e:#}").contains("error: binding the") => tries += 1,
+            done => return done,
+        }
     }
 }
 
