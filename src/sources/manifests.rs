@@ -79,11 +79,18 @@ fn read_text(file: &mut std::fs::File, size: u64) -> std::io::Result<String> {
     use std::io::Read;
     // One byte more than expected, so a file that did not grow ends in the first read and
     // the second says it ended.
-    let mut buf = vec![0; usize::try_from(size).unwrap_or(0).saturating_add(1)];
+    let mut buf = Vec::new();
+    grow(
+        &mut buf,
+        usize::try_from(size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1),
+    )?;
     let mut filled = 0;
     loop {
         if filled == buf.len() {
-            buf.resize(buf.len() * 2, 0); // it grew meanwhile
+            let twice = buf.len().saturating_mul(2);
+            grow(&mut buf, twice)?; // it grew meanwhile
         }
         match file.read(&mut buf[filled..]) {
             Ok(0) => break,
@@ -99,6 +106,20 @@ fn read_text(file: &mut std::fs::File, size: u64) -> std::io::Result<String> {
             "stream did not contain valid UTF-8",
         )
     })
+}
+
+/// Zero-fills `buf` to `len` bytes, or says the file is too large: a size this cannot hold is
+/// the file's error, not the process' end (an allocation that fails aborts).
+fn grow(buf: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+    buf.try_reserve_exact(len.saturating_sub(buf.len()))
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!("too large to read: no room for {len} bytes"),
+            )
+        })?;
+    buf.resize(len, 0);
+    Ok(())
 }
 
 /// A file's objects with their keys, or why it could not be read.
@@ -863,6 +884,10 @@ mod tests {
             let mut file = std::fs::File::open(&f).unwrap();
             assert_eq!(read_text(&mut file, size).unwrap(), ROUTE, "size {size}");
         }
+        // A size no buffer can hold is an error, not an abort.
+        let mut file = std::fs::File::open(&f).unwrap();
+        let e = read_text(&mut file, u64::MAX).unwrap_err();
+        assert!(e.to_string().contains("too large to read"), "{e}");
         std::fs::write(&f, b"kind: Route\nmetadata:\n  name: \xff\n").unwrap();
         let mut m = Manifests::new(dir.path());
         m.reload().unwrap();
