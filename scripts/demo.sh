@@ -17,7 +17,7 @@ done
 [ -d "$example" ] || { echo "no such example folder: $example" >&2; exit 2; }
 
 envoy="$(scripts/install-envoy.sh)"
-cargo build --bin knative-xds --bin demo-upstream
+cargo build -p knative-xds -p demo-upstream
 
 logs="$(mktemp -d)"
 # Serve a copy, so the example can be edited live without touching the repository.

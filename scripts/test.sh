@@ -8,12 +8,12 @@ cd "$(dirname "$0")/.."
 
 scripts/install-envoy.sh >/dev/null
 scripts/kube-env.sh >/dev/null
-cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-cargo test --all-targets --locked 2>&1 | tee "$log"
+cargo test --workspace --all-targets --features knative-xds/testing --locked 2>&1 | tee "$log"
 # One summary line over every test binary (the last binary alone may have none).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -6,10 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::app;
-use crate::translate::envoy::RouteLayout;
-use crate::translate::{ListenerSettings, Options};
-use crate::xds::Snapshot;
+use runtime::app;
+use translate::envoy::RouteLayout;
+use translate::{ListenerSettings, Options};
 
 /// Knative traffic (Routes, Services, DomainMappings) to Envoy over ADS.
 #[derive(Parser, Debug)]
@@ -102,7 +101,7 @@ pub struct TranslateArgs {
     pub mode: Mode,
     /// `--mode ingress`: the `networking.knative.dev/ingress.class` annotation value we own;
     /// KIngresses of any other class are left untouched.
-    #[arg(long, default_value = crate::translate::kingress::DEFAULT_CLASS, env = "KNATIVE_XDS_INGRESS_CLASS")]
+    #[arg(long, default_value = translate::kingress::DEFAULT_CLASS, env = "KNATIVE_XDS_INGRESS_CLASS")]
     pub ingress_class: String,
     /// Gateway port of the external listener (ExternalIP hosts).
     #[arg(long, default_value_t = 8080, env = "KNATIVE_XDS_EXTERNAL_PORT")]
@@ -122,13 +121,11 @@ pub struct TranslateArgs {
     /// How virtual hosts are grouped into RouteConfigurations.
     #[arg(long, value_enum, default_value_t = Layout::Scoped)]
     pub route_layout: Layout,
-    /// Testing only: pass invalid endpoint addresses to Envoy unchecked, so it rejects them.
-    #[arg(long, hide = true)]
+    /// Pass invalid endpoint addresses to Envoy unchecked, so it rejects them: for the
+    /// tests of NACK reporting only (the `testing` feature; release builds do not have it).
+    #[cfg(feature = "testing")]
+    #[arg(long)]
     pub testing_unchecked_endpoints: bool,
-    /// Benchmarking only: behave like kourier (re-translate everything and give every
-    /// resource a fresh version on every change, so everything is resent).
-    #[arg(long, hide = true)]
-    pub baseline_full_push: bool,
 }
 
 impl TranslateArgs {
@@ -146,8 +143,10 @@ impl TranslateArgs {
                 },
             },
             derive_routes_from_services: true,
+            #[cfg(feature = "testing")]
             check_endpoint_addresses: !self.testing_unchecked_endpoints,
-            baseline_full_push: self.baseline_full_push,
+            #[cfg(not(feature = "testing"))]
+            check_endpoint_addresses: true,
             ingress_class: (self.mode == Mode::Ingress).then(|| self.ingress_class.clone()),
         }
     }
@@ -210,7 +209,7 @@ impl StatusWriterArgs {
     fn settings(
         &self,
         translate: &TranslateArgs,
-    ) -> Result<crate::sources::kube_status::StatusSettings, String> {
+    ) -> Result<runtime::sources::kube_status::StatusSettings, String> {
         let fqdn = |flag: &str, v: &str| match v.split_once('/') {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
                 Ok(format!("{name}.{ns}.svc.{}", translate.cluster_domain))
@@ -227,7 +226,7 @@ impl StatusWriterArgs {
         if self.lease_duration < 2 {
             return Err("--lease-duration: at least 2 seconds".to_string());
         }
-        Ok(crate::sources::kube_status::StatusSettings {
+        Ok(runtime::sources::kube_status::StatusSettings {
             public_domain: fqdn("public-gateway-service", &self.public_gateway_service)?,
             private_domain: fqdn("private-gateway-service", &self.private_gateway_service)?,
             lease_name: self.lease_name.clone(),
@@ -302,8 +301,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         None => {
             // In a cluster Knative's controller makes Routes from Services.
             options.derive_routes_from_services = false;
-            use crate::model::Kind;
-            app::SourceConfig::Kube(crate::sources::kube::KubeOptions {
+            use model::Kind;
+            app::SourceConfig::Kube(runtime::sources::kube::KubeOptions {
                 namespaces: args.namespaces.clone(),
                 system_namespace: args.translate.system_namespace.clone(),
                 kinds: if ingress_mode {
@@ -368,18 +367,18 @@ async fn shutdown_signal() {
 }
 
 fn render(args: RenderArgs) -> ExitCode {
-    let (manifests, output) = match app::load_once(&args.manifests, args.translate.options()) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
+    let (manifests, output, snapshot) =
+        match app::load_once(&args.manifests, args.translate.options()) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+        };
     for line in app::problems(&manifests, &output) {
         eprintln!("warning: {line}");
     }
-    let snapshot = Snapshot::from_envoy(&output.envoy, None);
-    match serde_json::to_string_pretty(&app::render_json(&snapshot)) {
+    match serde_json::to_string_pretty(&xds::json::snapshot_json(&snapshot)) {
         Ok(s) => {
             println!("{s}");
             ExitCode::SUCCESS
@@ -392,7 +391,7 @@ fn render(args: RenderArgs) -> ExitCode {
 }
 
 fn validate(args: RenderArgs) -> ExitCode {
-    let (manifests, output) = match app::load_once(&args.manifests, args.translate.options()) {
+    let (manifests, output, _) = match app::load_once(&args.manifests, args.translate.options()) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -9,9 +9,9 @@ use anyhow::Context;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
-use crate::api::inspect_client::InspectClient;
-use crate::api::{self, ExplainRequest, ListProxiesRequest};
 use crate::cli::{ExplainArgs, Output, StatusArgs};
+use runtime::api::inspect_client::InspectClient;
+use runtime::api::{self, ExplainRequest, ListProxiesRequest};
 
 async fn connect(server: &str) -> anyhow::Result<InspectClient<tonic::transport::Channel>> {
     let url = if server.contains("://") {
@@ -43,7 +43,7 @@ fn short(v: &str) -> &str {
 }
 
 fn ago(ms: i64) -> String {
-    let now = crate::server::state::unix_ms(SystemTime::now());
+    let now = runtime::server::state::unix_ms(SystemTime::now());
     let s = ((now - ms).max(0) / 1000) as u64;
     match s {
         0..=59 => format!("{s}s"),

@@ -1,4 +1,8 @@
-//! The `knative-xds` command: see `knative_xds::cli`.
+//! The `knative-xds` command: flags and subcommands in [`cli`], the status/explain client in
+//! [`client`]; everything else is in the workspace's crates (see ARCHITECTURE.md).
+
+mod cli;
+mod client;
 
 // mimalloc: translation and encoding allocate many small objects; it is faster than glibc's
 // malloc for that and returns freed memory to the system more readily.
@@ -7,15 +11,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     tune_allocator();
-    knative_xds::cli::main()
+    cli::main()
 }
 
 /// mimalloc's defaults suit short programs; a control plane runs for months and its resident
 /// size is what operators watch. Freed memory goes back to the system after 10 ms instead of
-/// 1 s: a cold start frees ~12 MB of scratch (translation's working sets, grown tables)
+/// 1 s: a cold start frees much scratch memory (translation's working sets, grown tables)
 /// while later stages still allocate, and the peak that leaves resident is what the pod's
 /// memory limit must cover. An environment variable (`MIMALLOC_PURGE_DELAY`) still wins:
 /// mimalloc read the environment at start-up, and a value set there is not a default.
+#[allow(unsafe_code)]
 fn tune_allocator() {
     // `mi_option_purge_delay` in mimalloc v3's `mi_option_e`, whose order is kept (retired
     // options keep their place).

@@ -586,7 +586,7 @@ async fn control_plane_restart(scoped: bool) {
     }
     if scoped {
         // Envoy reports no versions for a glob (scope set) subscription, so the scopes —
-        // small, but ~60% of this example's bytes: one route configuration per object
+        // small, but most of this example's bytes: one route configuration per object
         // against a scope per host and listener — are the one thing resent; the route
         // configurations are not.
         assert!(
@@ -639,7 +639,7 @@ async fn bench_routes_file_write_to_envoy_ack() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let changes = 30;
-    let w = knative_xds::workload::generate(routes, 1);
+    let w = workload::generate(routes, 1);
     let src = tempfile::tempdir().unwrap();
     w.write_to(src.path()).unwrap();
     let t = Instant::now();
@@ -681,8 +681,8 @@ async fn bench_routes_file_write_to_envoy_ack() {
         "per change (ms): {:?}",
         took.iter().map(|t| t.round()).collect::<Vec<_>>()
     );
-    let took = knative_xds::load::Percentiles::of(&took);
-    let bytes = knative_xds::load::Percentiles::of(&bytes);
+    let took = bench::Percentiles::of(&took);
+    let bytes = bench::Percentiles::of(&bytes);
     eprintln!(
         "{routes} Routes, {changes} changes: file write → Envoy ACKed p50 {:.0} ms, p99 {:.0} ms, \
          max {:.0} ms; bytes Envoy received per change: median {}, max {}",

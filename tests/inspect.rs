@@ -155,11 +155,19 @@ async fn csds_acks_and_nacks(delta: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "testing"),
+    ignore = "needs the binary's testing feature: cargo test --features testing"
+)]
 async fn csds_acks_and_nacks_sotw() {
     csds_acks_and_nacks(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "testing"),
+    ignore = "needs the binary's testing feature: cargo test --features testing"
+)]
 async fn csds_acks_and_nacks_delta() {
     csds_acks_and_nacks(true).await;
 }

@@ -328,8 +328,8 @@ async fn headers_pre_split_post_split_and_probe() {
 
     // probe: `K-Network-Hash: override` gets Knative's ComputeHash of the KIngress back
     // (the upstream echoes it, as queue-proxy does); any other value passes through.
-    let k: knative_xds::model::objects::KIngress = serde_json::from_value(pre).unwrap();
-    let hash = knative_xds::translate::kingress::probe_hash(&k);
+    let k: model::objects::KIngress = serde_json::from_value(pre).unwrap();
+    let hash = translate::kingress::probe_hash(&k);
     let probe = [("K-Network-Probe", "probe"), ("K-Network-Hash", "override")];
     let (status, headers, _) = lab
         .request(Listener::External, "pre.example.com", "/healthz", &probe)

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use knative_xds::load::{self, LoadConfig, LoadReport, Mode};
-use knative_xds::xds::connection::Protocol;
+use bench::{LoadConfig, LoadReport, Mode};
+use xds::connection::Protocol;
 
 fn smoke(protocol: Protocol, mode: Mode, routes: usize, clients: usize) -> LoadReport {
     let cfg = LoadConfig {
@@ -19,7 +19,7 @@ fn smoke(protocol: Protocol, mode: Mode, routes: usize, clients: usize) -> LoadR
         change_timeout: Duration::from_secs(60),
         ..LoadConfig::default()
     };
-    let r = load::run(&cfg).expect("the load run completes");
+    let r = bench::run(&cfg).expect("the load run completes");
     assert_eq!(
         r.final_check.clients_matching, clients,
         "every client ends with the server's resources: {:?}",
@@ -76,7 +76,7 @@ fn sotw_baseline() {
 /// there.
 #[test]
 fn cold_start_of_the_binary_serves_the_whole_folder() {
-    use knative_xds::load::cold_start::{self, ColdStartConfig};
+    use bench::cold_start::{self, ColdStartConfig};
     let r = cold_start::run(&ColdStartConfig {
         server: env!("CARGO_BIN_EXE_knative-xds").into(),
         routes: 300,
@@ -105,7 +105,7 @@ fn cold_start_of_the_binary_serves_the_whole_folder() {
 /// tried again on others; any other failure is not.
 #[test]
 fn cold_start_tries_again_when_the_ports_were_taken() {
-    use knative_xds::load::cold_start::{self, ColdStartConfig};
+    use bench::cold_start::{self, ColdStartConfig};
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let wrapper = |name: &str, failure: &str| {

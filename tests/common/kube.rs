@@ -154,7 +154,7 @@ impl KubeEnv {
             .expect("temp dir");
         let d = dir.path().to_path_buf();
 
-        // Service-account signing key pair (EC: generated in milliseconds, RSA takes ~0.2 s).
+        // Service-account signing key pair (EC: generated at once, where RSA takes a while).
         let sa_key = d.join("sa.key");
         let sa_pub = d.join("sa.pub");
         check(
@@ -277,7 +277,7 @@ impl KubeEnv {
                 .arg(format!("--listen-peer-urls={p}"))
                 .arg(format!("--initial-advertise-peer-urls={p}"))
                 .arg(format!("--initial-cluster=test={p}"))
-                // One member: a short election timeout makes it leader in ~0.1 s instead of ~0.7 s.
+                // One member: a short election timeout makes it leader sooner than the default.
                 .arg("--heartbeat-interval=20")
                 .arg("--election-timeout=100")
                 .stdin(Stdio::null())
@@ -515,7 +515,7 @@ impl KubeEnv {
         let names: Vec<&str> = names.split_whitespace().collect();
 
         // Established (what `kubectl wait --for condition=established` checks; one request per
-        // poll instead of a kubectl run, which alone takes about a second).
+        // poll instead of a kubectl run, which alone is slow to start).
         let deadline = Instant::now() + START_TIMEOUT;
         let crd_names: Vec<&str> = names
             .iter()

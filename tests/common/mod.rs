@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 pub mod kube;
-pub mod upstream_clients;
+#[allow(unused_imports)]
+pub use demo_upstream::clients as upstream_clients;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -12,6 +13,32 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The demo upstream, the binary of the workspace's `demo-upstream` crate, beside this
+/// package's binary (`cargo test --workspace` builds both; a test run alone builds it here).
+pub fn demo_upstream() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_BIN_EXE_knative-xds"))
+            .parent()
+            .expect("a binary's folder");
+        let bin = dir.join(format!("demo-upstream{}", std::env::consts::EXE_SUFFIX));
+        if !bin.exists() {
+            let release = dir.ends_with("release").then_some("--release");
+            let ok = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "demo-upstream"])
+                .args(release)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok && bin.exists(),
+                "build demo-upstream: cargo build -p demo-upstream"
+            );
+        }
+        bin
+    })
+    .clone()
+}
 
 /// A port nobody listens on right now, below Linux's ephemeral range (32768+): a port the
 /// kernel picked for us could be handed out again as the source port of some outgoing
@@ -223,7 +250,7 @@ impl Stack {
     }
 
     fn start_upstreams(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_demo-upstream"))
+        let child = Command::new(demo_upstream())
             .arg("--manifests")
             .arg(&self.manifests)
             .stdout(self.log("upstream"))
@@ -367,7 +394,7 @@ impl Stack {
                 return;
             }
             assert!(
-                // Generous: at 10,000 Routes (benchmarks) the first config is ~70 MB.
+                // Generous: with the benchmarks' thousands of Routes the first config is large.
                 start.elapsed() < Duration::from_secs(120),
                 "Envoy not ready\ncontrol plane log:\n{}\nEnvoy log (tail):\n{}",
                 self.read_log("control-plane"),

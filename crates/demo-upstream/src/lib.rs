@@ -1,0 +1,3 @@
+//! The demo upstream's clients, shared with the end-to-end tests (the server is `main.rs`).
+
+pub mod clients;

@@ -1,0 +1,404 @@
+//! Wiring: sources → store → translation → snapshot → ADS, and the `render`/`validate`
+//! commands, which run the same pipeline once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tracing::{error, info};
+
+use crate::server::grpc::{Csds, Inspect};
+use crate::server::{admin, ads::AdsService, lazy::Lazy, Shared};
+use crate::sources::kube::{self as kube_source, KubeOptions};
+use crate::sources::manifests::Manifests;
+use crate::sources::watch::{Changed, FolderWatch};
+use translate::{Options, Output, Translator};
+use xds::Snapshot;
+
+/// Loads a folder once and translates it.
+pub fn load_once(dir: &Path, options: Options) -> anyhow::Result<(Manifests, Output, Snapshot)> {
+    let mut manifests = Manifests::new(dir);
+    manifests
+        .reload()
+        .with_context(|| format!("reading manifests folder {}", dir.display()))?;
+    let mut translator = Translator::new(options);
+    let output = translator.translate_ingresses(&manifests.store);
+    // The builder `serve` uses, so `render` shows the very bytes Envoy would be sent.
+    let o = &translator.options;
+    let snapshot = builder::IncrementalBuilder::new().build(
+        &output.ingresses,
+        &manifests.store,
+        &o.listeners,
+        o.check_endpoint_addresses,
+    );
+    Ok((manifests, output, snapshot))
+}
+
+/// Every problem in a folder, one line each, prefixed with the file it came from.
+pub fn problems(manifests: &Manifests, output: &Output) -> Vec<String> {
+    let mut lines = Vec::new();
+    for e in manifests.errors() {
+        lines.push(e.to_string());
+    }
+    for (r, files) in manifests.duplicates() {
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        lines.push(format!(
+            "{r}: defined in several files ({}); the first is used",
+            files.join(", ")
+        ));
+    }
+    for e in &output.config_errors {
+        lines.push(e.to_string());
+    }
+    for r in &output.rejections {
+        match manifests.file_of(&r.object) {
+            Some(f) => lines.push(format!("{}: {r}", f.display())),
+            None => lines.push(r.to_string()),
+        }
+    }
+    lines
+}
+
+pub mod pipeline;
+
+use pipeline::{sleep_until, Pipeline, Source};
+
+/// Where `serve` reads objects from.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    Manifests(PathBuf),
+    Kube(KubeOptions),
+}
+
+/// Settings for `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub source: SourceConfig,
+    pub xds_address: SocketAddr,
+    pub admin_address: SocketAddr,
+    pub options: Options,
+    /// KIngress mode with Kubernetes: write status (leader only).
+    pub status: Option<crate::sources::kube_status::StatusSettings>,
+}
+
+/// Runs the control plane until `shutdown` resolves.
+pub async fn serve(
+    cfg: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let xds = tokio::net::TcpListener::bind(cfg.xds_address)
+        .await
+        .with_context(|| format!("binding the xDS address {}", cfg.xds_address))?;
+    let admin = tokio::net::TcpListener::bind(cfg.admin_address)
+        .await
+        .with_context(|| format!("binding the admin address {}", cfg.admin_address))?;
+    serve_on(cfg, xds, admin, shutdown).await
+}
+
+/// [`serve`] on listeners already bound (the addresses in `cfg` are then only reported):
+/// a program that picks free ports holds them from the pick on, so nothing else (an
+/// outgoing connection's local port, say) can take them before the server binds.
+pub async fn serve_on(
+    cfg: ServeConfig,
+    xds: tokio::net::TcpListener,
+    admin_listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    serve_in_mode(cfg, xds, admin_listener, shutdown, false).await
+}
+
+/// [`serve_on`] as kourier behaves, for the bench crate's comparisons (the `baseline`
+/// feature, which the `knative-xds` binary does not enable): every change re-translates
+/// everything and gives every resource a fresh version, so every type is resent.
+#[cfg(feature = "baseline")]
+pub async fn serve_on_baseline(
+    cfg: ServeConfig,
+    xds: tokio::net::TcpListener,
+    admin_listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    serve_in_mode(cfg, xds, admin_listener, shutdown, true).await
+}
+
+async fn serve_in_mode(
+    cfg: ServeConfig,
+    xds: tokio::net::TcpListener,
+    admin_listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    full_push: bool,
+) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let translator = Translator::new(cfg.options.clone());
+
+    // The servers run from the start: `/readyz` says "not ready" (rather than refusing
+    // connections) while the first snapshot is being built, and answers "ready" the moment
+    // it is published.
+    let admin_task = {
+        let mut stop = stop_rx.clone();
+        let app = admin::router(shared.clone());
+        tokio::spawn(async move {
+            axum::serve(admin_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        })
+    };
+    let mut stop = stop_rx.clone();
+    let grpc = grpc_services(shared.clone()).await?;
+    let server_task = tokio::spawn(grpc.serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(xds),
+        async move {
+            let _ = stop.changed().await;
+        },
+    ));
+    let started = start_source(&cfg, translator, shared.clone(), stop_rx.clone(), full_push).await;
+    let pipeline_task = match started {
+        Ok(task) => task,
+        Err(e) => {
+            server_task.abort();
+            admin_task.abort();
+            return Err(e);
+        }
+    };
+
+    // ADS streams never end by themselves: after the stop signal, give them a moment and
+    // then exit, so a SIGTERM always ends the process (Envoys reconnect elsewhere and keep
+    // their config meanwhile).
+    let mut stop = stop_rx.clone();
+    let deadline = async move {
+        let _ = stop.changed().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server_task => r.context("xDS server task")?.context("xDS server")?,
+        _ = deadline => info!("closing the remaining ADS streams"),
+    }
+    pipeline_task.abort();
+    admin_task.abort();
+    Ok(())
+}
+
+/// Loads the source (the first snapshot) and starts the task that follows its changes.
+async fn start_source(
+    cfg: &ServeConfig,
+    translator: Translator,
+    shared: Arc<Shared>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+    full_push: bool,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let new_pipeline = |source| {
+        #[allow(unused_mut)]
+        let mut p = Pipeline::new(source, translator, shared.clone());
+        #[cfg(feature = "baseline")]
+        {
+            p.full_push = full_push;
+        }
+        #[cfg(not(feature = "baseline"))]
+        let _ = full_push;
+        p
+    };
+    let task = match &cfg.source {
+        SourceConfig::Manifests(dir) => {
+            info!(xds = %cfg.xds_address, admin = %cfg.admin_address, manifests = %dir.display(), "knative-xds serving");
+            let mut pipeline = new_pipeline(Source::Manifests(Manifests::new(dir)));
+            // Off the async workers: the servers keep answering meanwhile.
+            let (mut pipeline, loaded) = tokio::task::spawn_blocking(move || {
+                let loaded = pipeline.reload();
+                (pipeline, loaded)
+            })
+            .await
+            .context("loading the manifests")?;
+            loaded.with_context(|| format!("reading manifests folder {}", dir.display()))?;
+            // Watched only now: a watch during the first read doubles the work of every file
+            // opened (the kernel queues an event per open and close, the watcher thread reads
+            // them). What changed meanwhile is found by looking at everything once more
+            // (unchanged files are skipped by size and modification time).
+            // Serving goes on without a watch (say, at the inotify watch limit): then the
+            // folder is looked at every `POLL`.
+            let mut watch = FolderWatch::new(dir).unwrap_or_else(|e| {
+                error!(error = %e, dir = %dir.display(), "watching the manifests folder failed; looking at it every {} s instead", crate::sources::watch::POLL.as_secs());
+                FolderWatch::polling()
+            });
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut changed = Some(Changed::Everything);
+                loop {
+                    if let Some(changed) = changed.take() {
+                        if let Err(e) = pipeline.reload_changed(&changed) {
+                            error!(error = %e, "reading manifests folder failed; keeping the current config");
+                        }
+                    }
+                    let expiry = pipeline.next_expiry();
+                    tokio::select! {
+                        c = watch.changed() => {
+                            pipeline.shared.metrics.watch_events.inc();
+                            changed = Some(c);
+                        }
+                        _ = sleep_until(expiry) => {
+                            pipeline.publish();
+                        }
+                        _ = stop.changed() => break,
+                    }
+                }
+            })
+        }
+        SourceConfig::Kube(opts) => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to Kubernetes (in-cluster config or $KUBECONFIG)")?;
+            let es_version = kube_source::endpoint_slice_version(&client).await;
+            let specs = kube_source::watch_specs(opts, &es_version);
+            info!(xds = %cfg.xds_address, admin = %cfg.admin_address, watches = specs.len(), endpoint_slices = %es_version, "knative-xds serving from Kubernetes");
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            let mut pipeline = new_pipeline(Source::Kube {
+                store: Default::default(),
+                watches: specs.len(),
+                listed: Default::default(),
+            });
+            for (id, spec) in specs.into_iter().enumerate() {
+                tokio::spawn(kube_source::run_watch(client.clone(), id, spec, tx.clone()));
+            }
+            if let Some(settings) = cfg.status.clone() {
+                tokio::spawn(crate::sources::kube_status::run(
+                    client.clone(),
+                    shared.clone(),
+                    settings,
+                    stop_rx.clone(),
+                ));
+            }
+            drop(tx);
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut rx = rx;
+                loop {
+                    let expiry = pipeline.next_expiry();
+                    tokio::select! {
+                        first = rx.recv() => {
+                            let Some(first) = first else { break };
+                            let started = Instant::now();
+                            let batch = coalesce(&mut rx, first, started).await;
+                            pipeline.apply(batch, started);
+                        }
+                        _ = sleep_until(expiry) => {
+                            pipeline.publish();
+                        }
+                        _ = stop.changed() => break,
+                    }
+                }
+            })
+        }
+    };
+
+    Ok(task)
+}
+
+/// How long open ADS streams get after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// A burst of watch events becomes one translation: gathers changes until the channel has
+/// been quiet for `COALESCE_QUIET`, or `COALESCE_MAX` after the first, so a single change
+/// still reaches Envoy in milliseconds.
+const COALESCE_QUIET: Duration = Duration::from_millis(5);
+const COALESCE_MAX: Duration = Duration::from_millis(100);
+
+async fn coalesce(
+    rx: &mut tokio::sync::mpsc::Receiver<kube_source::Change>,
+    first: kube_source::Change,
+    started: Instant,
+) -> Vec<kube_source::Change> {
+    let mut batch = vec![first];
+    loop {
+        let left = COALESCE_MAX.saturating_sub(started.elapsed());
+        match tokio::time::timeout(COALESCE_QUIET.min(left), rx.recv()).await {
+            Ok(Some(c)) => batch.push(c),
+            _ => return batch,
+        }
+    }
+}
+
+const CSDS: &str = "envoy.service.status.v3.ClientStatusDiscoveryService";
+const INSPECT: &str = "knative_xds.v1.Inspect";
+
+/// gRPC reflection of every service we serve, with the Envoy API (for `Any` payloads).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(xds::json::descriptor_set())
+        .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(AdsService::NAME)
+        .with_service_name(CSDS)
+        .with_service_name(INSPECT)
+        .with_service_name("grpc.health.v1.Health")
+}
+
+/// Every gRPC service of the xDS port: ADS, CSDS, our Inspect API, health, reflection.
+async fn grpc_services(shared: Arc<Shared>) -> anyhow::Result<tonic::transport::server::Router> {
+    use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // The port only opens after the first snapshot, so everything is serving from the start.
+    for name in ["", AdsService::NAME, CSDS, INSPECT] {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    // Built on grpcurl's first request: see `Lazy`.
+    let reflection_v1 = Lazy::new(|| reflection().build_v1().map_err(|e| e.to_string()));
+    let reflection_v1alpha = Lazy::new(|| reflection().build_v1alpha().map_err(|e| e.to_string()));
+    Ok(tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(AdsService::new(shared.clone(), 64 << 20))
+        .add_service(ClientStatusDiscoveryServiceServer::new(Csds::new(
+            shared.clone(),
+        )))
+        .add_service(crate::api::inspect_server::InspectServer::new(
+            Inspect::new(shared),
+        ))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Reflection is built on first use, so the start no longer proves its inputs decode.
+    #[test]
+    fn reflection_builds_from_the_compiled_in_descriptors() {
+        super::reflection().build_v1().expect("v1");
+        super::reflection().build_v1alpha().expect("v1alpha");
+    }
+
+    /// What `knative-xds validate` does: every generated object is accepted, before and
+    /// after changes.
+    #[test]
+    fn validate_accepts_the_workload_and_its_changes() {
+        let w = workload::generate(400, 11);
+        let dir = tempfile::tempdir().unwrap();
+        w.write_to(dir.path()).unwrap();
+        let (manifests, output, _) =
+            super::load_once(dir.path(), translate::Options::default()).expect("loads");
+        let problems = super::problems(&manifests, &output);
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert_eq!(output.rejections.len(), 0);
+        assert_eq!(manifests.store.kservices.len(), 400);
+        let mapped = w.domain_mappings();
+        // One Ingress per Knative Service and per DomainMapping.
+        assert_eq!(output.ingresses.len(), 400 + mapped);
+        for i in 0..40 {
+            let (path, text) = w.change(i);
+            std::fs::write(dir.path().join(path), text).unwrap();
+        }
+        let (manifests, output, _) =
+            super::load_once(dir.path(), translate::Options::default()).unwrap();
+        let problems = super::problems(&manifests, &output);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+}
