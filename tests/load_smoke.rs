@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bench::{LoadConfig, LoadReport, Mode};
-use xds::connection::Protocol;
+use xds::stream::Protocol;
 
 fn smoke(protocol: Protocol, mode: Mode, routes: usize, clients: usize) -> LoadReport {
     let cfg = LoadConfig {

@@ -14,7 +14,7 @@ use clap::Parser;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use runtime::sources::manifests::Manifests;
 use translate::{Options, Translator};
-use xds::connection::{Connection, Protocol};
+use xds::stream::{AdsStream, DeltaStream};
 use xds::ResourceType;
 
 /// The binary's allocator, counting the bytes allocated.
@@ -102,7 +102,7 @@ fn main() -> anyhow::Result<()> {
     // What each connected Envoy costs: a delta stream subscribed to everything, every
     // response ACKed (the stream's record of what its client has).
     let t = Instant::now();
-    let mut conn = Connection::new(Protocol::Delta);
+    let mut conn = DeltaStream::new();
     let mut requests: Vec<DeltaDiscoveryRequest> = ResourceType::ORDERED
         .iter()
         .map(|ty| DeltaDiscoveryRequest {
@@ -115,7 +115,7 @@ fn main() -> anyhow::Result<()> {
     while !requests.is_empty() {
         let mut acks = Vec::new();
         for req in requests {
-            for resp in conn.handle_delta_request(req, &snapshot)? {
+            for resp in conn.handle_request(req, &snapshot)? {
                 received += resp.resources.len();
                 acks.push(DeltaDiscoveryRequest {
                     type_url: resp.type_url,

@@ -20,7 +20,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use bench::{LoadConfig, LoadReport, Mode};
 use clap::Parser;
 use translate::envoy::RouteLayout;
-use xds::connection::Protocol;
+use xds::stream::Protocol;
 
 #[derive(Parser, Debug)]
 #[command(about = "ADS load test: N routes, M Envoy-like clients, K changes")]

@@ -58,8 +58,8 @@ use runtime::app::{ServeConfig, SourceConfig};
 use translate::envoy::{RouteLayout, INTERNAL};
 use translate::Options;
 use workload::{self, Workload};
-use xds::connection::Protocol;
 use xds::names::glob_prefix;
+use xds::stream::Protocol;
 use xds::{ResourceType, Snapshot};
 
 /// Incremental (the server as it is) or baseline (kourier's behaviour).

@@ -2,12 +2,12 @@
 //! snapshots, the per-stream ADS protocol state machines and their wire encoding. The gRPC
 //! server (the runtime crate) drives it; the builder crate fills its snapshots.
 
-pub mod connection;
 pub mod json;
 pub mod names;
 pub mod ordmap;
 pub mod resource;
 pub mod snapshot;
+pub mod stream;
 pub mod wire;
 
 pub use resource::{Resource, ResourceType, Version};

@@ -1,6 +1,7 @@
 //! The ADS gRPC service (SotW and Delta on one port). Each stream runs one task that
-//! feeds the I/O-free [`Connection`] state machine with requests and new snapshots and
-//! writes what it returns. A slow Envoy only fills its own bounded channel; the snapshot
+//! feeds the I/O-free state machine of its protocol (`xds::stream`: `SotwStream` or
+//! `DeltaStream`, picked once per RPC) with requests and new snapshots and writes what it
+//! returns. A slow Envoy only fills its own bounded channel; the snapshot
 //! watch channel always hands it the latest state, never a backlog.
 
 use std::net::SocketAddr;
@@ -8,7 +9,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::metrics::Metrics;
 use super::state::{unix_ms, ProxyInfo, Shared};
-use xds::connection::{Connection, ConnectionEvent, Protocol, ProtocolError};
+use xds::stream::{AdsStream, ConnectionEvent, DeltaStream, Protocol, SotwStream};
 use xds::wire::{DeltaResponse, SotwResponse};
 use xds::{ResourceType, Snapshot};
 
@@ -56,12 +56,12 @@ impl tonic::server::NamedService for AdsService {
 /// One RPC of the service: a stream of `F`'s requests answered by a stream of its responses.
 struct Rpc<F>(Arc<Shared>, std::marker::PhantomData<F>);
 
-impl<F: Flavor> tonic::server::StreamingService<F::Req> for Rpc<F> {
-    type Response = F::Resp;
-    type ResponseStream = RespStream<F::Resp>;
+impl<F: Flavor> tonic::server::StreamingService<F::Request> for Rpc<F> {
+    type Response = F::Response;
+    type ResponseStream = RespStream<F::Response>;
     type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
 
-    fn call(&mut self, request: Request<Streaming<F::Req>>) -> Self::Future {
+    fn call(&mut self, request: Request<Streaming<F::Request>>) -> Self::Future {
         let stream = start::<F>(self.0.clone(), request);
         Box::pin(async move { Ok(Response::new(stream)) })
     }
@@ -87,8 +87,8 @@ where
             .and_then(|p| p.strip_prefix(AdsService::NAME))
             .and_then(|p| p.strip_prefix('/'));
         match method {
-            Some("StreamAggregatedResources") => Box::pin(rpc::<Sotw, B>(shared, limit, req)),
-            Some("DeltaAggregatedResources") => Box::pin(rpc::<Delta, B>(shared, limit, req)),
+            Some("StreamAggregatedResources") => Box::pin(rpc::<SotwStream, B>(shared, limit, req)),
+            Some("DeltaAggregatedResources") => Box::pin(rpc::<DeltaStream, B>(shared, limit, req)),
             _ => Box::pin(async move { Ok(Status::unimplemented("").into_http()) }),
         }
     }
@@ -114,13 +114,13 @@ where
 /// tonic's prost codec, except that each response's buffer is sized once. tonic does not
 /// reserve before encoding, so a 4 MB part grew its buffer by doubling: a copy per step, and
 /// up to twice the message held until it is written.
-struct AdsCodec<F: Flavor>(tonic_prost::ProstCodec<F::Resp, F::Req>);
+struct AdsCodec<F: Flavor>(tonic_prost::ProstCodec<F::Response, F::Request>);
 
 impl<F: Flavor> tonic::codec::Codec for AdsCodec<F> {
-    type Encode = F::Resp;
-    type Decode = F::Req;
-    type Encoder = SizedEncoder<F::Resp>;
-    type Decoder = <tonic_prost::ProstCodec<F::Resp, F::Req> as tonic::codec::Codec>::Decoder;
+    type Encode = F::Response;
+    type Decode = F::Request;
+    type Encoder = SizedEncoder<F::Response>;
+    type Decoder = <tonic_prost::ProstCodec<F::Response, F::Request> as tonic::codec::Codec>::Decoder;
 
     fn encoder(&mut self) -> Self::Encoder {
         SizedEncoder(std::marker::PhantomData)
@@ -144,58 +144,22 @@ impl<T: Message> tonic::codec::Encoder for SizedEncoder<T> {
     }
 }
 
-/// The protocol-specific half of a stream.
-trait Flavor: Send + 'static {
-    type Req: Message + Default + Send + 'static;
-    type Resp: Message + Send + Sync + 'static;
-    const PROTOCOL: Protocol;
+/// What the server adds to a protocol's stream type: its name in logs, and a response's
+/// type URL (for metrics).
+trait Flavor: AdsStream<Request: Message + Default + Send, Response: Message + Send + Sync> {
     const NAME: &'static str;
-    fn request(
-        conn: &mut Connection,
-        req: Self::Req,
-        snap: &Snapshot,
-    ) -> Result<Vec<Self::Resp>, ProtocolError>;
-    fn snapshot(conn: &mut Connection, snap: &Snapshot) -> Vec<Self::Resp>;
-    fn type_url(resp: &Self::Resp) -> &str;
+    fn type_url(resp: &Self::Response) -> &str;
 }
 
-struct Sotw;
-impl Flavor for Sotw {
-    type Req = DiscoveryRequest;
-    type Resp = SotwResponse;
-    const PROTOCOL: Protocol = Protocol::Sotw;
+impl Flavor for SotwStream {
     const NAME: &'static str = "sotw";
-    fn request(
-        c: &mut Connection,
-        r: DiscoveryRequest,
-        s: &Snapshot,
-    ) -> Result<Vec<SotwResponse>, ProtocolError> {
-        c.handle_sotw_request(r, s)
-    }
-    fn snapshot(c: &mut Connection, s: &Snapshot) -> Vec<SotwResponse> {
-        c.sotw_snapshot_changed(s)
-    }
     fn type_url(r: &SotwResponse) -> &str {
         &r.type_url
     }
 }
 
-struct Delta;
-impl Flavor for Delta {
-    type Req = DeltaDiscoveryRequest;
-    type Resp = DeltaResponse;
-    const PROTOCOL: Protocol = Protocol::Delta;
+impl Flavor for DeltaStream {
     const NAME: &'static str = "delta";
-    fn request(
-        c: &mut Connection,
-        r: DeltaDiscoveryRequest,
-        s: &Snapshot,
-    ) -> Result<Vec<DeltaResponse>, ProtocolError> {
-        c.handle_delta_request(r, s)
-    }
-    fn snapshot(c: &mut Connection, s: &Snapshot) -> Vec<DeltaResponse> {
-        c.delta_snapshot_changed(s)
-    }
     fn type_url(r: &DeltaResponse) -> &str {
         &r.type_url
     }
@@ -205,8 +169,8 @@ type RespStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 fn start<F: Flavor>(
     shared: Arc<Shared>,
-    request: Request<Streaming<F::Req>>,
-) -> RespStream<F::Resp> {
+    request: Request<Streaming<F::Request>>,
+) -> RespStream<F::Response> {
     let addr = request.remote_addr();
     let inbound = request.into_inner();
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -217,8 +181,8 @@ fn start<F: Flavor>(
 async fn run_stream<F: Flavor>(
     shared: Arc<Shared>,
     addr: Option<SocketAddr>,
-    mut inbound: Streaming<F::Req>,
-    tx: mpsc::Sender<Result<F::Resp, Status>>,
+    mut inbound: Streaming<F::Request>,
+    tx: mpsc::Sender<Result<F::Response, Status>>,
 ) {
     let id = shared
         .next_connection
@@ -233,7 +197,7 @@ async fn run_stream<F: Flavor>(
             return;
         }
     };
-    let mut conn = Connection::new(F::PROTOCOL);
+    let mut conn = F::new();
     let connected_since = SystemTime::now();
     // Status copies are made when someone asks (CSDS, `status`, /debug/proxies).
     let (status_tx, mut status_rx) = mpsc::channel(8);
@@ -249,7 +213,7 @@ async fn run_stream<F: Flavor>(
     loop {
         let out = tokio::select! {
             msg = inbound.message() => match msg {
-                Ok(Some(req)) => match F::request(&mut conn, req, &current) {
+                Ok(Some(req)) => match conn.handle_request(req, &current) {
                     Ok(out) => out,
                     Err(e) => {
                         warn!(connection = id, error = %e, "bad discovery request");
@@ -266,7 +230,7 @@ async fn run_stream<F: Flavor>(
                 }
                 let Some(s) = snapshots.borrow_and_update().clone() else { continue };
                 current = s;
-                F::snapshot(&mut conn, &current)
+                conn.snapshot_changed(&current)
             }
             _ = sleep_until(status_due) => {
                 status_due = None;
@@ -316,7 +280,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// Logs the connection's ACK/NACK events and reports convergence; returns whether
 /// anything happened that the published status should show.
-fn record(shared: &Shared, id: u64, conn: &mut Connection, current: &Arc<Snapshot>) -> bool {
+fn record(shared: &Shared, id: u64, conn: &mut impl AdsStream, current: &Arc<Snapshot>) -> bool {
     let node_id = conn.node().map(|n| n.id.clone()).unwrap_or_default();
     let events = conn.take_events();
     let happened = !events.is_empty();
@@ -325,7 +289,7 @@ fn record(shared: &Shared, id: u64, conn: &mut Connection, current: &Arc<Snapsho
             ConnectionEvent::Nack {
                 type_url, message, ..
             } => {
-                let label = xds::connection::type_label(&type_url).to_string();
+                let label = xds::stream::type_label(&type_url).to_string();
                 shared
                     .metrics
                     .nacks
@@ -367,20 +331,20 @@ fn record(shared: &Shared, id: u64, conn: &mut Connection, current: &Arc<Snapsho
 }
 
 /// Publishes a copy of the connection's state for /debug/proxies, CSDS and `status`.
-fn publish_status(
+fn publish_status<S: AdsStream>(
     shared: &Shared,
     id: u64,
     addr: Option<SocketAddr>,
-    conn: &Connection,
+    conn: &S,
     connected_since: SystemTime,
-    status_request: &mpsc::Sender<tokio::sync::oneshot::Sender<xds::connection::ConnectionStatus>>,
+    status_request: &mpsc::Sender<tokio::sync::oneshot::Sender<xds::stream::ConnectionStatus>>,
 ) {
     let node = conn.node().cloned().unwrap_or_default();
     let info = ProxyInfo {
         node_id: node.id.clone(),
         node_cluster: node.cluster.clone(),
         address: addr,
-        protocol: match conn.protocol() {
+        protocol: match S::PROTOCOL {
             Protocol::Sotw => "sotw",
             Protocol::Delta => "delta",
         },

@@ -349,7 +349,7 @@ fn proxy_to_api(p: &ProxyInfo, snap: &Snapshot) -> api::ProxyStatus {
             let ty = ResourceType::from_type_url(&t.type_url)?;
             let all = snap.resources(ty);
             let view = view_of(t, all);
-            let current: xds::connection::Versions =
+            let current: xds::stream::Versions =
                 view.iter().map(|r| (r.name.clone(), r.version)).collect();
             let acked = t.acked_resources.clone().unwrap_or_default();
             let acked_version = t
@@ -389,7 +389,7 @@ fn proxy_to_api(p: &ProxyInfo, snap: &Snapshot) -> api::ProxyStatus {
 /// The resources a subscription selects: everything (wildcard), its names, and what its
 /// xdstp globs cover.
 fn view_of<'a>(
-    t: &xds::connection::TypeStatus,
+    t: &xds::stream::TypeStatus,
     all: &'a xds::snapshot::ResourceMap,
 ) -> Vec<&'a Arc<xds::Resource>> {
     if t.wildcard {
@@ -408,7 +408,7 @@ fn view_of<'a>(
 /// The resources a delta client ACKed, as the snapshot's `Arc`s where versions match
 /// (for a comparable aggregate version).
 fn acked_arcs(
-    acked: &xds::connection::Versions,
+    acked: &xds::stream::Versions,
     ty: ResourceType,
     all: &xds::snapshot::ResourceMap,
 ) -> Vec<Arc<xds::Resource>> {

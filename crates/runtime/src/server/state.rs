@@ -13,7 +13,7 @@ use super::metrics::Metrics;
 use crate::sources::manifests::FileError;
 use model::ObjectRef;
 use translate::{Ingress, Rejection};
-use xds::connection::ConnectionStatus;
+use xds::stream::ConnectionStatus;
 use xds::Snapshot;
 
 /// What the last translation found wrong.
