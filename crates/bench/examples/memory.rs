@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use builder::{Encoded, IncrementalBuilder};
 use clap::Parser;
-use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+use envoy_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use runtime::sources::manifests::Manifests;
 use translate::{Options, Translator};
 use xds::stream::{AdsStream, DeltaStream};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
-use super::{free_address, round3, status_mb, TempDir};
+use super::{free_address, round3, status_mb, temp_dir};
 use runtime::sources::manifests::collect_yaml_files;
 use workload;
 use xds::{ResourceType, Snapshot};
@@ -128,7 +128,7 @@ pub fn run(cfg: &ColdStartConfig) -> anyhow::Result<ColdStartReport> {
     let dir = match &cfg.dir {
         Some(d) => d.as_path(),
         None => {
-            generated = TempDir::new()?;
+            generated = temp_dir()?;
             workload::generate(cfg.routes, cfg.seed).write_to(generated.path())?;
             generated.path()
         }
@@ -186,7 +186,7 @@ fn start_once(
     rendered: &Snapshot,
 ) -> anyhow::Result<ColdStartRun> {
     let (xds, admin) = (free_address()?, free_address()?);
-    let log = TempDir::new()?;
+    let log = temp_dir()?;
     let log_file = std::fs::File::create(log.path().join("server.log"))?;
     let mut command = Command::new(&cfg.server);
     command

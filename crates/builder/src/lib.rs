@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use translate::ir::Backend;
 
-use envoy_types::pb::envoy::config::route::v3::VirtualHost;
+use envoy_api::pb::envoy::config::route::v3::VirtualHost;
 use prost::Message;
 use xds::resource::{Resource, ResourceType, Served};
 use xds::snapshot::{ResourceMap, Snapshot};

@@ -6,33 +6,33 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
-use envoy_types::pb::envoy::config::core::v3::{
+use envoy_api::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_api::pb::envoy::config::core::v3::{
     address, config_source, header_value_option::HeaderAppendAction, socket_address,
     AggregatedConfigSource, ApiVersion, ConfigSource, HeaderValue, HeaderValueOption,
     Http2ProtocolOptions, SocketAddress,
 };
-use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
-use envoy_types::pb::envoy::config::endpoint::v3::{
+use envoy_api::pb::envoy::config::core::v3::{data_source, DataSource};
+use envoy_api::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, LbEndpoint, LocalityLbEndpoints,
 };
-use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
-use envoy_types::pb::envoy::config::route::v3::{
+use envoy_api::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_api::pb::envoy::config::route::v3::{
     header_matcher, redirect_action, route, route_action, route_match, scoped_route_configuration,
     weighted_cluster, HeaderMatcher, RedirectAction, Route, RouteAction, RouteConfiguration,
     RouteMatch, ScopedRouteConfiguration, VirtualHost, WeightedCluster,
 };
-use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
-use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+use envoy_api::pb::envoy::extensions::filters::http::lua::v3::Lua;
+use envoy_api::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, scoped_routes, HttpConnectionManager, HttpFilter, Rds,
     ScopedRds, ScopedRoutes,
 };
-use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+use envoy_api::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options, HttpProtocolOptions,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
-use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
+use envoy_api::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
+use envoy_api::pb::google::protobuf::{Any, Duration, UInt32Value};
 use prost::Message;
 
 use model::config::HttpOption;
@@ -424,7 +424,7 @@ pub fn listener(name: &str, address: &str, port: u16, layout: RouteLayout) -> Li
     };
     Listener {
         name: name.to_string(),
-        address: Some(envoy_types::pb::envoy::config::core::v3::Address {
+        address: Some(envoy_api::pb::envoy::config::core::v3::Address {
             address: Some(address::Address::SocketAddress(SocketAddress {
                 address: address.to_string(),
                 port_specifier: Some(socket_address::PortSpecifier::PortValue(port as u32)),
@@ -727,8 +727,8 @@ fn load_assignment(name: &str, addrs: BTreeSet<(String, u32)>) -> ClusterLoadAss
         .into_iter()
         .map(|(ip, port)| LbEndpoint {
             host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(
-                envoy_types::pb::envoy::config::endpoint::v3::Endpoint {
-                    address: Some(envoy_types::pb::envoy::config::core::v3::Address {
+                envoy_api::pb::envoy::config::endpoint::v3::Endpoint {
+                    address: Some(envoy_api::pb::envoy::config::core::v3::Address {
                         address: Some(address::Address::SocketAddress(SocketAddress {
                             address: ip,
                             port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),

@@ -1,18 +1,18 @@
 //! Canonical proto3 JSON of Envoy resources (with `Any` expanded), for `render` and the
-//! debug endpoints, from the descriptor set the `envoy-types` dependency ships.
+//! debug endpoints, from the descriptor set of the Envoy API we compile against (`envoy_api`).
 
 use std::sync::OnceLock;
 
-use envoy_types::pb::google::protobuf::Any;
+use envoy_api::pb::google::protobuf::Any;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
-static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_types.bin"));
+static DESCRIPTORS: &[u8] = envoy_api::FILE_DESCRIPTOR_SET;
 
 /// The Envoy API descriptor pool, decoded once.
 pub fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
     POOL.get_or_init(|| {
-        DescriptorPool::decode(DESCRIPTORS).expect("descriptor set from envoy-types decodes")
+        DescriptorPool::decode(DESCRIPTORS).expect("the compiled-in descriptor set decodes")
     })
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use envoy_types::pb::google::protobuf::Any;
+use envoy_api::pb::google::protobuf::Any;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -302,11 +302,11 @@ macro_rules! served {
 }
 
 served! {
-    envoy_types::pb::envoy::config::cluster::v3::Cluster => Cluster,
-    envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment => Endpoint,
-    envoy_types::pb::envoy::config::listener::v3::Listener => Listener,
-    envoy_types::pb::envoy::config::route::v3::ScopedRouteConfiguration => ScopedRoute,
-    envoy_types::pb::envoy::config::route::v3::RouteConfiguration => Route,
+    envoy_api::pb::envoy::config::cluster::v3::Cluster => Cluster,
+    envoy_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment => Endpoint,
+    envoy_api::pb::envoy::config::listener::v3::Listener => Listener,
+    envoy_api::pb::envoy::config::route::v3::ScopedRouteConfiguration => ScopedRoute,
+    envoy_api::pb::envoy::config::route::v3::RouteConfiguration => Route,
 }
 
 /// Whether `value` begins with field 1 holding `name` (as prost writes it; an empty name is
@@ -405,8 +405,8 @@ mod tests {
     /// A resource stored without its name gives back the bytes it was made from.
     #[test]
     fn stored_without_its_name_the_bytes_are_the_same() {
-        use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-        use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+        use envoy_api::pb::envoy::config::cluster::v3::Cluster;
+        use envoy_api::pb::envoy::config::route::v3::RouteConfiguration;
         let long = "x".repeat(300); // a two-byte length
         for name in ["", "a", "ns/svc:80", "é/ü", long.as_str()] {
             let c = Cluster {
@@ -447,7 +447,7 @@ mod tests {
     /// is; either way it gives back prost's bytes, length and version.
     #[test]
     fn large_messages_are_packed_when_that_pays() {
-        use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+        use envoy_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
         let host = |i: usize, domains: Vec<String>| VirtualHost {
             name: format!("host-{i}"),
             domains,
@@ -496,7 +496,7 @@ mod tests {
     /// strings too.
     #[test]
     fn scope_keeps_only_its_route_configuration() {
-        use envoy_types::pb::envoy::config::route::v3::{
+        use envoy_api::pb::envoy::config::route::v3::{
             scoped_route_configuration as s, ScopedRouteConfiguration,
         };
         for (name, key, rc) in [
@@ -527,7 +527,7 @@ mod tests {
     /// Each served message's type is the one its type URL names.
     #[test]
     fn served_types_match_their_type_urls() {
-        use envoy_types::pb::envoy::config::{cluster, endpoint, listener, route};
+        use envoy_api::pb::envoy::config::{cluster, endpoint, listener, route};
         fn check<M: Served + prost::Name>() {
             assert_eq!(M::TYPE.type_url(), M::type_url());
         }

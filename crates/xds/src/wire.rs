@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{
+use envoy_api::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryResponse, DiscoveryResponse, Resource as XdsResource,
 };
 use prost::bytes::{Buf, BufMut};
@@ -240,7 +240,7 @@ impl Message for DeltaResponse {
 mod tests {
     use super::super::ResourceType;
 
-    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_api::pb::envoy::config::cluster::v3::Cluster;
 
     use super::*;
 

@@ -341,7 +341,7 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 
 /// Every gRPC service of the xDS port: ADS, CSDS, our Inspect API, health, reflection.
 async fn grpc_services(shared: Arc<Shared>) -> anyhow::Result<tonic::transport::server::Router> {
-    use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
+    use envoy_api::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     // The port only opens after the first snapshot, so everything is serving from the start.

@@ -120,7 +120,8 @@ impl<F: Flavor> tonic::codec::Codec for AdsCodec<F> {
     type Encode = F::Response;
     type Decode = F::Request;
     type Encoder = SizedEncoder<F::Response>;
-    type Decoder = <tonic_prost::ProstCodec<F::Response, F::Request> as tonic::codec::Codec>::Decoder;
+    type Decoder =
+        <tonic_prost::ProstCodec<F::Response, F::Request> as tonic::codec::Codec>::Decoder;
 
     fn encoder(&mut self) -> Self::Encoder {
         SizedEncoder(std::marker::PhantomData)

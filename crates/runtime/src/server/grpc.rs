@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::admin::v3::{ClientResourceStatus, UpdateFailureState};
-use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
-use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryService;
-use envoy_types::pb::envoy::service::status::v3::{
+use envoy_api::pb::envoy::admin::v3::{ClientResourceStatus, UpdateFailureState};
+use envoy_api::pb::envoy::config::core::v3::Node;
+use envoy_api::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
+use envoy_api::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryService;
+use envoy_api::pb::envoy::service::status::v3::{
     client_config::GenericXdsConfig, ClientConfig, ClientStatusRequest, ClientStatusResponse,
     ConfigStatus,
 };

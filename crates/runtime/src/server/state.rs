@@ -100,7 +100,7 @@ pub struct ProxyInfo {
     pub status_request:
         Option<tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<ConnectionStatus>>>,
     #[serde(skip)]
-    pub node: envoy_types::pb::envoy::config::core::v3::Node,
+    pub node: envoy_api::pb::envoy::config::core::v3::Node,
 }
 
 /// Tracks when every proxy connected at publication has ACKed a snapshot.

@@ -2,19 +2,19 @@
 //! routes, weighted clusters, upstream clusters and endpoints.
 
 use crate::envoy::RouteLayout;
-use envoy_types::pb::envoy::config::cluster::v3::cluster;
-use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
-use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
-use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint;
-use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
-use envoy_types::pb::envoy::config::route::v3::{
+use envoy_api::pb::envoy::config::cluster::v3::cluster;
+use envoy_api::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use envoy_api::pb::envoy::config::core::v3::HeaderValueOption;
+use envoy_api::pb::envoy::config::endpoint::v3::lb_endpoint;
+use envoy_api::pb::envoy::config::listener::v3::{filter, Listener};
+use envoy_api::pb::envoy::config::route::v3::{
     header_matcher, redirect_action, route as envoy_route, route_action, route_match,
     Route as EnvoyRoute, RouteAction, VirtualHost,
 };
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+use envoy_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, HttpConnectionManager,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher;
+use envoy_api::pb::envoy::r#type::matcher::v3::string_matcher;
 use prost::Message;
 
 use super::*;
@@ -268,12 +268,12 @@ fn listeners_external_and_internal_on_their_ports() {
         .iter()
         .map(|l| {
             let sa = match l.address.as_ref().unwrap().address.as_ref().unwrap() {
-                envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(sa) => sa,
+                envoy_api::pb::envoy::config::core::v3::address::Address::SocketAddress(sa) => sa,
                 other => panic!("{other:?}"),
             };
             assert_eq!(sa.address, "127.0.0.1");
             let port = match sa.port_specifier {
-                Some(envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(p)) => p,
+                Some(envoy_api::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(p)) => p,
                 _ => panic!("no port"),
             };
             (l.name.clone(), port)
@@ -612,9 +612,9 @@ fn external_name_service_becomes_a_logical_dns_cluster() {
 }
 
 fn endpoint_addresses(
-    la: &envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment,
+    la: &envoy_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment,
 ) -> Vec<(String, u32)> {
-    use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
+    use envoy_api::pb::envoy::config::core::v3::{address, socket_address};
     la.endpoints
         .iter()
         .flat_map(|l| l.lb_endpoints.iter())

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+use envoy_api::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use super::{
     type_status_base, view_map, AdsStream, Answers, ConnectionEvent, ConnectionStatus, Core,

@@ -16,8 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::google::rpc::Status;
+use envoy_api::pb::envoy::config::core::v3::Node;
+use envoy_api::pb::google::rpc::Status;
 use serde::Serialize;
 
 use crate::names::{self, glob_prefix};

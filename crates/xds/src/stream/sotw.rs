@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use envoy_api::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::{
     type_status_base, view_map, AdsStream, Answers, ConnectionEvent, ConnectionStatus, Core,

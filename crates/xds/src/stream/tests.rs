@@ -5,16 +5,16 @@ mod delta;
 mod sotw;
 
 use super::*;
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
-use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::route::v3::{
+use envoy_api::pb::envoy::config::cluster::v3::Cluster;
+use envoy_api::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
+use envoy_api::pb::envoy::config::listener::v3::Listener;
+use envoy_api::pb::envoy::config::route::v3::{
     RouteConfiguration, ScopedRouteConfiguration, VirtualHost,
 };
-use envoy_types::pb::envoy::service::discovery::v3::{
+use envoy_api::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use envoy_types::pb::google::protobuf::Any;
+use envoy_api::pb::google::protobuf::Any;
 use prost::Message;
 use std::collections::HashMap;
 
