@@ -345,15 +345,21 @@ pub trait AdsStream: Send + 'static {
     /// Whether the client has ACKed exactly its view of `snap` for every type it
     /// subscribed to: nothing pending, nothing rejected, nothing missing.
     fn in_sync(&self, snap: &Snapshot) -> bool;
-    /// Whether the client has subscribed to every type `snap` holds resources of (a new
-    /// Envoy asks for clusters first and for routes only later).
-    fn subscribes_all(&self, snap: &Snapshot) -> bool;
+    /// Whether the client has requested `ty` on this stream.
+    fn is_subscribed(&self, ty: ResourceType) -> bool;
     /// Per type: subscription, ACKed state, the response awaiting an answer, the last NACK
     /// and counters. For CSDS, `/debug/proxies` and `status`.
     fn status(&self) -> ConnectionStatus;
     fn core(&self) -> &Core;
     fn core_mut(&mut self) -> &mut Core;
 
+    /// Whether the client has subscribed to every type `snap` holds resources of (a new
+    /// Envoy asks for clusters first and for routes only later).
+    fn subscribes_all(&self, snap: &Snapshot) -> bool {
+        ResourceType::ORDERED
+            .iter()
+            .all(|ty| snap.resources(*ty).is_empty() || self.is_subscribed(*ty))
+    }
     /// Node from the first request that carried one (later requests may omit it).
     fn node(&self) -> Option<&Node> {
         self.core().node.as_ref()
@@ -407,12 +413,12 @@ impl Core {
     fn resolve<'a>(
         &mut self,
         type_url: &str,
-        mut open: impl Iterator<Item = &'a TypeKey>,
+        open: impl Iterator<Item = &'a TypeKey>,
     ) -> Result<TypeKey, ProtocolError> {
         let key = TypeKey::parse(type_url)?;
         if let TypeKey::Unserved(url) = &key {
             let (mut unserved, mut known) = (0, false);
-            for k in open.by_ref() {
+            for k in open {
                 known |= k == &key;
                 unserved += usize::from(matches!(k, TypeKey::Unserved(_)));
             }

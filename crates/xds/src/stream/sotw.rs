@@ -229,10 +229,8 @@ impl AdsStream for SotwStream {
         })
     }
 
-    fn subscribes_all(&self, snap: &Snapshot) -> bool {
-        ResourceType::ORDERED.iter().all(|ty| {
-            snap.resources(*ty).is_empty() || self.types.contains_key(&TypeKey::Served(*ty))
-        })
+    fn is_subscribed(&self, ty: ResourceType) -> bool {
+        self.types.contains_key(&TypeKey::Served(ty))
     }
 
     fn status(&self) -> ConnectionStatus {

@@ -201,7 +201,7 @@ fn sotw_reconnect_with_matching_version_gets_nothing() {
         .is_empty());
     assert!(c.sotw_changed(&s).is_empty());
     assert_eq!(type_status(&c, Cds).acked_version, Some(cds_v.clone()));
-    assert!(c.types.contains_key(&TypeKey::Served(Cds)));
+    assert!(c.is_subscribed(Cds));
 
     // A stale version on reconnect gets the current content.
     let mut c2 = SotwStream::new();
