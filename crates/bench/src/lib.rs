@@ -68,7 +68,7 @@ use xds::{ResourceType, Snapshot};
 pub enum Mode {
     Incremental,
     /// One RouteConfiguration per listener, every change re-translates everything and gives
-    /// every resource a fresh version, so every type is resent (`Options::baseline_full_push`).
+    /// every resource a fresh version, so every type is resent (`runtime::app::serve_on_baseline`).
     Baseline,
 }
 

@@ -194,21 +194,15 @@ async fn start_source(
     stop_rx: tokio::sync::watch::Receiver<bool>,
     full_push: bool,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let new_pipeline = |source| {
-        #[allow(unused_mut)]
-        let mut p = Pipeline::new(source, translator, shared.clone());
-        #[cfg(feature = "baseline")]
-        {
-            p.full_push = full_push;
-        }
-        #[cfg(not(feature = "baseline"))]
-        let _ = full_push;
-        p
-    };
     let task = match &cfg.source {
         SourceConfig::Manifests(dir) => {
             info!(xds = %cfg.xds_address, admin = %cfg.admin_address, manifests = %dir.display(), "knative-xds serving");
-            let mut pipeline = new_pipeline(Source::Manifests(Manifests::new(dir)));
+            let mut pipeline = Pipeline::new(
+                Source::Manifests(Manifests::new(dir)),
+                translator,
+                shared.clone(),
+                full_push,
+            );
             // Off the async workers: the servers keep answering meanwhile.
             let (mut pipeline, loaded) = tokio::task::spawn_blocking(move || {
                 let loaded = pipeline.reload();
@@ -258,11 +252,16 @@ async fn start_source(
             let specs = kube_source::watch_specs(opts, &es_version);
             info!(xds = %cfg.xds_address, admin = %cfg.admin_address, watches = specs.len(), endpoint_slices = %es_version, "knative-xds serving from Kubernetes");
             let (tx, rx) = tokio::sync::mpsc::channel(1024);
-            let mut pipeline = new_pipeline(Source::Kube {
-                store: Default::default(),
-                watches: specs.len(),
-                listed: Default::default(),
-            });
+            let mut pipeline = Pipeline::new(
+                Source::Kube {
+                    store: Default::default(),
+                    watches: specs.len(),
+                    listed: Default::default(),
+                },
+                translator,
+                shared.clone(),
+                full_push,
+            );
             for (id, spec) in specs.into_iter().enumerate() {
                 tokio::spawn(kube_source::run_watch(client.clone(), id, spec, tx.clone()));
             }

@@ -84,9 +84,9 @@ pub struct Pipeline {
     /// When the change behind the latest translation was noticed.
     seen_at: Instant,
     /// The bench crate's baseline (kourier's behaviour): every change re-translates
-    /// everything and gives every resource a fresh version, so every type is resent.
-    #[cfg(feature = "baseline")]
-    pub(crate) full_push: bool,
+    /// everything and gives every resource a fresh version, so every type is resent. Only
+    /// `serve_on_baseline` (the `baseline` feature) sets it.
+    full_push: bool,
     /// Rebuilds so far (salts versions in the baseline).
     serial: u64,
     /// Keeps the encoded resources of unchanged objects between rebuilds.
@@ -100,7 +100,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(source: Source, translator: Translator, shared: Arc<Shared>) -> Pipeline {
+    pub fn new(
+        source: Source,
+        translator: Translator,
+        shared: Arc<Shared>,
+        full_push: bool,
+    ) -> Pipeline {
         Pipeline {
             source,
             translator,
@@ -109,8 +114,7 @@ impl Pipeline {
             translated: None,
             retained: BTreeMap::new(),
             seen_at: Instant::now(),
-            #[cfg(feature = "baseline")]
-            full_push: false,
+            full_push,
             serial: 0,
             builder: Default::default(),
             served_since: Default::default(),
@@ -185,10 +189,8 @@ impl Pipeline {
 
     fn rebuild(&mut self, started: Instant, objects_changed: usize) {
         let translating = Instant::now();
-        #[cfg(feature = "baseline")]
-        let baseline = self.full_push;
-        #[cfg(not(feature = "baseline"))]
-        let baseline = false;
+        // Without the feature the baseline's branch is compiled out.
+        let baseline = cfg!(feature = "baseline") && self.full_push;
         let dirty = self.source.store_mut().take_dirty();
         let store = self.source.store();
         let o = &self.translator.options;
