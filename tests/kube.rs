@@ -464,7 +464,7 @@ async fn bench_api_write_to_envoy_ack() {
 
 /// A JSON merge patch of the Route's spec, straight to the apiserver (curl, no kubectl).
 fn patch_route(env: &KubeEnv, yaml: &str) {
-    let route: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+    let route: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
     let body = serde_json::json!({ "spec": route["spec"] }).to_string();
     merge_patch(env, "routes/traffic-example", &body);
 }

@@ -29,7 +29,7 @@ fn testdata() -> PathBuf {
 fn render(input: &Path) -> String {
     let text = std::fs::read_to_string(input).unwrap();
     let (ir, objects) = text.split_once("\n---\n").unwrap_or((&text, ""));
-    let case: Case = serde_yaml::from_str(ir)
+    let case: Case = serde_saphyr::from_str(ir)
         .unwrap_or_else(|e| panic!("{}: the IR document: {e}", input.display()));
     let mut store = Store::new();
     for o in model::parse::parse_file(input, objects).unwrap() {
@@ -83,9 +83,9 @@ fn ir_reads_back_as_written() {
     let input = testdata().join("in/split.yaml");
     let text = std::fs::read_to_string(&input).unwrap();
     let (ir, _) = text.split_once("\n---\n").unwrap();
-    let case: Case = serde_yaml::from_str(ir).unwrap();
+    let case: Case = serde_saphyr::from_str(ir).unwrap();
     let again: Vec<Ingress> =
-        serde_yaml::from_str(&serde_yaml::to_string(&case.ingresses).unwrap()).unwrap();
+        serde_saphyr::from_str(&serde_saphyr::to_string(&case.ingresses).unwrap()).unwrap();
     assert_eq!(again, case.ingresses);
     let split = &case.ingresses[0].rules[0].paths[0].splits;
     assert_eq!(

@@ -55,7 +55,7 @@ use base64::Engine as _;
 use clap::Parser;
 use futures::StreamExt as _;
 use serde::Serialize;
-use serde_yaml::Value;
+use serde_json::Value;
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::codegen::Service;
@@ -198,7 +198,7 @@ fn is_yaml(path: &Path) -> bool {
 }
 
 /// Splits a YAML stream into its documents' source text, so that one broken document does not
-/// hide the others (serde_yaml's multi-document iterator stops at the first syntax error).
+/// hide the others (a multi-document reader stops at the first syntax error).
 fn split_documents(text: &str) -> Vec<String> {
     let mut docs = Vec::new();
     let mut current = String::new();
@@ -227,7 +227,7 @@ fn split_documents(text: &str) -> Vec<String> {
 fn parse_documents(path: &Path, text: &str) -> Vec<Value> {
     split_documents(text)
         .into_iter()
-        .filter_map(|doc| match serde_yaml::from_str::<Value>(&doc) {
+        .filter_map(|doc| match serde_saphyr::from_str::<Value>(&doc) {
             Ok(v) => Some(v),
             Err(e) => {
                 eprintln!(
@@ -241,7 +241,7 @@ fn parse_documents(path: &Path, text: &str) -> Vec<Value> {
 }
 
 fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    v.as_mapping()?.get(key)
+    v.as_object()?.get(key)
 }
 
 fn get_str<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -268,17 +268,17 @@ fn listeners_from_slice(doc: &Value) -> Vec<ListenSpec> {
         return Vec::new();
     }
     let on_loopback = get(doc, "endpoints")
-        .and_then(Value::as_sequence)
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|ep| get(ep, "addresses")?.as_sequence())
+        .filter_map(|ep| get(ep, "addresses")?.as_array())
         .flatten()
         .any(|a| a.as_str().map(str::trim) == Some("127.0.0.1"));
     if !on_loopback {
         return Vec::new();
     }
     get(doc, "ports")
-        .and_then(Value::as_sequence)
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|p| get(p, "port")?.as_u64())

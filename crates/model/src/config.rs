@@ -203,7 +203,7 @@ fn parse_domains(
         let parsed: Result<DomainValue, _> = if value.trim().is_empty() {
             Ok(DomainValue::default())
         } else {
-            serde_yaml::from_str(value)
+            crate::yaml::from_str(value)
         };
         match parsed {
             Ok(v) => {

@@ -954,28 +954,34 @@ impl Store {
 }
 
 impl Object {
-    /// Decodes one YAML document of a kind we read, keeping serde's line numbers (relative
-    /// to the document) in the error.
-    pub fn decode_yaml(kind: Kind, text: &str) -> Result<Object, (Option<usize>, String)> {
-        fn de<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (Option<usize>, String)> {
-            if let Some(v) = super::yaml::from_str(text) {
-                return Ok(v);
-            }
-            serde_yaml::from_str(text).map_err(|e| (e.location().map(|l| l.line()), e.to_string()))
-        }
+    /// Decodes one YAML document of a kind we read, keeping the line (relative to the
+    /// document) in the error.
+    pub fn decode_yaml(kind: Kind, text: &str) -> Result<Object, crate::yaml::Error> {
+        Self::decode_yaml_with(kind, text, &crate::yaml::Shipped)
+    }
+
+    /// [`Object::decode_yaml`] with another reader (the benchmarks compare readers).
+    pub fn decode_yaml_with(
+        kind: Kind,
+        text: &str,
+        reader: &impl crate::yaml::Reader,
+    ) -> Result<Object, crate::yaml::Error> {
         let obj = match kind {
-            Kind::KService => Object::KService(de(text)?),
-            Kind::Route => Object::Route(de(text)?),
-            Kind::Configuration => Object::Configuration(de(text)?),
-            Kind::Revision => Object::Revision(de(text)?),
-            Kind::DomainMapping => Object::DomainMapping(de(text)?),
-            Kind::ClusterDomainClaim => Object::ClusterDomainClaim(de(text)?),
-            Kind::Service => Object::Service(de(text)?),
-            Kind::EndpointSlice => Object::EndpointSlice(de(text)?),
-            Kind::ConfigMap => Object::ConfigMap(de(text)?),
-            Kind::KIngress => Object::KIngress(de(text)?),
+            Kind::KService => Object::KService(reader.read(text)?),
+            Kind::Route => Object::Route(reader.read(text)?),
+            Kind::Configuration => Object::Configuration(reader.read(text)?),
+            Kind::Revision => Object::Revision(reader.read(text)?),
+            Kind::DomainMapping => Object::DomainMapping(reader.read(text)?),
+            Kind::ClusterDomainClaim => Object::ClusterDomainClaim(reader.read(text)?),
+            Kind::Service => Object::Service(reader.read(text)?),
+            Kind::EndpointSlice => Object::EndpointSlice(reader.read(text)?),
+            Kind::ConfigMap => Object::ConfigMap(reader.read(text)?),
+            Kind::KIngress => Object::KIngress(reader.read(text)?),
         };
-        obj.normalized().map_err(|e| (None, e.to_string()))
+        obj.normalized().map_err(|e| crate::yaml::Error {
+            line: None,
+            message: e.to_string(),
+        })
     }
 
     /// Checks the name and fills an empty namespace with `default` (as `kubectl apply`

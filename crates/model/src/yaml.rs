@@ -1,16 +1,14 @@
-//! A fast path for the YAML that manifests are nearly always written in: block mappings and
-//! sequences of plain or quoted scalars, flow sequences of scalars, comments.
+//! Reading one YAML document into a type: a fast path for the YAML manifests are nearly
+//! always written in, and serde-saphyr for everything else.
 //!
-//! serde_yaml (a port of libyaml) is general and slow, which made parsing most of a cold
-//! start's work. This reads the common subset much faster and gives up on anything else
-//! (anchors, tags, block scalars, multi-line scalars, flow mappings, values whose type YAML
-//! resolves in ways not copied here, and any type error).
-//! Giving up is not an error: the caller then parses the document with serde_yaml, so
-//! results and error messages are serde_yaml's. Where this path answers, it answers what
-//! serde_yaml would (the tests compare the two).
-//!
-//! No crate offers this: the YAML parsers in the registry are full implementations with
-//! libyaml's cost or more.
+//! The fast path reads block mappings and sequences of plain or quoted scalars, flow
+//! sequences of scalars and comments, and gives up on anything else (anchors, tags, block
+//! scalars, multi-line scalars, flow mappings, values whose type YAML resolves in ways not
+//! copied here, and any type error). Giving up is not an error: the document is then read by
+//! serde-saphyr, so results and error messages are serde-saphyr's. Where the fast path
+//! answers, it answers what serde-saphyr would (the tests compare the two). It exists because
+//! a general YAML parser is several times slower on manifests, and parsing is most of a cold
+//! start (docs/performance.md has the comparison and the command that measures it).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -18,13 +16,141 @@ use std::fmt;
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 use smallvec::SmallVec;
 
-/// Parses `text` as one YAML document into `T`, or `None` when the document is outside the
-/// subset this reads (or does not fit `T`): then use serde_yaml.
+/// A document that could not be read into its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// 1-based, within the document, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// How documents are read into types: [`Shipped`] everywhere; the benchmarks compare
+/// other readers through the same file parsing.
+pub trait Reader {
+    fn read<T: DeserializeOwned>(&self, text: &str) -> Result<T, Error>;
+}
+
+/// The fast path, else serde-saphyr.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shipped;
+
+impl Reader for Shipped {
+    fn read<T: DeserializeOwned>(&self, text: &str) -> Result<T, Error> {
+        from_str(text)
+    }
+}
+
+/// Reads `text` as one YAML document into `T`: the fast path, else serde-saphyr.
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
+    match fast(text) {
+        Some(v) => Ok(v),
+        None => full(text),
+    }
+}
+
+/// serde-saphyr's options, set to read what Kubernetes reads: YAML 1.2 booleans only (`yes`
+/// and `on` stay strings), numbers with leading zeros or underscores stay strings where the
+/// type is open (an `IntOrString` port), a blank value read into a string is `""`, and
+/// errors on one line.
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        null_as_string: true,
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
+        with_snippet: false,
+    }
+}
+
+/// Reads `text` with serde-saphyr alone (the fast path's fallback and oracle).
+pub fn full<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
+    if let Ok(v) = serde_saphyr::from_str_with_options::<T>(text, options()) {
+        return Ok(v);
+    }
+    // Kubernetes reads a key with nothing after it (`spec:`) as absent; serde-saphyr refuses
+    // it where a struct, list or map is expected. Read again with such keys dropped (rare:
+    // only on an error); if that does not help, the first error stands.
+    if let Ok(mut v) = serde_saphyr::from_str_with_options::<serde_json::Value>(text, options()) {
+        if drop_nulls(&mut v) {
+            if let Ok(t) = serde_json::from_value(v) {
+                return Ok(t);
+            }
+        }
+    }
+    Err(explain::<T>(text))
+}
+
+/// The error reading `text` into `T`, read again to name the field (`spec.ports[0].port`);
+/// its line is the document's, so the location serde-saphyr appends to its message is left
+/// out but for the column.
+fn explain<T: DeserializeOwned>(text: &str) -> Error {
+    let mut path = None;
+    let e = match serde_saphyr::with_deserializer_from_str_with_options(text, options(), |de| {
+        serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+            path = Some(e.path().to_string());
+            e.into_inner()
+        })
+    }) {
+        Ok(_) => {
+            return Error {
+                line: None,
+                message: "unreadable YAML".into(),
+            }
+        }
+        Err(e) => e,
+    };
+    let location = e.location();
+    let mut message = e.to_string();
+    if let Some(l) = location {
+        if let Some(head) =
+            message.strip_suffix(&format!(" at line {}, column {}", l.line(), l.column()))
+        {
+            message = format!("{head} (column {})", l.column());
+        }
+    }
+    // `?` stands for a key serde could not name (a duplicate key's).
+    if let Some(path) = path
+        .map(|p| p.trim_end_matches(".?").to_owned())
+        .filter(|p| p != "." && p != "?")
+    {
+        message = format!("{path}: {message}");
+    }
+    Error {
+        line: location.map(|l| l.line() as usize),
+        message,
+    }
+}
+
+/// Drops the mapping entries whose value is null, at any depth; whether any were.
+fn drop_nulls(v: &mut serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Object(m) => {
+            let before = m.len();
+            m.retain(|_, v| !v.is_null());
+            let mut dropped = m.len() != before;
+            for v in m.values_mut() {
+                dropped |= drop_nulls(v);
+            }
+            dropped
+        }
+        serde_json::Value::Array(a) => a.iter_mut().fold(false, |d, v| drop_nulls(v) | d),
+        _ => false,
+    }
+}
+
+/// Parses `text` as one YAML document into `T` on the fast path, or `None` when the
+/// document is outside the subset this reads (or does not fit `T`): then use [`full`].
 ///
 /// The document is deserialized as it is read, without building a tree of it first: block
 /// mappings and sequences are walked line by line as `T` asks for their entries, so the
 /// objects' own fields are nearly all it allocates.
-pub fn from_str<T: DeserializeOwned>(text: &str) -> Option<T> {
+pub fn fast<T: DeserializeOwned>(text: &str) -> Option<T> {
     let mut p = Parser {
         lines: lines(text)?,
         pos: 0,
@@ -800,7 +926,7 @@ impl<'de> de::SeqAccess<'de> for SeqStream<'_, '_> {
 struct MapStream<'p, 'a> {
     p: &'p mut Parser<'a>,
     indent: usize,
-    /// The keys read so far: a repeated key gives up (serde_yaml rejects it).
+    /// The keys read so far: a repeated key gives up (serde-saphyr rejects it).
     keys: SmallVec<[Cow<'a, str>; 8]>,
     /// The value of the key just read.
     value: Option<Val<'a>>,
@@ -842,25 +968,25 @@ impl<'de> de::MapAccess<'de> for MapStream<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use super::from_str;
+    use super::{fast as from_str, full};
     use crate::objects::*;
     use crate::Kind;
     use serde_json::Value;
 
-    /// Where the fast path answers, it answers what serde_yaml does.
+    /// Where the fast path answers, it answers what serde-saphyr does.
     fn agrees<T>(doc: &str) -> Option<T>
     where
         T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
     {
         let fast = from_str::<T>(doc)?;
-        let slow = serde_yaml::from_str::<T>(doc)
-            .unwrap_or_else(|e| panic!("fast path read what serde_yaml rejects ({e}):\n{doc}"));
+        let slow = full::<T>(doc)
+            .unwrap_or_else(|e| panic!("fast path read what serde-saphyr rejects ({e}):\n{doc}"));
         assert_eq!(fast, slow, "for:\n{doc}");
         Some(fast)
     }
 
     /// Every document of every file a generated workload has, typed and untyped: the fast
-    /// path takes each (or the cold start would not be faster) and agrees with serde_yaml.
+    /// path takes each (or the cold start would not be faster) and agrees with serde-saphyr.
     #[test]
     fn generated_workload_takes_the_fast_path() {
         let w = workload::generate(80, 3);
@@ -912,7 +1038,7 @@ mod tests {
             let text = std::fs::read_to_string(&f).unwrap();
             for doc in text.split("\n---\n") {
                 docs += 1;
-                if serde_yaml::from_str::<Value>(doc).is_ok() && agrees::<Value>(doc).is_some() {
+                if full::<Value>(doc).is_ok() && agrees::<Value>(doc).is_some() {
                     fast += 1;
                 }
             }
@@ -922,7 +1048,7 @@ mod tests {
     }
 
     #[test]
-    fn scalars_resolve_as_serde_yaml_does_or_give_up() {
+    fn scalars_resolve_as_serde_saphyr_does_or_give_up() {
         let cases = [
             "a: 1",
             "a: -7",
@@ -1010,7 +1136,7 @@ mod tests {
         ] {
             assert!(agrees::<Value>(doc).is_some(), "gave up on {doc:?}");
         }
-        // What it does not copy, it leaves to serde_yaml.
+        // What it does not copy, it leaves to serde-saphyr.
         for doc in [
             "a: 1.5",
             "a: True",
@@ -1072,6 +1198,34 @@ mod tests {
         assert!(
             from_str::<Service>("metadata:\n  name: a\nspec:\n  ports:\n  - port: \"80\"")
                 .is_none()
+        );
+    }
+
+    /// Kubernetes reads `key:` with nothing after it as absent, and so does this; errors
+    /// name the field.
+    #[test]
+    fn blank_values_are_absent_and_errors_name_the_field() {
+        let s: Service = full("metadata:\n  name: a\n  labels:\nspec:\n  ports:\n").unwrap();
+        assert_eq!(&*s.metadata.name, "a");
+        assert!(s.spec.ports.is_empty());
+        let s: Service = full("metadata:\n  name: a\nspec:\n").unwrap();
+        assert!(s.spec.ports.is_empty());
+        let e =
+            full::<Service>("metadata:\n  name: a\nspec:\n  ports:\n  - port: abc\n").unwrap_err();
+        assert_eq!(e.line, Some(5));
+        assert!(
+            e.message.starts_with("spec.ports[0].port: "),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("line"), "{}", e.message);
+        let e = full::<Service>("metadata:\n  name: a\n  name: b\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(
+            e.message
+                .starts_with("metadata: duplicate mapping key: name"),
+            "{}",
+            e.message
         );
     }
 }
