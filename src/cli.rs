@@ -13,13 +13,13 @@ use translate::{ListenerSettings, Options};
 /// Knative traffic (Routes, Services, DomainMappings) to Envoy over ADS.
 #[derive(Parser, Debug)]
 #[command(name = "knative-xds", version)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Serve Envoy gateways over ADS (SotW and Delta) and the admin endpoints.
     Serve(Box<ServeArgs>),
     /// Print the Envoy resources that would be served, as JSON.
@@ -33,13 +33,13 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
+pub(crate) enum Output {
     Table,
     Json,
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ClientArgs {
+pub(crate) struct ClientArgs {
     /// The server's xDS/gRPC address.
     #[arg(long, default_value = "127.0.0.1:18000", env = "KNATIVE_XDS_SERVER")]
     pub server: String,
@@ -49,13 +49,13 @@ pub struct ClientArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ExplainArgs {
+pub(crate) struct ExplainArgs {
     /// The request's Host (a port is ignored, as Envoy does).
     #[arg(long)]
     pub host: String,
@@ -72,7 +72,7 @@ pub struct ExplainArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Knative Routes, Services and DomainMappings.
     Routes,
     /// KIngress objects of our ingress class.
@@ -80,7 +80,7 @@ pub enum Mode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Layout {
+pub(crate) enum Layout {
     /// One RouteConfiguration per listener (any-case hosts; a change resends all hosts).
     PerListener,
     /// Scoped routes (SRDS): one RouteConfiguration per object; a change costs only its bytes.
@@ -88,13 +88,13 @@ pub enum Layout {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct TranslateArgs {
+pub(crate) struct TranslateArgs {
     /// What to serve: Knative's Routes, Services and DomainMappings, or (as Knative's
     /// networking layer) the KIngresses of `--ingress-class`.
     #[arg(long, value_enum, default_value_t = Mode::Routes, env = "KNATIVE_XDS_MODE")]
@@ -153,7 +153,7 @@ impl TranslateArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Folder of Kubernetes YAML to serve (re-read on change). Without it: Kubernetes.
     #[arg(long)]
     pub manifests: Option<PathBuf>,
@@ -174,7 +174,7 @@ pub struct ServeArgs {
 
 /// `--mode ingress` with Kubernetes: how KIngress status is reported.
 #[derive(clap::Args, Debug, Clone)]
-pub struct StatusWriterArgs {
+pub(crate) struct StatusWriterArgs {
     /// The gateway Service external traffic reaches (`NAMESPACE/NAME`): Knative's
     /// `status.publicLoadBalancer`.
     #[arg(long, default_value = "knative-xds/knative-xds-gateway")]
@@ -197,7 +197,7 @@ pub struct StatusWriterArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct RenderArgs {
+pub(crate) struct RenderArgs {
     /// Folder of Kubernetes YAML.
     #[arg(long)]
     pub manifests: PathBuf,
@@ -251,7 +251,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args),

@@ -81,7 +81,7 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut client = connect(&args.client.server).await?;
     let resp = client
         .list_proxies(ListProxiesRequest {})
@@ -137,7 +137,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let mut headers = Vec::new();
     for h in &args.headers {
         let (name, value) = h

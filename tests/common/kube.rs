@@ -28,10 +28,10 @@ const ENDPOINTSLICE_V1_CRD: &str = "endpointslices-v1.yaml";
 
 /// User name of `KubeEnv::limited_token`: authenticated, in no group, so it may do only what a
 /// test grants it with RBAC.
-pub const LIMITED_USER: &str = "knative-xds-test";
+pub(crate) const LIMITED_USER: &str = "knative-xds-test";
 
 #[derive(Clone, Copy, Debug)]
-pub struct KubeOptions {
+pub(crate) struct KubeOptions {
     /// `false` runs the apiserver with `--watch-cache=false`: watches and lists then read etcd
     /// directly, so `KubeEnv::etcd_compact` makes old resource versions answer 410 Gone.
     pub watch_cache: bool,
@@ -49,7 +49,7 @@ impl Default for KubeOptions {
     }
 }
 
-pub struct KubeEnv {
+pub(crate) struct KubeEnv {
     /// Kubeconfig of the admin user (group `system:masters`).
     pub kubeconfig: PathBuf,
     /// `https://127.0.0.1:<port>`.
@@ -71,7 +71,7 @@ pub struct KubeEnv {
 }
 
 /// The folder holding `etcd` and `kube-apiserver`.
-pub fn kube_assets() -> PathBuf {
+pub(crate) fn kube_assets() -> PathBuf {
     let ok = |d: &Path| d.join("etcd").exists() && d.join("kube-apiserver").exists();
     if let Some(d) = std::env::var_os("KUBEBUILDER_ASSETS").filter(|d| !d.is_empty()) {
         let d = PathBuf::from(d);
@@ -145,7 +145,7 @@ fn check(what: &str, out: Output) -> Output {
 impl KubeEnv {
     /// Starts etcd and kube-apiserver on free 127.0.0.1 ports, applies `tests/crds/*.yaml` and
     /// waits until the CRDs are established and their list endpoints answer.
-    pub fn start(opts: KubeOptions) -> KubeEnv {
+    pub(crate) fn start(opts: KubeOptions) -> KubeEnv {
         let t0 = Instant::now();
         let assets = kube_assets();
         let dir = tempfile::Builder::new()
@@ -315,7 +315,7 @@ impl KubeEnv {
     }
 
     /// Kills only the apiserver (SIGKILL; etcd keeps running, so does all data).
-    pub fn stop_apiserver(&mut self) {
+    pub(crate) fn stop_apiserver(&mut self) {
         if let Some(mut c) = self.apiserver.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -323,7 +323,7 @@ impl KubeEnv {
     }
 
     /// Starts the apiserver again with the same flags and port, and waits for `/readyz`.
-    pub fn start_apiserver(&mut self) {
+    pub(crate) fn start_apiserver(&mut self) {
         assert!(self.apiserver.is_none(), "apiserver already running");
         let log = self.dir.path().join("apiserver.log");
         // Append: a restart keeps the earlier run's log.
@@ -363,17 +363,17 @@ impl KubeEnv {
     }
 
     /// Whether the apiserver process is running.
-    pub fn apiserver_running(&self) -> bool {
+    pub(crate) fn apiserver_running(&self) -> bool {
         self.apiserver.is_some()
     }
 
     /// `GET <server><path>` as admin: (HTTP status, body); status 0 when nothing answered.
-    pub fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
         self.get_as(&self.token, path)
     }
 
     /// `GET <server><path>` with a bearer token: (HTTP status, body); 0 when nothing answered.
-    pub fn get_as(&self, token: &str, path: &str) -> (u16, String) {
+    pub(crate) fn get_as(&self, token: &str, path: &str) -> (u16, String) {
         let out = run(Command::new("curl")
             .args(["-sk", "--max-time", "5", "-w", "\n%{http_code}", "-H"])
             .arg(format!("Authorization: Bearer {token}"))
@@ -386,13 +386,18 @@ impl KubeEnv {
     }
 
     /// Runs `kubectl` with this env's admin kubeconfig (and a private discovery cache).
-    pub fn kubectl(&self, args: &[&str]) -> Output {
+    pub(crate) fn kubectl(&self, args: &[&str]) -> Output {
         self.kubectl_with(&self.kubeconfig, args, None)
     }
 
     /// `kubectl` with another kubeconfig (e.g. `kubeconfig_for(&env.limited_token)`), optional
     /// stdin.
-    pub fn kubectl_with(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    pub(crate) fn kubectl_with(
+        &self,
+        kubeconfig: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Output {
         let mut cmd = Command::new("kubectl");
         cmd.arg("--kubeconfig")
             .arg(kubeconfig)
@@ -418,20 +423,20 @@ impl KubeEnv {
     }
 
     /// `kubectl apply -f -`; panics with kubectl's output on failure.
-    pub fn apply_yaml(&self, yaml: &str) {
+    pub(crate) fn apply_yaml(&self, yaml: &str) {
         let out = self.kubectl_with(&self.kubeconfig, &["apply", "-f", "-"], Some(yaml));
         check(&format!("kubectl apply of\n{yaml}\n"), out);
     }
 
     /// `kubectl <args>`, panicking with its output when it fails; returns stdout.
-    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = check(&format!("kubectl {}", args.join(" ")), self.kubectl(args));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Writes a kubeconfig for `token` into the env's folder and returns its path. The server
     /// certificate is verified against `ca_cert`.
-    pub fn kubeconfig_for(&self, token: &str) -> PathBuf {
+    pub(crate) fn kubeconfig_for(&self, token: &str) -> PathBuf {
         let user = if token == self.token {
             "admin"
         } else if token == self.limited_token {
@@ -463,7 +468,7 @@ impl KubeEnv {
     }
 
     /// The current etcd revision.
-    pub fn etcd_revision(&self) -> i64 {
+    pub(crate) fn etcd_revision(&self) -> i64 {
         let out = check(
             "etcdctl endpoint status",
             run(Command::new(self.etcdctl_bin())
@@ -479,7 +484,7 @@ impl KubeEnv {
 
     /// `etcdctl compact <current revision>`: every older resourceVersion is gone (410 on watch
     /// from it when the apiserver runs with `watch_cache: false`). Returns that revision.
-    pub fn etcd_compact(&self) -> i64 {
+    pub(crate) fn etcd_compact(&self) -> i64 {
         let rev = self.etcd_revision();
         check(
             "etcdctl compact",

@@ -2,9 +2,9 @@
 //! upstreams and a real Envoy, all on free loopback ports.
 #![allow(dead_code)]
 
-pub mod kube;
+pub(crate) mod kube;
 #[allow(unused_imports)]
-pub use demo_upstream::clients as upstream_clients;
+pub(crate) use demo_upstream::clients as upstream_clients;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+pub(crate) const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The demo upstream, the binary of the workspace's `demo-upstream` crate, beside this
 /// package's binary (`cargo test --workspace` builds both; a test run alone builds it here).
-pub fn demo_upstream() -> PathBuf {
+pub(crate) fn demo_upstream() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         let dir = Path::new(env!("CARGO_BIN_EXE_knative-xds"))
@@ -43,7 +43,7 @@ pub fn demo_upstream() -> PathBuf {
 /// A port nobody listens on right now, below Linux's ephemeral range (32768+): a port the
 /// kernel picked for us could be handed out again as the source port of some outgoing
 /// connection before our process binds it. Each test process walks its own stretch.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const LOW: u32 = 20000;
     const SPAN: u32 = 12000;
@@ -64,7 +64,7 @@ pub fn free_port() -> u16 {
 }
 
 /// The Envoy binary: `$ENVOY_BIN`, or the one `scripts/install-envoy.sh` put in `.venv`.
-pub fn envoy_bin() -> PathBuf {
+pub(crate) fn envoy_bin() -> PathBuf {
     if let Ok(p) = std::env::var("ENVOY_BIN") {
         return PathBuf::from(p);
     }
@@ -82,7 +82,7 @@ pub fn envoy_bin() -> PathBuf {
 
 /// Copies `src` to `dst`, giving every demo upstream port (`port: 191xx`) a free port so
 /// tests can run side by side.
-pub fn copy_example(src: &Path, dst: &Path, ports: &mut BTreeMap<u16, u16>) {
+pub(crate) fn copy_example(src: &Path, dst: &Path, ports: &mut BTreeMap<u16, u16>) {
     std::fs::create_dir_all(dst).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();
@@ -96,7 +96,7 @@ pub fn copy_example(src: &Path, dst: &Path, ports: &mut BTreeMap<u16, u16>) {
     }
 }
 
-pub fn remap_ports(text: &str, ports: &mut BTreeMap<u16, u16>) -> String {
+pub(crate) fn remap_ports(text: &str, ports: &mut BTreeMap<u16, u16>) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         let trimmed = line.trim_start().trim_start_matches("- ");
@@ -130,31 +130,31 @@ impl Drop for Proc {
 
 /// Which gateway listener a request goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
+pub(crate) enum Listener {
     External,
     Internal,
 }
 
 /// What the demo upstream saw, plus the status.
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub body: serde_json::Value,
 }
 
 impl Reply {
-    pub fn revision(&self) -> &str {
+    pub(crate) fn revision(&self) -> &str {
         self.body["revision"].as_str().unwrap_or("")
     }
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.body["headers"][name.to_ascii_lowercase()].as_str()
     }
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         self.body["host"].as_str().unwrap_or("")
     }
 }
 
-pub struct Stack {
+pub(crate) struct Stack {
     pub dir: tempfile::TempDir,
     pub manifests: PathBuf,
     pub xds_port: u16,
@@ -172,12 +172,12 @@ pub struct Stack {
 
 impl Stack {
     /// Starts control plane, upstreams and Envoy for a copy of `examples/<example>`.
-    pub async fn start(example: &str, delta: bool) -> Stack {
+    pub(crate) async fn start(example: &str, delta: bool) -> Stack {
         Self::start_dir(&Path::new(REPO).join("examples").join(example), delta).await
     }
 
     /// [`Stack::start`] with the scoped route layout (SRDS) or the default one.
-    pub async fn start_layout(example: &str, delta: bool, scoped: bool) -> Stack {
+    pub(crate) async fn start_layout(example: &str, delta: bool, scoped: bool) -> Stack {
         let args: &[&str] = if scoped {
             &["--route-layout", "scoped"]
         } else {
@@ -186,18 +186,23 @@ impl Stack {
         Self::start_dir_with(&Path::new(REPO).join("examples").join(example), delta, args).await
     }
 
-    pub async fn start_dir(src: &Path, delta: bool) -> Stack {
+    pub(crate) async fn start_dir(src: &Path, delta: bool) -> Stack {
         Self::start_dir_with(src, delta, &[]).await
     }
 
     /// Like [`Stack::start_dir`], with extra `knative-xds serve` flags.
-    pub async fn start_dir_with(src: &Path, delta: bool, cp_args: &[&str]) -> Stack {
+    pub(crate) async fn start_dir_with(src: &Path, delta: bool, cp_args: &[&str]) -> Stack {
         Self::start_full(src, delta, cp_args, None).await
     }
 
     /// Kubernetes mode: the control plane watches the apiserver of `kubeconfig`; the demo
     /// upstreams still come from (a port-remapped copy of) `src`, which the caller applies.
-    pub async fn start_kube(src: &Path, delta: bool, kubeconfig: &Path, cp_args: &[&str]) -> Stack {
+    pub(crate) async fn start_kube(
+        src: &Path,
+        delta: bool,
+        kubeconfig: &Path,
+        cp_args: &[&str],
+    ) -> Stack {
         Self::start_full(src, delta, cp_args, Some(kubeconfig.to_path_buf())).await
     }
 
@@ -245,7 +250,7 @@ impl Stack {
         std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap()
     }
 
-    pub fn read_log(&self, name: &str) -> String {
+    pub(crate) fn read_log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
 
@@ -263,7 +268,7 @@ impl Stack {
         });
     }
 
-    pub fn start_control_plane(&mut self) {
+    pub(crate) fn start_control_plane(&mut self) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_knative-xds"));
         cmd.arg("serve");
         match &self.kubeconfig {
@@ -293,12 +298,12 @@ impl Stack {
     }
 
     /// Kills the control plane (Envoy keeps its config) and returns once it is gone.
-    pub fn stop_control_plane(&mut self) {
+    pub(crate) fn stop_control_plane(&mut self) {
         self.procs.retain(|p| p.name != "knative-xds");
     }
 
     /// Starts the control plane again on the same ports and waits until it is ready.
-    pub async fn restart_control_plane(&mut self) {
+    pub(crate) async fn restart_control_plane(&mut self) {
         self.stop_control_plane();
         self.start_control_plane();
         self.wait_http_ok(
@@ -309,12 +314,12 @@ impl Stack {
     }
 
     /// Stops Envoy (it stops ACKing anything).
-    pub fn stop_envoy(&mut self) {
+    pub(crate) fn stop_envoy(&mut self) {
         self.procs.retain(|p| p.name != "envoy");
     }
 
     /// Starts Envoy (again) and waits until it has listeners.
-    pub async fn restart_envoy(&mut self, delta: bool) {
+    pub(crate) async fn restart_envoy(&mut self, delta: bool) {
         self.stop_envoy();
         self.start_envoy(delta);
         self.wait_envoy_ready().await;
@@ -405,7 +410,7 @@ impl Stack {
     }
 
     /// One Envoy stat by exact name.
-    pub async fn stat(&self, name: &str) -> Option<String> {
+    pub(crate) async fn stat(&self, name: &str) -> Option<String> {
         let url = format!(
             "http://127.0.0.1:{}/stats?filter=^{}$",
             self.envoy_admin_port,
@@ -422,7 +427,7 @@ impl Stack {
     /// The versions of every route resource Envoy applied (RDS, and scopes with the scoped
     /// layout, where both listeners share each object's RouteConfiguration and so its
     /// subscription and stats): changes whenever the routes change.
-    pub async fn routes_version(&self) -> String {
+    pub(crate) async fn routes_version(&self) -> String {
         let url = format!(
             "http://127.0.0.1:{}/stats?filter=^http\\.(external|internal)\\.(scoped_)?rds\\..*version_text$",
             self.envoy_admin_port
@@ -434,7 +439,7 @@ impl Stack {
     }
 
     /// Envoy's stats matching `filter` (a regex) that are not zero.
-    pub async fn nonzero_stats(&self, filter: &str) -> Vec<String> {
+    pub(crate) async fn nonzero_stats(&self, filter: &str) -> Vec<String> {
         let url = format!(
             "http://127.0.0.1:{}/stats?filter={filter}",
             self.envoy_admin_port
@@ -447,12 +452,12 @@ impl Stack {
     }
 
     /// Every `*update_rejected` counter of Envoy that is not zero.
-    pub async fn rejections(&self) -> Vec<String> {
+    pub(crate) async fn rejections(&self) -> Vec<String> {
         self.nonzero_stats("update_rejected").await
     }
 
     /// Asserts Envoy never rejected our config.
-    pub async fn assert_no_rejections(&self) {
+    pub(crate) async fn assert_no_rejections(&self) {
         let r = self.rejections().await;
         assert!(
             r.is_empty(),
@@ -462,7 +467,7 @@ impl Stack {
     }
 
     /// `knative-xds <args>` against this stack's control plane (`--server` added).
-    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_knative-xds"))
             .args(args)
             .args(["--server", &format!("127.0.0.1:{}", self.xds_port)])
@@ -476,7 +481,7 @@ impl Stack {
     }
 
     /// `grpcurl -plaintext <args>` against the xDS port; stdout parsed as JSON when it is.
-    pub fn grpcurl(&self, args: &[&str]) -> String {
+    pub(crate) fn grpcurl(&self, args: &[&str]) -> String {
         let bin = Path::new(REPO).join(".venv/bin/grpcurl");
         let mut cmd = Command::new(&bin);
         cmd.arg("-plaintext");
@@ -499,7 +504,7 @@ impl Stack {
 
     /// ~50 requests/s to `host` on the external listener until the flag is set; the task
     /// returns how many were sent and every non-200 outcome.
-    pub fn background_traffic(
+    pub(crate) fn background_traffic(
         &self,
         host: &str,
     ) -> (
@@ -532,7 +537,7 @@ impl Stack {
     }
 
     /// A JSON admin endpoint of the control plane (`/debug/...`).
-    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+    pub(crate) async fn admin_json(&self, path: &str) -> serde_json::Value {
         let text = self
             .get_text(&format!("http://127.0.0.1:{}{path}", self.admin_port))
             .await;
@@ -540,13 +545,13 @@ impl Stack {
     }
 
     /// The control plane's `/metrics` text.
-    pub async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         self.get_text(&format!("http://127.0.0.1:{}/metrics", self.admin_port))
             .await
     }
 
     /// The body of a GET of `url` (panics if it cannot be fetched).
-    pub async fn get_text(&self, url: &str) -> String {
+    pub(crate) async fn get_text(&self, url: &str) -> String {
         let resp = self.client.get(url).send().await;
         let resp = resp.unwrap_or_else(|e| panic!("GET {url}: {e}"));
         resp.text()
@@ -554,7 +559,7 @@ impl Stack {
             .unwrap_or_else(|e| panic!("GET {url}: {e}"))
     }
 
-    pub fn url(&self, listener: Listener, path: &str) -> String {
+    pub(crate) fn url(&self, listener: Listener, path: &str) -> String {
         let port = match listener {
             Listener::External => self.external_port,
             Listener::Internal => self.internal_port,
@@ -562,7 +567,7 @@ impl Stack {
         format!("http://127.0.0.1:{port}{path}")
     }
 
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         listener: Listener,
         host: &str,
@@ -582,17 +587,17 @@ impl Stack {
         Ok(Reply { status, body })
     }
 
-    pub async fn get(&self, listener: Listener, host: &str) -> Reply {
+    pub(crate) async fn get(&self, listener: Listener, host: &str) -> Reply {
         self.request(listener, host, &[]).await.expect("request")
     }
 
-    pub async fn status(&self, listener: Listener, host: &str) -> u16 {
+    pub(crate) async fn status(&self, listener: Listener, host: &str) -> u16 {
         self.get(listener, host).await.status
     }
 
     /// Sends `n` requests (8 at a time) and counts answers by revision; any non-200 is
     /// counted under `"<status>"`.
-    pub async fn distribution(
+    pub(crate) async fn distribution(
         &self,
         listener: Listener,
         host: &str,
@@ -619,7 +624,7 @@ impl Stack {
 
     /// Writes (or replaces) a manifest file the way an editor would: write then rename,
     /// so the control plane never reads half a file.
-    pub fn write_manifest(&self, rel: &str, text: &str) {
+    pub(crate) fn write_manifest(&self, rel: &str, text: &str) {
         let path = self.manifests.join(rel);
         let tmp = self
             .manifests
@@ -630,7 +635,12 @@ impl Stack {
     }
 
     /// Waits until `f` holds, polling; returns how long it took.
-    pub async fn wait_until<F, Fut>(&self, what: &str, timeout: Duration, mut f: F) -> Duration
+    pub(crate) async fn wait_until<F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: F,
+    ) -> Duration
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -651,13 +661,13 @@ impl Stack {
 }
 
 /// The last `n` lines of `text`.
-pub fn tail_lines(text: &str, n: usize) -> String {
+pub(crate) fn tail_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Share of `key` in `counts`, in percent.
-pub fn percent(counts: &BTreeMap<String, usize>, key: &str) -> f64 {
+pub(crate) fn percent(counts: &BTreeMap<String, usize>, key: &str) -> f64 {
     let total: usize = counts.values().sum();
     100.0 * *counts.get(key).unwrap_or(&0) as f64 / total.max(1) as f64
 }

@@ -7,7 +7,7 @@ pub mod objects;
 pub mod par;
 pub mod parse;
 pub mod store;
-pub mod strmap;
+mod strmap;
 pub mod template;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -13,7 +13,7 @@ use super::Problem;
 
 /// Translates one DomainMapping. `route_ingress` finds the served translation of a
 /// Route (or Knative Service) by key.
-pub fn translate_domain_mapping(
+pub(crate) fn translate_domain_mapping(
     dm: &DomainMapping,
     store: &Store,
     cfg: &KnativeConfig,

@@ -107,7 +107,7 @@ impl Claims {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct HostOwners {
+pub(crate) struct HostOwners {
     /// Every accepted translation, served or not.
     candidates: HashMap<ObjectRef, Arc<Ingress>>,
     /// Host → its claimants, oldest first.
@@ -118,18 +118,18 @@ pub struct HostOwners {
 
 impl HostOwners {
     /// What is served: the candidates that own all their hosts.
-    pub fn served(&self) -> &imbl::OrdMap<ObjectRef, Arc<Ingress>> {
+    pub(crate) fn served(&self) -> &imbl::OrdMap<ObjectRef, Arc<Ingress>> {
         &self.served
     }
 
     /// Candidates that lost a host to an older object.
-    pub fn rejected(&self) -> &BTreeMap<ObjectRef, Rejection> {
+    pub(crate) fn rejected(&self) -> &BTreeMap<ObjectRef, Rejection> {
         &self.rejected
     }
 
     /// Applies changed candidates (`None`: no longer a candidate); returns the origins whose
     /// served translation changed (added, replaced or removed) or whose conflict changed.
-    pub fn update(
+    pub(crate) fn update(
         &mut self,
         changes: impl IntoIterator<Item = (ObjectRef, Option<Arc<Ingress>>)>,
     ) -> BTreeSet<ObjectRef> {

@@ -8,10 +8,10 @@
 //!                     (an invalid object keeps its last good Ingress) ┘
 //! ```
 
-pub mod domain_mapping;
+mod domain_mapping;
 pub mod envoy;
 pub mod explain;
-pub mod hosts;
+mod hosts;
 pub mod ir;
 pub mod kingress;
 pub mod route;

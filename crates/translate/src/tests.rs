@@ -28,19 +28,19 @@ use super::ir::{headers, Backend, HttpPath, Ingress, Rule, Split, Visibility};
 use super::route::{self, RouteInput};
 use super::Problem;
 
-pub const NS: &str = "default";
-pub const SYSTEM_NS: &str = "knative-serving";
-pub const CLUSTER_DOMAIN: &str = "cluster.local";
+pub(crate) const NS: &str = "default";
+pub(crate) const SYSTEM_NS: &str = "knative-serving";
+pub(crate) const CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// A header map (or any string map) from pairs.
-pub fn map<M: FromIterator<(String, String)>>(pairs: &[(&str, &str)]) -> M {
+pub(crate) fn map<M: FromIterator<(String, String)>>(pairs: &[(&str, &str)]) -> M {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-pub fn mk_meta(ns: &str, name: &str) -> ObjectMeta {
+pub(crate) fn mk_meta(ns: &str, name: &str) -> ObjectMeta {
     ObjectMeta {
         name: name.into(),
         namespace: ns.into(),
@@ -48,7 +48,7 @@ pub fn mk_meta(ns: &str, name: &str) -> ObjectMeta {
     }
 }
 
-pub fn ready_status(observed_generation: i64) -> Status {
+pub(crate) fn ready_status(observed_generation: i64) -> Status {
     Status {
         observed_generation: Some(observed_generation),
         conditions: [model::objects::Condition {
@@ -61,7 +61,7 @@ pub fn ready_status(observed_generation: i64) -> Status {
 }
 
 /// A ready HTTP/1 Revision of Configuration (and Knative Service) `config`, in `NS`.
-pub fn mk_revision(name: &str, config: &str) -> Revision {
+pub(crate) fn mk_revision(name: &str, config: &str) -> Revision {
     Revision {
         metadata: ObjectMeta {
             labels: map(&[
@@ -84,13 +84,13 @@ pub fn mk_revision(name: &str, config: &str) -> Revision {
 }
 
 /// Like [`mk_revision`], with the first container port named `h2c`.
-pub fn mk_h2c_revision(name: &str, config: &str) -> Revision {
+pub(crate) fn mk_h2c_revision(name: &str, config: &str) -> Revision {
     let mut rev = mk_revision(name, config);
     rev.spec.containers[0].ports[0].name = Some("h2c".into());
     rev
 }
 
-pub fn mk_configuration(name: &str, latest_ready: Option<&str>) -> Configuration {
+pub(crate) fn mk_configuration(name: &str, latest_ready: Option<&str>) -> Configuration {
     Configuration {
         metadata: mk_meta(NS, name),
         status: ConfigurationStatus {
@@ -101,14 +101,14 @@ pub fn mk_configuration(name: &str, latest_ready: Option<&str>) -> Configuration
     }
 }
 
-pub fn mk_route(name: &str, traffic: Vec<TrafficTarget>) -> Route {
+pub(crate) fn mk_route(name: &str, traffic: Vec<TrafficTarget>) -> Route {
     Route {
         metadata: mk_meta(NS, name),
         spec: RouteSpec { traffic },
     }
 }
 
-pub fn mk_kservice(name: &str, traffic: Vec<TrafficTarget>) -> KService {
+pub(crate) fn mk_kservice(name: &str, traffic: Vec<TrafficTarget>) -> KService {
     KService {
         metadata: mk_meta(NS, name),
         spec: KServiceSpec { traffic },
@@ -116,7 +116,7 @@ pub fn mk_kservice(name: &str, traffic: Vec<TrafficTarget>) -> KService {
 }
 
 /// `{revisionName: rev, percent}`.
-pub fn to_revision(rev: &str, percent: i64) -> TrafficTarget {
+pub(crate) fn to_revision(rev: &str, percent: i64) -> TrafficTarget {
     TrafficTarget {
         revision_name: Some(rev.to_string()),
         percent: Some(percent),
@@ -125,7 +125,7 @@ pub fn to_revision(rev: &str, percent: i64) -> TrafficTarget {
 }
 
 /// `{configurationName: config, percent}`.
-pub fn to_configuration(config: &str, percent: i64) -> TrafficTarget {
+pub(crate) fn to_configuration(config: &str, percent: i64) -> TrafficTarget {
     TrafficTarget {
         configuration_name: Some(config.to_string()),
         percent: Some(percent),
@@ -134,7 +134,7 @@ pub fn to_configuration(config: &str, percent: i64) -> TrafficTarget {
 }
 
 /// `{latestRevision: true, percent}` (in a Knative Service).
-pub fn to_latest(percent: i64) -> TrafficTarget {
+pub(crate) fn to_latest(percent: i64) -> TrafficTarget {
     TrafficTarget {
         latest_revision: Some(true),
         percent: Some(percent),
@@ -142,7 +142,7 @@ pub fn to_latest(percent: i64) -> TrafficTarget {
     }
 }
 
-pub fn tagged(tag: &str, target: TrafficTarget) -> TrafficTarget {
+pub(crate) fn tagged(tag: &str, target: TrafficTarget) -> TrafficTarget {
     TrafficTarget {
         tag: Some(tag.to_string()),
         ..target
@@ -150,7 +150,7 @@ pub fn tagged(tag: &str, target: TrafficTarget) -> TrafficTarget {
 }
 
 /// A Route's placeholder Kubernetes Service, optionally with a visibility label value.
-pub fn mk_placeholder(name: &str, visibility: Option<&str>) -> Service {
+pub(crate) fn mk_placeholder(name: &str, visibility: Option<&str>) -> Service {
     let mut meta = mk_meta(NS, name);
     if let Some(v) = visibility {
         meta.labels = map(&[(model::config::VISIBILITY_LABEL, v)]);
@@ -163,7 +163,7 @@ pub fn mk_placeholder(name: &str, visibility: Option<&str>) -> Service {
 
 /// `config-domain`, `config-network`, `config-features` in the system namespace, each
 /// with the given data.
-pub fn mk_config_maps(
+pub(crate) fn mk_config_maps(
     domain: &[(&str, &str)],
     network: &[(&str, &str)],
     features: &[(&str, &str)],
@@ -180,7 +180,7 @@ pub fn mk_config_maps(
 }
 
 /// The Knative config the three ConfigMaps give (panics on a config error).
-pub fn mk_config(
+pub(crate) fn mk_config(
     domain: &[(&str, &str)],
     network: &[(&str, &str)],
     features: &[(&str, &str)],
@@ -191,12 +191,12 @@ pub fn mk_config(
 }
 
 /// config-domain `example.com`, everything else default (tag-header routing off).
-pub fn example_config() -> KnativeConfig {
+pub(crate) fn example_config() -> KnativeConfig {
     mk_config(&[("example.com", "")], &[], &[])
 }
 
 /// config-domain `example.com` and `tag-header-based-routing: Enabled`.
-pub fn example_config_with_tag_routing() -> KnativeConfig {
+pub(crate) fn example_config_with_tag_routing() -> KnativeConfig {
     mk_config(
         &[("example.com", "")],
         &[],
@@ -204,7 +204,7 @@ pub fn example_config_with_tag_routing() -> KnativeConfig {
     )
 }
 
-pub fn mk_store(objects: impl IntoIterator<Item = Object>) -> Store {
+pub(crate) fn mk_store(objects: impl IntoIterator<Item = Object>) -> Store {
     let mut store = Store::new();
     for o in objects {
         store.apply(o);
@@ -212,7 +212,7 @@ pub fn mk_store(objects: impl IntoIterator<Item = Object>) -> Store {
     store
 }
 
-pub fn translate_route(
+pub(crate) fn translate_route(
     store: &Store,
     cfg: &KnativeConfig,
     r: &Route,
@@ -220,7 +220,7 @@ pub fn translate_route(
     route::translate_route(&RouteInput::from_route(r), store, cfg)
 }
 
-pub fn translate_kservice(
+pub(crate) fn translate_kservice(
     store: &Store,
     cfg: &KnativeConfig,
     svc: &KService,
@@ -231,7 +231,7 @@ pub fn translate_kservice(
 
 /// The problems of a rejected translation.
 #[track_caller]
-pub fn problems(result: Result<Ingress, Vec<Problem>>) -> Vec<Problem> {
+pub(crate) fn problems(result: Result<Ingress, Vec<Problem>>) -> Vec<Problem> {
     match result {
         Ok(ing) => panic!("expected a rejection, got {ing:#?}"),
         Err(p) => p,
@@ -240,7 +240,7 @@ pub fn problems(result: Result<Ingress, Vec<Problem>>) -> Vec<Problem> {
 
 /// Asserts one problem has this field and a message containing `message`.
 #[track_caller]
-pub fn assert_problem(problems: &[Problem], field: &str, message: &str) {
+pub(crate) fn assert_problem(problems: &[Problem], field: &str, message: &str) {
     assert!(
         problems
             .iter()
@@ -250,7 +250,7 @@ pub fn assert_problem(problems: &[Problem], field: &str, message: &str) {
 }
 
 /// A split to revision `rev` of `NS`, with Knative's revision headers.
-pub fn split(rev: &str, port: u16, percent: u32) -> Split {
+pub(crate) fn split(rev: &str, port: u16, percent: u32) -> Split {
     Split {
         backend: Backend {
             namespace: NS.into(),
@@ -263,7 +263,7 @@ pub fn split(rev: &str, port: u16, percent: u32) -> Split {
 }
 
 /// A catch-all path with these splits and no headers.
-pub fn path(splits: Vec<Split>) -> HttpPath {
+pub(crate) fn path(splits: Vec<Split>) -> HttpPath {
     HttpPath {
         prefix: "/".to_string(),
         headers: Default::default(),
@@ -273,17 +273,17 @@ pub fn path(splits: Vec<Split>) -> HttpPath {
     }
 }
 
-pub fn with_append(mut p: HttpPath, key: &str, value: &str) -> HttpPath {
+pub(crate) fn with_append(mut p: HttpPath, key: &str, value: &str) -> HttpPath {
     p.append_headers.insert(key, value);
     p
 }
 
-pub fn with_header_match(mut p: HttpPath, key: &str, value: &str) -> HttpPath {
+pub(crate) fn with_header_match(mut p: HttpPath, key: &str, value: &str) -> HttpPath {
     p.headers.insert(key, value);
     p
 }
 
-pub fn rule(hosts: &[&str], visibility: Visibility, paths: Vec<HttpPath>) -> Rule {
+pub(crate) fn rule(hosts: &[&str], visibility: Visibility, paths: Vec<HttpPath>) -> Rule {
     Rule {
         hosts: hosts.iter().map(|h| (*h).into()).collect(),
         visibility,
@@ -292,7 +292,7 @@ pub fn rule(hosts: &[&str], visibility: Visibility, paths: Vec<HttpPath>) -> Rul
 }
 
 /// The three cluster-local hosts of `hostname` in `NS`, sorted.
-pub fn cluster_local_hosts(hostname: &str) -> Vec<String> {
+pub(crate) fn cluster_local_hosts(hostname: &str) -> Vec<String> {
     vec![
         format!("{hostname}.{NS}"),
         format!("{hostname}.{NS}.svc"),
@@ -301,7 +301,7 @@ pub fn cluster_local_hosts(hostname: &str) -> Vec<String> {
 }
 
 /// Each rule's visibility and hosts, in order.
-pub fn rule_hosts(ing: &Ingress) -> Vec<(Visibility, Vec<String>)> {
+pub(crate) fn rule_hosts(ing: &Ingress) -> Vec<(Visibility, Vec<String>)> {
     ing.rules
         .iter()
         .map(|r| {
@@ -314,13 +314,13 @@ pub fn rule_hosts(ing: &Ingress) -> Vec<(Visibility, Vec<String>)> {
 }
 
 /// A rule's hosts as `&str`s, to compare with literals.
-pub fn strs(hosts: &[std::sync::Arc<str>]) -> Vec<&str> {
+pub(crate) fn strs(hosts: &[std::sync::Arc<str>]) -> Vec<&str> {
     hosts.iter().map(|h| &**h).collect()
 }
 
 /// The rule serving `host`.
 #[track_caller]
-pub fn rule_for<'a>(ing: &'a Ingress, host: &str) -> &'a Rule {
+pub(crate) fn rule_for<'a>(ing: &'a Ingress, host: &str) -> &'a Rule {
     ing.rules
         .iter()
         .find(|r| r.hosts.iter().any(|h| **h == *host))
@@ -328,7 +328,7 @@ pub fn rule_for<'a>(ing: &'a Ingress, host: &str) -> &'a Rule {
 }
 
 /// (revision, port, percent) of each split of a path.
-pub fn split_summary(p: &HttpPath) -> Vec<(String, u16, u32)> {
+pub(crate) fn split_summary(p: &HttpPath) -> Vec<(String, u16, u32)> {
     p.splits
         .iter()
         .map(|s| (s.backend.service.to_string(), s.backend.port, s.percent))
@@ -336,7 +336,7 @@ pub fn split_summary(p: &HttpPath) -> Vec<(String, u16, u32)> {
 }
 
 /// An owner reference to the Knative Service `name`.
-pub fn owned_by_service(name: &str) -> OwnerReference {
+pub(crate) fn owned_by_service(name: &str) -> OwnerReference {
     OwnerReference {
         api_version: "serving.knative.dev/v1".to_string(),
         kind: "Service".to_string(),
