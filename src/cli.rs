@@ -22,10 +22,11 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Serve Envoy gateways over ADS (SotW and Delta) and the admin endpoints.
     Serve(Box<ServeArgs>),
-    /// Print the Envoy resources that would be served, as JSON.
+    /// Print the Envoy resources that would be served (JSON, YAML), or a static Envoy
+    /// bootstrap that serves them with no control plane.
     Render(RenderArgs),
-    /// List every rejected object and why; exit 1 if there is any.
-    Validate(RenderArgs),
+    /// List every error (exit 1) and warning (exit 0, unless --strict) in a folder.
+    Validate(ValidateArgs),
     /// Connected Envoys and whether each has ACKed the current config (asks a running server).
     Status(StatusArgs),
     /// Where a request would be routed, and why (asks a running server).
@@ -142,7 +143,7 @@ impl TranslateArgs {
                     Layout::Scoped => RouteLayout::Scoped,
                 },
             },
-            derive_routes_from_services: true,
+            no_controller: true,
             #[cfg(feature = "testing")]
             check_endpoint_addresses: !self.testing_unchecked_endpoints,
             #[cfg(not(feature = "testing"))]
@@ -198,11 +199,44 @@ pub(crate) struct StatusWriterArgs {
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct RenderArgs {
-    /// Folder of Kubernetes YAML.
+    /// Folder of Kubernetes manifests (YAML or JSON).
     #[arg(long)]
     pub manifests: PathBuf,
+    /// `json`/`yaml`: the resources by type, as served over ADS. `bootstrap`: a complete
+    /// Envoy bootstrap (listeners, routes, clusters with their endpoints inline) for
+    /// `envoy -c`, needing no control plane.
+    #[arg(short = 'o', long, value_enum, default_value_t = RenderFormat::Json)]
+    pub output: RenderFormat,
     #[command(flatten)]
     pub translate: TranslateArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RenderFormat {
+    Json,
+    Yaml,
+    Bootstrap,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ValidateArgs {
+    /// Folder of Kubernetes manifests (YAML or JSON).
+    #[arg(long)]
+    pub manifests: PathBuf,
+    /// Exit 1 on warnings too.
+    #[arg(long)]
+    pub strict: bool,
+    /// `text`: one line per finding; `json`: errors, warnings and skipped files.
+    #[arg(short = 'o', long, value_enum, default_value_t = ValidateFormat::Text)]
+    pub output: ValidateFormat,
+    #[command(flatten)]
+    pub translate: TranslateArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ValidateFormat {
+    Text,
+    Json,
 }
 
 impl StatusWriterArgs {
@@ -285,6 +319,12 @@ fn run_client(fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>) 
     };
     match rt.block_on(fut) {
         Ok(code) => code,
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -300,7 +340,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Some(dir) => app::SourceConfig::Manifests(dir),
         None => {
             // In a cluster Knative's controller makes Routes from Services.
-            options.derive_routes_from_services = false;
+            options.no_controller = false;
             use model::Kind;
             app::SourceConfig::Kube(runtime::sources::kube::KubeOptions {
                 namespaces: args.namespaces.clone(),
@@ -367,22 +407,30 @@ async fn shutdown_signal() {
 }
 
 fn render(args: RenderArgs) -> ExitCode {
-    let (manifests, output, snapshot) =
-        match app::load_once(&args.manifests, args.translate.options()) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return ExitCode::from(2);
-            }
-        };
-    for line in app::problems(&manifests, &output) {
-        eprintln!("warning: {line}");
+    let mut options = args.translate.options();
+    if args.output == RenderFormat::Bootstrap {
+        // Scoped routes need RDS; a static bootstrap holds each listener's routes inline.
+        options.listeners.layout = RouteLayout::PerListener;
     }
-    match serde_json::to_string_pretty(&xds::json::snapshot_json(&snapshot)) {
-        Ok(s) => {
-            println!("{s}");
-            ExitCode::SUCCESS
+    let (manifests, output, snapshot) = match app::load_once(&args.manifests, options) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
         }
+    };
+    for f in app::findings(&manifests, &output).errors {
+        eprintln!("warning: {f}");
+    }
+    let json = xds::json::snapshot_json(&snapshot);
+    let text = match args.output {
+        RenderFormat::Json => serde_json::to_string_pretty(&json).map_err(|e| e.to_string()),
+        RenderFormat::Yaml => serde_saphyr::to_string(&json).map_err(|e| e.to_string()),
+        RenderFormat::Bootstrap => crate::bootstrap::from_snapshot_json(&json)
+            .and_then(|b| serde_json::to_string_pretty(&b).map_err(|e| e.to_string())),
+    };
+    match text {
+        Ok(s) => finish(outln!("{}", s.trim_end()), ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -390,7 +438,7 @@ fn render(args: RenderArgs) -> ExitCode {
     }
 }
 
-fn validate(args: RenderArgs) -> ExitCode {
+fn validate(args: ValidateArgs) -> ExitCode {
     let (manifests, output, _) = match app::load_once(&args.manifests, args.translate.options()) {
         Ok(x) => x,
         Err(e) => {
@@ -398,22 +446,55 @@ fn validate(args: RenderArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let lines = app::problems(&manifests, &output);
-    for line in &lines {
-        println!("{line}");
-    }
-    if lines.is_empty() {
-        println!(
-            "ok: {} routes, {} hosts, no problems",
-            output.ingresses.len(),
-            output
-                .ingresses
-                .iter()
-                .map(|i| i.hosts().count())
-                .sum::<usize>()
-        );
-        ExitCode::SUCCESS
-    } else {
+    let findings = app::findings(&manifests, &output);
+    let failed = !findings.errors.is_empty() || (args.strict && !findings.warnings.is_empty());
+    let code = if failed {
         ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
+    let written = match args.output {
+        ValidateFormat::Json => serde_json::to_string_pretty(&findings)
+            .map_err(std::io::Error::other)
+            .and_then(|s| outln!("{s}")),
+        ValidateFormat::Text => (|| {
+            for f in &findings.errors {
+                outln!("error: {f}")?;
+            }
+            for f in &findings.warnings {
+                outln!("warning: {f}")?;
+            }
+            if !findings.skipped.is_empty() {
+                let skipped: Vec<String> = (findings.skipped.iter())
+                    .map(|p| p.display().to_string())
+                    .collect();
+                outln!(
+                    "skipped (not *.yaml, *.yml or *.json): {}",
+                    skipped.join(", ")
+                )?;
+            }
+            let hosts: usize = output.ingresses.iter().map(|i| i.hosts().count()).sum();
+            outln!(
+                "{}: {} routes, {hosts} hosts, {} errors, {} warnings",
+                if failed { "failed" } else { "ok" },
+                output.ingresses.len(),
+                findings.errors.len(),
+                findings.warnings.len()
+            )
+        })(),
+    };
+    finish(written, code)
+}
+
+/// The exit code once output is written: a closed pipe (`| head`) is not a failure, and
+/// other write errors are reported.
+pub(crate) fn finish(written: std::io::Result<()>, code: ExitCode) -> ExitCode {
+    match written {
+        Ok(()) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing the output: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -89,7 +89,7 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .context("ListProxies")?
         .into_inner();
     if args.client.output == Output::Json {
-        println!("{}", to_json(&resp, "knative_xds.v1.ListProxiesResponse")?);
+        outln!("{}", to_json(&resp, "knative_xds.v1.ListProxiesResponse")?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![[
@@ -128,12 +128,12 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         row.push(if nack.is_empty() { "-".into() } else { nack });
         rows.push(row);
     }
-    print!("{}", table(&rows));
-    println!(
+    out!("{}", table(&rows))?;
+    outln!(
         "current snapshot {}; {} proxies",
         short(&resp.snapshot_version),
         resp.proxies.len()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -164,16 +164,16 @@ pub(crate) async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         .context("Explain")?
         .into_inner();
     if args.client.output == Output::Json {
-        println!("{}", to_json(&resp, "knative_xds.v1.ExplainResponse")?);
+        outln!("{}", to_json(&resp, "knative_xds.v1.ExplainResponse")?)?;
         return Ok(if resp.matched {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         });
     }
-    println!("listener:      {}", resp.listener);
+    outln!("listener:      {}", resp.listener)?;
     if !resp.matched {
-        println!("no match:      {}", resp.reason);
+        outln!("no match:      {}", resp.reason)?;
         return Ok(ExitCode::FAILURE);
     }
     if let Some(o) = &resp.source {
@@ -182,18 +182,20 @@ pub(crate) async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         } else {
             String::new()
         };
-        println!(
+        outln!(
             "from:          {} {}/{}{generation}",
-            o.kind, o.namespace, o.name
-        );
+            o.kind,
+            o.namespace,
+            o.name
+        )?;
     }
-    println!("virtual host:  {}", resp.virtual_host);
+    outln!("virtual host:  {}", resp.virtual_host)?;
     let matches: Vec<String> = resp
         .header_matches
         .iter()
         .map(|h| format!("{}={}", h.name, h.value))
         .collect();
-    println!(
+    outln!(
         "route:         #{} prefix {}{}",
         resp.route_index,
         resp.path_prefix,
@@ -202,12 +204,12 @@ pub(crate) async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         } else {
             format!(" headers {}", matches.join(", "))
         }
-    );
+    )?;
     if !resp.host_rewrite.is_empty() {
-        println!("host rewrite:  {}", resp.host_rewrite);
+        outln!("host rewrite:  {}", resp.host_rewrite)?;
     }
     for h in &resp.headers {
-        println!("sets header:   {}: {}", h.name, h.value);
+        outln!("sets header:   {}: {}", h.name, h.value)?;
     }
     let mut rows = vec![vec![
         "PERCENT".to_string(),
@@ -228,6 +230,6 @@ pub(crate) async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             hs.join(", "),
         ]);
     }
-    print!("{}", table(&rows));
+    out!("{}", table(&rows))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,24 @@
 //! The `knative-xds` command: flags and subcommands in [`cli`], the status/explain client in
 //! [`client`]; everything else is in the workspace's crates (see ARCHITECTURE.md).
 
+/// `println!` that returns the write's error instead of panicking, so a closed pipe
+/// (`knative-xds render | head`) ends the command quietly (see `cli::finish`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)
+    }};
+}
+
+/// `print!`, as [`outln`].
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($t)*)
+    }};
+}
+
+mod bootstrap;
 mod cli;
 mod client;
 

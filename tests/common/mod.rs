@@ -133,6 +133,8 @@ impl Drop for Proc {
 pub(crate) enum Listener {
     External,
     Internal,
+    /// Another gateway's listener on this port (a second Envoy).
+    Port(u16),
 }
 
 /// What the demo upstream saw, plus the status.
@@ -311,6 +313,44 @@ impl Stack {
             Duration::from_secs(20),
         )
         .await;
+    }
+
+    /// Starts a second Envoy on a static bootstrap (no control plane): `bootstrap` is JSON,
+    /// given an admin listener on a free port here; returns once it is ready.
+    pub(crate) async fn start_static_envoy(&mut self, mut bootstrap: serde_json::Value) {
+        let admin = free_port();
+        bootstrap["admin"] = serde_json::json!({"address": {"socketAddress": {"address": "127.0.0.1", "portValue": admin}}});
+        let path = self.dir.path().join("static-bootstrap.json");
+        std::fs::write(&path, bootstrap.to_string()).unwrap();
+        let child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&path)
+            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "info"])
+            .arg("--log-path")
+            .arg(self.dir.path().join("static-envoy.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start envoy");
+        self.procs.push(Proc {
+            name: "static-envoy",
+            child,
+        });
+        let url = format!("http://127.0.0.1:{admin}/ready");
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = self.client.get(&url).send().await {
+                if r.text().await.unwrap_or_default().trim() == "LIVE" {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "static Envoy not ready:\n{}",
+                tail_lines(&self.read_log("static-envoy"), 40)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Stops Envoy (it stops ACKing anything).
@@ -563,6 +603,7 @@ impl Stack {
         let port = match listener {
             Listener::External => self.external_port,
             Listener::Internal => self.internal_port,
+            Listener::Port(p) => p,
         };
         format!("http://127.0.0.1:{port}{path}")
     }

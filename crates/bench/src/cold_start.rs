@@ -17,7 +17,7 @@ use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
 use super::{free_address, round3, status_mb, temp_dir};
-use runtime::sources::manifests::collect_yaml_files;
+use runtime::sources::manifests::collect_manifest_files;
 use workload;
 use xds::{ResourceType, Snapshot};
 
@@ -296,7 +296,8 @@ fn tail(log: &Path) -> String {
 /// The YAML files the server reads below `dir`, and their bytes.
 fn folder_size(dir: &Path) -> anyhow::Result<(usize, u64)> {
     let mut files = Vec::new();
-    collect_yaml_files(dir, &mut files).with_context(|| format!("reading {}", dir.display()))?;
+    collect_manifest_files(dir, &mut files, &mut Vec::new())
+        .with_context(|| format!("reading {}", dir.display()))?;
     if files.is_empty() {
         return Err(anyhow!("no YAML files below {}", dir.display()));
     }

@@ -66,12 +66,28 @@ pub struct KService {
     pub spec: KServiceSpec,
 }
 
-/// (No `template`: nothing reads a Knative Service's or a Configuration's template, whose
-/// Revisions are read instead; kept, it would be held for every one of them, unread.)
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct KServiceSpec {
+    pub template: RevisionTemplate,
     pub traffic: Vec<TrafficTarget>,
+}
+
+/// `spec.template` of a Knative Service or Configuration: only what names the Revision it
+/// stands for and picks its protocol. Read where no controller makes that Revision (a
+/// manifests folder), so that the template implies it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RevisionTemplate {
+    pub metadata: TemplateMeta,
+    pub spec: RevisionSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TemplateMeta {
+    /// Bring-your-own Revision name (`<service>-<suffix>`); Knative generates one otherwise.
+    pub name: Option<Arc<str>>,
 }
 
 /// `serving.knative.dev/v1` Configuration.
@@ -83,10 +99,11 @@ pub struct Configuration {
     pub status: ConfigurationStatus,
 }
 
-/// Empty: see [`KServiceSpec`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub struct ConfigurationSpec {}
+pub struct ConfigurationSpec {
+    pub template: RevisionTemplate,
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]

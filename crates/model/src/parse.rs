@@ -91,9 +91,59 @@ fn documents(text: &str) -> Vec<Document<'_>> {
     docs
 }
 
+/// Whether a file is a manifest by its name: `*.yaml`, `*.yml` or `*.json`.
+pub fn is_manifest(name: &str) -> bool {
+    name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json")
+}
+
 /// Parses a file into the objects of the kinds we read; other kinds are skipped quietly.
+/// A `*.json` file holds one object or a `List`; any other is YAML, of one or more
+/// documents (each may be a `List` too).
 pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Object>, FileError> {
+    if path.extension().is_some_and(|e| e == "json") {
+        return parse_json(path, text);
+    }
     parse_file_with(path, text, &Shipped)
+}
+
+/// A JSON manifest: one object or a `List` of them (what `kubectl get -o json` and kn's
+/// `--target file.json` write).
+fn parse_json(path: &Path, text: &str) -> Result<Vec<Object>, FileError> {
+    let err = |line: Option<usize>, message: String| FileError {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| err(Some(e.line()), e.to_string()))?;
+    let mut out = Vec::new();
+    from_value(value, &mut out).map_err(|m| err(None, m))?;
+    Ok(out)
+}
+
+/// The objects of the kinds we read in one parsed object or `List` (others are skipped).
+fn from_value(value: Value, out: &mut Vec<Object>) -> Result<(), String> {
+    let field = |v: &Value, f: &str| v.get(f).and_then(Value::as_str).unwrap_or("").to_owned();
+    if field(&value, "kind") == "List" {
+        let Value::Object(mut list) = value else {
+            return Ok(());
+        };
+        return match list.remove("items") {
+            Some(Value::Array(items)) => items.into_iter().try_for_each(|i| from_value(i, out)),
+            None | Some(Value::Null) => Ok(()),
+            Some(_) => Err("List: items: not a list".into()),
+        };
+    }
+    let Some(kind) = Kind::from_api(&field(&value, "apiVersion"), &field(&value, "kind")) else {
+        return Ok(());
+    };
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("<unnamed>")
+        .to_owned();
+    out.push(Object::decode_value(kind, value).map_err(|m| format!("{kind} {name}: {m}"))?);
+    Ok(())
 }
 
 /// [`parse_file`] with another YAML reader (the benchmarks compare readers).
@@ -127,6 +177,10 @@ pub fn parse_file_with(
                     continue;
                 }
                 let field = |f: &str| value.get(f).and_then(|v| v.as_str()).unwrap_or("");
+                if field("kind") == "List" {
+                    from_value(value, &mut out).map_err(|m| err(Some(start), m))?;
+                    continue;
+                }
                 match Kind::from_api(field("apiVersion"), field("kind")) {
                     Some(kind) => kind,
                     None => continue,
@@ -245,5 +299,40 @@ mod tests {
         let e2 = parse_file(Path::new("b.yaml"), &broken.replace('\n', "\r\n")).unwrap_err();
         assert_eq!((e1.line, e2.line), (Some(18), Some(18)), "{e1} / {e2}");
         assert!(e1.message.contains("unclosed bracket"), "{e1}");
+    }
+
+    /// JSON manifests (kn's `--target x.json`, `kubectl get -o json`): one object or a
+    /// `List`; a YAML `List` too; errors name the object and the field.
+    #[test]
+    fn json_files_and_lists_are_read() {
+        let svc = r#"{"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+            "metadata": {"name": "s", "namespace": "n", "creationTimestamp": null},
+            "spec": {"template": {"metadata": {"name": "s-1"}}}}"#;
+        let one = parse_file(Path::new("a.json"), svc).unwrap();
+        assert_eq!(one.len(), 1);
+        let Object::KService(k) = &one[0] else {
+            panic!("{one:?}")
+        };
+        assert_eq!(k.spec.template.metadata.name.as_deref(), Some("s-1"));
+        let list = format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [{svc},
+            {{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "d"}}}},
+            {{"apiVersion": "serving.knative.dev/v1", "kind": "Route", "metadata": {{"name": "r"}}}}]}}"#
+        );
+        let objs = parse_file(Path::new("l.json"), &list).unwrap();
+        let kinds: Vec<Kind> = objs.iter().map(Object::kind).collect();
+        assert_eq!(kinds, [Kind::KService, Kind::Route]);
+        // The same List as YAML (JSON is YAML) reads the same.
+        assert_eq!(parse_file(Path::new("l.yaml"), &list).unwrap(), objs);
+
+        let bad = r#"{"apiVersion": "serving.knative.dev/v1", "kind": "Route",
+            "metadata": {"name": "r"}, "spec": {"traffic": [{"percent": "x"}]}}"#;
+        let e = parse_file(Path::new("b.json"), bad).unwrap_err();
+        assert!(
+            e.message.contains("Route r") && e.message.contains("spec.traffic[0].percent"),
+            "{e}"
+        );
+        let e = parse_file(Path::new("b.json"), "{\n  \"kind\": [\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
     }
 }

@@ -984,6 +984,30 @@ impl Object {
         })
     }
 
+    /// Decodes one object of a kind we read from a JSON value (a `*.json` manifest or an
+    /// item of a `List`); the error names the field.
+    pub fn decode_value(kind: Kind, value: serde_json::Value) -> Result<Object, String> {
+        fn de<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+            serde_path_to_error::deserialize(v).map_err(|e| match e.path().to_string() {
+                p if p == "." => e.into_inner().to_string(),
+                p => format!("{p}: {}", e.into_inner()),
+            })
+        }
+        let obj = match kind {
+            Kind::KService => Object::KService(de(value)?),
+            Kind::Route => Object::Route(de(value)?),
+            Kind::Configuration => Object::Configuration(de(value)?),
+            Kind::Revision => Object::Revision(de(value)?),
+            Kind::DomainMapping => Object::DomainMapping(de(value)?),
+            Kind::ClusterDomainClaim => Object::ClusterDomainClaim(de(value)?),
+            Kind::Service => Object::Service(de(value)?),
+            Kind::EndpointSlice => Object::EndpointSlice(de(value)?),
+            Kind::ConfigMap => Object::ConfigMap(de(value)?),
+            Kind::KIngress => Object::KIngress(de(value)?),
+        };
+        obj.normalized().map_err(|e| e.to_string())
+    }
+
     /// Checks the name and fills an empty namespace with `default` (as `kubectl apply`
     /// does); cluster-scoped objects get none.
     pub fn normalized(mut self) -> Result<Object, DecodeError> {

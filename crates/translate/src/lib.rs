@@ -88,8 +88,9 @@ pub struct Options {
     pub system_namespace: String,
     pub cluster_domain: String,
     pub listeners: ListenerSettings,
-    /// Manifests mode: no Knative controller runs, so a Knative Service implies its Route.
-    pub derive_routes_from_services: bool,
+    /// Manifests mode: no Knative controller runs, so a Knative Service implies its Route,
+    /// and Services', Configurations' templates and traffic imply their Revisions.
+    pub no_controller: bool,
     /// Leave invalid endpoint addresses out of the config (always, except in tests that
     /// need Envoy to reject a config).
     pub check_endpoint_addresses: bool,
@@ -104,7 +105,7 @@ impl Default for Options {
             system_namespace: "knative-serving".to_string(),
             cluster_domain: "cluster.local".to_string(),
             listeners: ListenerSettings::default(),
-            derive_routes_from_services: true,
+            no_controller: true,
             check_endpoint_addresses: true,
             ingress_class: None,
         }
@@ -282,13 +283,14 @@ fn compute(
     ingress_mode: bool,
 ) -> Option<Computed> {
     let key = &origin.key;
-    let derive = options.derive_routes_from_services && !ingress_mode;
+    let derive = options.no_controller && !ingress_mode;
+    let implied = options.no_controller;
     match origin.kind {
         Kind::KService if derive => {
             let svc = store.kservices.get(key)?;
             let input = RouteInput::from_kservice(svc);
             let result = match &input {
-                Ok(i) => route::translate_route(i, store, cfg).map(Arc::new),
+                Ok(i) => route::translate_route(i, store, cfg, implied).map(Arc::new),
                 Err(p) => Err(p.clone()),
             };
             let deps = route_deps(origin, input.as_ref().ok(), &result, cfg);
@@ -300,7 +302,7 @@ fn compute(
                 return None;
             }
             let input = RouteInput::from_route(route);
-            let result = route::translate_route(&input, store, cfg).map(Arc::new);
+            let result = route::translate_route(&input, store, cfg, implied).map(Arc::new);
             let deps = route_deps(origin, Some(&input), &result, cfg);
             Some((result, stamped(store, deps)))
         }
@@ -333,7 +335,7 @@ fn owned_by_kservice(
 ) -> bool {
     origin.kind == Kind::Route
         && !ingress_mode
-        && options.derive_routes_from_services
+        && options.no_controller
         && store.routes.contains_key(&origin.key)
         && store.kservices.contains_key(&origin.key)
 }

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use model::config::{HttpOption, KnativeConfig, VISIBILITY_LABEL};
-use model::objects::{KService, ObjectMeta, Revision, Route, TrafficTarget};
+use model::objects::{
+    KService, ObjectMeta, Revision, RevisionSpec, RevisionTemplate, Route, TrafficTarget,
+};
 use model::template::{is_dns1035_label, is_dns1123_subdomain, TemplateData};
 use model::{Kind, ObjectKey, ObjectRef, Store};
 
@@ -208,18 +210,27 @@ pub struct Target {
 pub type TrafficGroups = BTreeMap<String, Vec<Target>>;
 
 /// Knative's `BuildTrafficConfiguration` followed by per-group `consolidate`.
-pub fn resolve_traffic(input: &RouteInput, store: &Store) -> Result<TrafficGroups, Vec<Problem>> {
+///
+/// With `implied` (no controller), a Revision that is named but has no object is taken to
+/// exist and be ready, as Knative's controller would make it: a Configuration's (or a
+/// Knative Service's) latest one is its template's (see [`implied_latest_revision`]), and a
+/// `revisionName` in traffic is one of its earlier ones. Revision objects, when present, win.
+pub fn resolve_traffic(
+    input: &RouteInput,
+    store: &Store,
+    implied: bool,
+) -> Result<TrafficGroups, Vec<Problem>> {
     let ns = &input.meta.namespace;
     let mut problems = Vec::new();
     let mut groups: TrafficGroups = BTreeMap::new();
     for (i, t) in input.traffic.iter().enumerate() {
         let revision_name = match (&t.revision_name, &t.configuration_name) {
             (Some(r), _) if !r.is_empty() => Ok(r.clone()),
-            (_, Some(c)) if !c.is_empty() => latest_ready_revision(store, ns, c)
+            (_, Some(c)) if !c.is_empty() => latest(store, ns, c, implied)
                 .map_err(|m| Problem::new(format!("spec.traffic[{i}].configurationName"), m)),
             // In a Service, "neither" means the Service's own Configuration.
             _ => match &input.service {
-                Some(svc) => latest_ready_revision(store, ns, svc)
+                Some(svc) => latest(store, ns, svc, implied)
                     .map_err(|m| Problem::new(format!("spec.traffic[{i}]"), m)),
                 None => Err(Problem::new(
                     format!("spec.traffic[{i}]"),
@@ -236,38 +247,45 @@ pub fn resolve_traffic(input: &RouteInput, store: &Store) -> Result<TrafficGroup
         };
         let field = || format!("spec.traffic[{i}].revisionName");
         let revision: std::sync::Arc<str> = revision_name.into();
-        let Some(rev) = store
+        let rev = store
             .revisions
-            .get(&ObjectKey::new(&**ns, revision.clone()))
-        else {
-            let revision_name = &revision;
-            problems.push(Problem::new(
-                field(),
-                format!("Revision {revision_name:?} referenced in traffic not found"),
-            ));
-            continue;
-        };
-        if let Some(owner) = input.meta.labels.get(SERVICE_LABEL) {
-            if rev.metadata.labels.get(SERVICE_LABEL) != Some(owner) {
+            .get(&ObjectKey::new(&**ns, revision.clone()));
+        let protocol = match rev {
+            Some(rev) => {
+                if let Some(owner) = input.meta.labels.get(SERVICE_LABEL) {
+                    if rev.metadata.labels.get(SERVICE_LABEL) != Some(owner) {
+                        problems.push(Problem::new(
+                            field(),
+                            format!("Revision {revision:?} is not owned by Service {owner:?}"),
+                        ));
+                        continue;
+                    }
+                }
+                if !revision_ready(rev) {
+                    problems.push(Problem::new(
+                        field(),
+                        format!("Revision {revision:?} is not yet ready"),
+                    ));
+                    continue;
+                }
+                revision_protocol(&rev.spec)
+            }
+            // Its Configuration's template is the best guess of its ports.
+            None if implied => template_of(store, ns, &configuration_of(input, t))
+                .map_or(Protocol::Http1, |tpl| revision_protocol(&tpl.spec)),
+            None => {
                 problems.push(Problem::new(
                     field(),
-                    format!("Revision {revision:?} is not owned by Service {owner:?}"),
+                    format!("Revision {revision:?} referenced in traffic not found"),
                 ));
                 continue;
             }
-        }
-        if !revision_ready(rev) {
-            problems.push(Problem::new(
-                field(),
-                format!("Revision {revision:?} is not yet ready"),
-            ));
-            continue;
-        }
+        };
         let target = Target {
             tag: t.tag.clone().filter(|t| !t.is_empty()),
             revision,
             percent: t.percent.unwrap_or(0),
-            protocol: revision_protocol(rev),
+            protocol,
         };
         if let Some(tag) = &target.tag {
             groups.entry(tag.clone()).or_default().push(target.clone());
@@ -316,13 +334,8 @@ pub fn revision_ready(rev: &Revision) -> bool {
     ready && current
 }
 
-pub fn revision_protocol(rev: &Revision) -> Protocol {
-    let first_port = rev
-        .spec
-        .containers
-        .iter()
-        .flat_map(|c| c.ports.iter())
-        .next();
+pub fn revision_protocol(spec: &RevisionSpec) -> Protocol {
+    let first_port = spec.containers.iter().flat_map(|c| c.ports.iter()).next();
     match first_port.and_then(|p| p.name.as_deref()) {
         Some("h2c") => Protocol::H2c,
         _ => Protocol::Http1,
@@ -364,6 +377,98 @@ pub fn latest_ready_revision(store: &Store, ns: &str, config: &str) -> Result<St
         .ok_or_else(|| {
             format!("Configuration {config:?} is waiting for a Revision to become ready")
         })
+}
+
+/// The latest ready Revision of a Configuration (or a Knative Service's): with `implied`,
+/// its template's when no Revision object of that name says otherwise.
+fn latest(store: &Store, ns: &str, config: &str, implied: bool) -> Result<String, String> {
+    if implied {
+        if let Some(name) = implied_latest_revision(store, ns, config) {
+            return Ok(name);
+        }
+    }
+    latest_ready_revision(store, ns, config)
+}
+
+/// Where no controller runs, the Revision a Configuration's (or Knative Service's) template
+/// stands for: `spec.template.metadata.name`, else Knative's `<name>-<generation, 5
+/// digits>` (generation 1 when absent). `None` when there is no such Configuration, when its
+/// status names the latest ready Revision (an export from a cluster: that is used), when the
+/// name would be generated but Revisions of it are in the folder (they are used), or when a
+/// Revision object of that name exists but is not ready.
+pub fn implied_latest_revision(store: &Store, ns: &str, config: &str) -> Option<String> {
+    let key = ObjectKey::new(ns, config);
+    let (meta, template) = match store.configurations.get(&key) {
+        Some(c) => {
+            let explicit = c.status.latest_ready_revision_name.as_deref();
+            if explicit.is_some_and(|n| !n.is_empty()) {
+                return None;
+            }
+            (&c.metadata, &c.spec.template)
+        }
+        None => {
+            let s = store.kservices.get(&key)?;
+            (&s.metadata, &s.spec.template)
+        }
+    };
+    let name = match template.metadata.name.as_deref().filter(|n| !n.is_empty()) {
+        Some(n) => n.to_string(),
+        // A generated name rests on `metadata.generation`, which hand-written files seldom
+        // keep: where the folder has Revisions of this Configuration, they say which is latest.
+        None if store
+            .revisions_of_configuration(ns, config)
+            .next()
+            .is_some() =>
+        {
+            return None
+        }
+        None => format!("{config}-{:05}", meta.generation.unwrap_or(1)),
+    };
+    match store.revisions.get(&ObjectKey::new(ns, &*name)) {
+        Some(rev) if !revision_ready(rev) => None,
+        _ => Some(name),
+    }
+}
+
+/// The template of a Configuration, else of the Knative Service of that name.
+fn template_of<'s>(store: &'s Store, ns: &str, config: &str) -> Option<&'s RevisionTemplate> {
+    let key = ObjectKey::new(ns, config);
+    match store.configurations.get(&key) {
+        Some(c) => Some(&c.spec.template),
+        None => store.kservices.get(&key).map(|s| &s.spec.template),
+    }
+}
+
+/// The Configuration a traffic entry's Revision belongs to, by Knative's naming: the
+/// entry's, the Service's own, else the name without its last `-suffix`.
+fn configuration_of(input: &RouteInput, t: &TrafficTarget) -> String {
+    if let Some(c) = t.configuration_name.as_deref().filter(|c| !c.is_empty()) {
+        return c.to_string();
+    }
+    if let Some(s) = &input.service {
+        return s.clone();
+    }
+    let r = t.revision_name.as_deref().unwrap_or("");
+    r.rsplit_once('-').map_or(r, |(c, _)| c).to_string()
+}
+
+/// The backends of an Ingress that have no Revision object: the ones implied where no
+/// controller runs (for `validate`'s warnings).
+pub fn implied_revisions(ing: &Ingress, store: &Store) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for rule in &ing.rules {
+        for p in rule.paths.iter() {
+            for s in &p.splits {
+                let b = &s.backend;
+                let key = ObjectKey::new(&*b.namespace, &*b.service);
+                if !store.revisions.contains_key(&key) && !out.iter().any(|o| **o == *b.service) {
+                    out.push(b.service.to_string());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Knative's host expansion of a cluster-local name: `h.ns`, `h.ns.svc`, `h.ns.svc.<cd>`
@@ -551,17 +656,19 @@ fn base_path(ns: &std::sync::Arc<str>, targets: &[Target]) -> HttpPath {
     }
 }
 
-/// Validates, resolves and lays out one Route.
+/// Validates, resolves and lays out one Route. With `implied`, no controller makes Revisions
+/// (a manifests folder): the ones templates and traffic name exist (see [`resolve_traffic`]).
 pub fn translate_route(
     input: &RouteInput,
     store: &Store,
     cfg: &KnativeConfig,
+    implied: bool,
 ) -> Result<Ingress, Vec<Problem>> {
     let mut problems = validate_labels(input);
     problems.extend(validate_traffic(input));
     if !problems.is_empty() {
         return Err(problems);
     }
-    let groups = resolve_traffic(input, store)?;
+    let groups = resolve_traffic(input, store, implied)?;
     make_ingress(input, &groups, store, cfg)
 }

@@ -111,7 +111,10 @@ pub(crate) fn mk_route(name: &str, traffic: Vec<TrafficTarget>) -> Route {
 pub(crate) fn mk_kservice(name: &str, traffic: Vec<TrafficTarget>) -> KService {
     KService {
         metadata: mk_meta(NS, name),
-        spec: KServiceSpec { traffic },
+        spec: KServiceSpec {
+            traffic,
+            ..Default::default()
+        },
     }
 }
 
@@ -217,7 +220,7 @@ pub(crate) fn translate_route(
     cfg: &KnativeConfig,
     r: &Route,
 ) -> Result<Ingress, Vec<Problem>> {
-    route::translate_route(&RouteInput::from_route(r), store, cfg)
+    route::translate_route(&RouteInput::from_route(r), store, cfg, false)
 }
 
 pub(crate) fn translate_kservice(
@@ -226,7 +229,7 @@ pub(crate) fn translate_kservice(
     svc: &KService,
 ) -> Result<Ingress, Vec<Problem>> {
     let input = RouteInput::from_kservice(svc)?;
-    route::translate_route(&input, store, cfg)
+    route::translate_route(&input, store, cfg, false)
 }
 
 /// The problems of a rejected translation.

@@ -14,6 +14,7 @@ use crate::server::{admin, ads::AdsService, lazy::Lazy, Shared};
 use crate::sources::kube::{self as kube_source, KubeOptions};
 use crate::sources::manifests::Manifests;
 use crate::sources::watch::{Changed, FolderWatch};
+use model::{Kind, ObjectRef};
 use translate::{Options, Output, Translator};
 use xds::Snapshot;
 
@@ -36,29 +37,164 @@ pub fn load_once(dir: &Path, options: Options) -> anyhow::Result<(Manifests, Out
     Ok((manifests, output, snapshot))
 }
 
-/// Every problem in a folder, one line each, prefixed with the file it came from.
-pub fn problems(manifests: &Manifests, output: &Output) -> Vec<String> {
-    let mut lines = Vec::new();
+/// One thing `validate` reports: where (file, line, object, field) and what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// `Kind namespace/name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    /// One line: `file:line: object: field: message`, leaving out what is not known.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(l)) => write!(f, "{}:{l}: ", file.display())?,
+            (Some(file), None) => write!(f, "{}: ", file.display())?,
+            _ => {}
+        }
+        if let Some(o) = &self.object {
+            write!(f, "{o}: ")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// What `validate` finds in a folder.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Findings {
+    /// What Knative (or the API server) would reject, or cannot be read.
+    pub errors: Vec<Finding>,
+    /// Served, but likely not what was meant: Revisions implied, backends without
+    /// endpoints, objects defined twice.
+    pub warnings: Vec<Finding>,
+    /// Files that are not manifests, so were not read.
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Everything wrong or doubtful in a folder, each finding with the file it came from.
+pub fn findings(manifests: &Manifests, output: &Output) -> Findings {
+    let mut out = Findings {
+        skipped: manifests.skipped().to_vec(),
+        ..Findings::default()
+    };
+    let file_of = |r: &ObjectRef| manifests.file_of(r).map(Path::to_path_buf);
     for e in manifests.errors() {
-        lines.push(e.to_string());
+        out.errors.push(Finding {
+            file: Some(e.path),
+            line: e.line,
+            object: None,
+            field: None,
+            message: e.message,
+        });
+    }
+    for e in &output.config_errors {
+        out.errors.push(Finding {
+            file: None,
+            line: None,
+            object: Some(format!("ConfigMap {}", e.config_map)),
+            field: Some(format!("data.{}", e.key)),
+            message: e.message.clone(),
+        });
+    }
+    for r in &output.rejections {
+        for p in &r.problems {
+            let mut message = p.message.clone();
+            if r.serving_last_good {
+                message.push_str(" (still serving its last good translation)");
+            }
+            out.errors.push(Finding {
+                file: file_of(&r.object),
+                line: None,
+                object: Some(r.object.to_string()),
+                field: Some(p.field.clone()),
+                message,
+            });
+        }
     }
     for (r, files) in manifests.duplicates() {
         let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-        lines.push(format!(
-            "{r}: defined in several files ({}); the first is used",
-            files.join(", ")
-        ));
+        out.warnings.push(Finding {
+            file: file_of(&r),
+            line: None,
+            object: Some(r.to_string()),
+            field: None,
+            message: format!(
+                "defined in several files ({}); the first is used",
+                files.join(", ")
+            ),
+        });
     }
-    for e in &output.config_errors {
-        lines.push(e.to_string());
-    }
-    for r in &output.rejections {
-        match manifests.file_of(&r.object) {
-            Some(f) => lines.push(format!("{}: {r}", f.display())),
-            None => lines.push(r.to_string()),
+    let store = &manifests.store;
+    let mut without_endpoints = std::collections::BTreeSet::new();
+    for ing in &output.ingresses {
+        if matches!(ing.origin.kind, Kind::Route | Kind::KService) {
+            for rev in translate::route::implied_revisions(ing, store) {
+                out.warnings.push(Finding {
+                    file: file_of(&ing.origin),
+                    line: None,
+                    object: Some(ing.origin.to_string()),
+                    field: None,
+                    message: format!(
+                        "Revision {rev:?} is implied (no Revision object; no controller runs \
+                         here to make one)"
+                    ),
+                });
+            }
+        }
+        for rule in &ing.rules {
+            for p in rule.paths.iter() {
+                for s in &p.splits {
+                    let b = &s.backend;
+                    if !has_endpoints(store, &b.namespace, &b.service) {
+                        without_endpoints.insert((ing.origin.clone(), b.service.clone()));
+                    }
+                }
+            }
         }
     }
-    lines
+    for (origin, service) in without_endpoints {
+        out.warnings.push(Finding {
+            file: file_of(&origin),
+            line: None,
+            object: Some(origin.to_string()),
+            field: None,
+            message: format!(
+                "{service:?} has no ready endpoints (no EndpointSlice for it): its requests \
+                 get 503"
+            ),
+        });
+    }
+    out
+}
+
+/// Whether a Service has an EndpointSlice with a ready address, or is an ExternalName
+/// Service (Envoy resolves it itself).
+fn has_endpoints(store: &model::Store, ns: &str, service: &str) -> bool {
+    let key = model::ObjectKey::new(ns, service);
+    if store
+        .services
+        .get(&key)
+        .is_some_and(|s| s.spec.type_.as_deref() == Some("ExternalName"))
+    {
+        return true;
+    }
+    store.slices_for_service(ns, service).any(|slice| {
+        slice
+            .endpoints
+            .iter()
+            .any(|e| e.conditions.ready != Some(false) && !e.addresses.is_empty())
+    })
 }
 
 pub mod pipeline;
@@ -384,8 +520,9 @@ mod tests {
         w.write_to(dir.path()).unwrap();
         let (manifests, output, _) =
             super::load_once(dir.path(), translate::Options::default()).expect("loads");
-        let problems = super::problems(&manifests, &output);
-        assert!(problems.is_empty(), "{problems:#?}");
+        let found = super::findings(&manifests, &output);
+        assert!(found.errors.is_empty(), "{found:#?}");
+        assert!(found.warnings.is_empty(), "{found:#?}");
         assert_eq!(output.rejections.len(), 0);
         assert_eq!(manifests.store.kservices.len(), 400);
         let mapped = w.domain_mappings();
@@ -397,7 +534,8 @@ mod tests {
         }
         let (manifests, output, _) =
             super::load_once(dir.path(), translate::Options::default()).unwrap();
-        let problems = super::problems(&manifests, &output);
-        assert!(problems.is_empty(), "{problems:#?}");
+        let found = super::findings(&manifests, &output);
+        assert!(found.errors.is_empty(), "{found:#?}");
+        assert!(found.warnings.is_empty(), "{found:#?}");
     }
 }

@@ -275,7 +275,7 @@ impl Pipeline {
     /// translation, otherwise only those the update touched.
     fn update_view(&mut self, update: &Update, dirty: Option<&model::store::DepSet>) {
         let store = self.source.store();
-        let derive = self.translator.options.derive_routes_from_services;
+        let derive = self.translator.options.no_controller;
         // Each object to look at with its new state (filled in below), in key order, in one
         // buffer: after a full translation that is every object, and `ordmap::apply` then
         // rebuilds the view dense.

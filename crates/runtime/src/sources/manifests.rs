@@ -220,6 +220,8 @@ pub struct Manifests {
     /// file's list names it. (A map of every object's files would cost an entry per object.)
     shared: foldhash::HashMap<ObjectRef, Vec<Arc<Path>>>,
     pub store: Store,
+    /// Files below the root that are not manifests (by name), as of the last full reload.
+    skipped: Vec<PathBuf>,
     /// While a first load reads the folder into an empty store: the objects applied so far,
     /// handed to the store at once at the end ([`Store::load`]) instead of one tree search
     /// each, which was most of the work of the thread that applies files. Anything but
@@ -271,7 +273,9 @@ impl Manifests {
     /// cannot be read.
     pub fn reload(&mut self) -> std::io::Result<Reload> {
         let mut paths = Vec::new();
-        collect_yaml_files(&self.root, &mut paths)?;
+        let mut skipped = Vec::new();
+        collect_manifest_files(&self.root, &mut paths, &mut skipped)?;
+        self.skipped = skipped;
         let present: foldhash::HashSet<&Path> = paths.iter().map(|p| p.as_path()).collect();
         let mut reload = Reload::default();
         let mut gone: Vec<PathBuf> = self
@@ -302,7 +306,9 @@ impl Manifests {
             let hidden = rel
                 .components()
                 .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
-            let yaml = p.extension().is_some_and(|e| e == "yaml" || e == "yml");
+            let yaml = p
+                .file_name()
+                .is_some_and(|n| model::parse::is_manifest(&n.to_string_lossy()));
             match std::fs::symlink_metadata(p) {
                 Ok(m) if m.is_dir() => return None,
                 _ if hidden || !yaml => continue, // editor temp files, .git, other files
@@ -538,9 +544,14 @@ impl Manifests {
     }
 }
 
-/// The YAML files below `dir` that a folder's reload reads, in path order: hidden files and
-/// folders are skipped.
-pub fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// The manifest files (`*.yaml`, `*.yml`, `*.json`) below `dir` that a folder's reload reads,
+/// in path order; the other files go to `skipped`. Hidden files and folders are passed over
+/// quietly (`.git`, editors' swap files).
+pub fn collect_manifest_files(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    skipped: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
     // Each entry's name taken once (`sort_by_key` would copy two names per comparison).
     let mut entries: Vec<_> = (std::fs::read_dir(dir)?.filter_map(Result::ok))
         .map(|e| (e.file_name(), e))
@@ -555,15 +566,22 @@ pub fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result
         let Ok(ft) = e.file_type() else { continue };
         if ft.is_dir() {
             // An unreadable sub-folder is skipped, not fatal.
-            let _ = collect_yaml_files(&path, out);
-        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            let _ = collect_manifest_files(&path, out, skipped);
+        } else if model::parse::is_manifest(&name) {
             out.push(path);
+        } else {
+            skipped.push(path);
         }
     }
     Ok(())
 }
 
 impl Manifests {
+    /// The files below the root that are not manifests, so were not read.
+    pub fn skipped(&self) -> &[PathBuf] {
+        &self.skipped
+    }
+
     /// The file an object was read from (the first, if several define it).
     pub fn file_of(&self, r: &ObjectRef) -> Option<&Path> {
         match self.shared.get(r) {
@@ -702,6 +720,28 @@ mod tests {
         assert!(m
             .reload_paths(&["/elsewhere/x.yaml".into()].into())
             .is_none());
+    }
+
+    /// `*.json` files are manifests like YAML ones, on a full reload and a watched change;
+    /// other files are listed as skipped, hidden ones passed over quietly.
+    #[test]
+    fn json_files_are_read_and_other_files_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = r#"{"apiVersion": "serving.knative.dev/v1", "kind": "Route",
+            "metadata": {"name": "j"}, "spec": {"traffic": [{"revisionName": "a", "percent": 100}]}}"#;
+        std::fs::write(dir.path().join("j.json"), json).unwrap();
+        std::fs::write(dir.path().join("README.md"), "# notes").unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join(".git/config"), "x").unwrap();
+        let mut m = Manifests::new(dir.path());
+        m.reload().unwrap();
+        assert_eq!(m.store.routes.len(), 1);
+        assert_eq!(m.skipped(), [dir.path().join("README.md")]);
+        let k = dir.path().join("k.json");
+        std::fs::write(&k, json.replace("\"j\"", "\"k\"")).unwrap();
+        let r = m.reload_paths(&[k].into()).unwrap();
+        assert_eq!(r.changed, 1);
+        assert_eq!(m.store.routes.len(), 2);
     }
 
     /// A first load (staged, then handed to the store at once) gives the store, owners

@@ -220,7 +220,7 @@ fn knative_validation_errors_name_the_field() {
 fn translator() -> Translator {
     Translator::new(Options {
         ingress_class: Some(crate::kingress::DEFAULT_CLASS.to_string()),
-        derive_routes_from_services: false,
+        no_controller: false,
         ..Options::default()
     })
 }

@@ -607,3 +607,123 @@ fn a_loaded_store_is_the_store_applying_each_gives() {
     assert!(dirty.contains(&Dep::ConfigurationRevisions(key("c-1"))));
     assert!(!dirty.contains(&Dep::Object(Kind::Revision, key("r-0005"))));
 }
+
+// Implied Revisions (no controller: a manifests folder) ------------------------------------
+
+fn implied_kservice(svc: &KService, store: &Store) -> Result<Ingress, Vec<Problem>> {
+    let input = RouteInput::from_kservice(svc)?;
+    crate::route::translate_route(&input, store, &example_config(), true)
+}
+
+/// kn's bring-your-own names: the template names the latest Revision, traffic the earlier
+/// ones; none has an object, and all are routed.
+#[test]
+fn implied_revisions_follow_the_template_name_and_traffic() {
+    let mut svc = mk_kservice(
+        "shop",
+        vec![
+            tagged("v1", to_revision("shop-00001", 80)),
+            tagged("v2", to_revision("shop-00002", 20)),
+            tagged("candidate", to_latest(0)),
+        ],
+    );
+    svc.spec.template.metadata.name = Some("shop-00003".into());
+    let store = mk_store([Object::KService(svc.clone())]);
+    let ing = implied_kservice(&svc, &store).unwrap();
+    assert_eq!(
+        split_summary(&rule_for(&ing, "shop.default.example.com").paths[0]),
+        [("shop-00001".into(), 80, 80), ("shop-00002".into(), 80, 20)]
+    );
+    assert_eq!(
+        split_summary(&rule_for(&ing, "candidate-shop.default.example.com").paths[0]),
+        [("shop-00003".into(), 80, 100)]
+    );
+    assert_eq!(
+        crate::route::implied_revisions(&ing, &store),
+        ["shop-00001", "shop-00002", "shop-00003"]
+    );
+    // Where a controller runs, a missing Revision is an error, as in Knative.
+    let p = problems(translate_kservice(&store, &example_config(), &svc));
+    assert_problem(
+        &p,
+        "spec.traffic[0].revisionName",
+        "Revision \"shop-00001\" referenced in traffic not found",
+    );
+}
+
+/// Without a name, Knative's: `<name>-<generation, 5 digits>`, generation 1 when absent.
+#[test]
+fn implied_revision_name_comes_from_the_generation() {
+    let mut svc = mk_kservice("hello", vec![]);
+    let store = mk_store([Object::KService(svc.clone())]);
+    let ing = implied_kservice(&svc, &store).unwrap();
+    assert_eq!(
+        split_summary(&rule_for(&ing, "hello.default.example.com").paths[0]),
+        [("hello-00001".into(), 80, 100)]
+    );
+    svc.metadata.generation = Some(12);
+    let store = mk_store([Object::KService(svc.clone())]);
+    let ing = implied_kservice(&svc, &store).unwrap();
+    assert_eq!(
+        split_summary(&rule_for(&ing, "hello.default.example.com").paths[0]),
+        [("hello-00012".into(), 80, 100)]
+    );
+    // A standalone Configuration's template implies its Revision as well.
+    let mut cfg = mk_configuration("cfg", None);
+    cfg.status = Default::default();
+    cfg.spec.template.metadata.name = Some("cfg-blue".into());
+    let store = mk_store([Object::Configuration(cfg)]);
+    let input = RouteInput::from_route(&mk_route("hello", vec![to_configuration("cfg", 100)]));
+    let ing = crate::route::translate_route(&input, &store, &example_config(), true).unwrap();
+    assert_eq!(default_path(&ing).splits, [split("cfg-blue", 80, 100)]);
+}
+
+/// Revision objects, when present, win: an exported Configuration's status, a Revision
+/// that is not ready, and the protocol of an object's ports over the template's.
+#[test]
+fn revision_objects_win_over_implied_ones() {
+    // The status names the latest ready Revision: used, as in a cluster.
+    let store = store();
+    let input = RouteInput::from_route(&mk_route("hello", vec![to_configuration("cfg", 100)]));
+    let ing = crate::route::translate_route(&input, &store, &example_config(), true).unwrap();
+    assert_eq!(default_path(&ing).splits, [split("r2", 80, 100)]);
+    // The template's Revision exists and is not ready: the latest ready one is served.
+    let mut svc = mk_kservice("hello", vec![]);
+    svc.spec.template.metadata.name = Some("hello-00002".into());
+    let mut unready = mk_revision("hello-00002", "hello");
+    unready.status.as_mut().unwrap().conditions[0].status = "False".into();
+    let store = mk_store([
+        Object::KService(svc.clone()),
+        Object::Revision(mk_revision("hello-00001", "hello")),
+        Object::Revision(unready),
+    ]);
+    let ing = implied_kservice(&svc, &store).unwrap();
+    assert_eq!(
+        split_summary(&rule_for(&ing, "hello.default.example.com").paths[0]),
+        [("hello-00001".into(), 80, 100)]
+    );
+    assert!(crate::route::implied_revisions(&ing, &store).is_empty());
+    // A generated name (generation 7) is not implied over the folder's own Revisions.
+    let mut svc = mk_kservice("hello", vec![]);
+    svc.metadata.generation = Some(7);
+    let store = mk_store([
+        Object::KService(svc.clone()),
+        Object::Revision(mk_revision("hello-00001", "hello")),
+    ]);
+    let ing = implied_kservice(&svc, &store).unwrap();
+    assert_eq!(
+        split_summary(&rule_for(&ing, "hello.default.example.com").paths[0]),
+        [("hello-00001".into(), 80, 100)]
+    );
+    // An implied Revision's protocol is its template's.
+    let mut svc = mk_kservice("grpc", vec![]);
+    svc.spec.template.spec = mk_h2c_revision("x", "grpc").spec;
+    let store = mk_store([Object::KService(svc.clone())]);
+    let ing = implied_kservice(&svc, &store).unwrap();
+    let splits = &rule_for(&ing, "grpc.default.example.com").paths[0].splits;
+    assert_eq!(
+        splits[0],
+        split("grpc-00001", 81, 100),
+        "h2c: the revision's h2c port"
+    );
+}

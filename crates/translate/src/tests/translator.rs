@@ -11,6 +11,14 @@ fn translator() -> Translator {
     Translator::new(Options::default())
 }
 
+/// Where a controller makes Revisions (a missing one is an error, not implied).
+fn cluster_translator() -> Translator {
+    Translator::new(Options {
+        no_controller: false,
+        ..Options::default()
+    })
+}
+
 /// config-domain `example.com`, Revisions `hello-00001`/`hello-00002`, Route `hello`.
 fn store(route: Route) -> Store {
     let [d, n, f] = mk_config_maps(&[("example.com", "")], &[], &[]);
@@ -33,7 +41,7 @@ fn route_ref(ns: &str, name: &str) -> ObjectRef {
 
 #[test]
 fn invalid_route_keeps_last_good_translation() {
-    let mut t = translator();
+    let mut t = cluster_translator();
     let good = mk_route("hello", vec![to_revision("hello-00001", 100)]);
     let first = t.translate(&store(good));
     assert!(first.rejections.is_empty(), "{:?}", first.rejections);
@@ -100,7 +108,7 @@ fn one_invalid_route_does_not_affect_the_others() {
         "broken",
         vec![to_revision("nope", 100)],
     )));
-    let out = translator().translate(&s);
+    let out = cluster_translator().translate(&s);
     assert_eq!(out.ingresses.len(), 1);
     assert_eq!(out.ingresses[0].origin, route_ref(NS, "hello"));
     assert_eq!(out.rejections.len(), 1);
@@ -180,7 +188,7 @@ fn domain_mapping_claiming_a_route_host_conflicts() {
         namespace: None,
     };
     s.apply(Object::DomainMapping(dm));
-    let out = translator().translate(&s);
+    let out = cluster_translator().translate(&s);
     assert_eq!(out.ingresses.len(), 1);
     assert_eq!(out.ingresses[0].origin, route_ref(NS, "hello"));
     assert_eq!(out.rejections[0].object.kind, Kind::DomainMapping);
