@@ -322,20 +322,7 @@ impl Stack {
         bootstrap["admin"] = serde_json::json!({"address": {"socketAddress": {"address": "127.0.0.1", "portValue": admin}}});
         let path = self.dir.path().join("static-bootstrap.json");
         std::fs::write(&path, bootstrap.to_string()).unwrap();
-        let child = Command::new(envoy_bin())
-            .arg("-c")
-            .arg(&path)
-            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "info"])
-            .arg("--log-path")
-            .arg(self.dir.path().join("static-envoy.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start envoy");
-        self.procs.push(Proc {
-            name: "static-envoy",
-            child,
-        });
+        self.spawn_envoy("static-envoy", &path);
         let url = format!("http://127.0.0.1:{admin}/ready");
         let start = Instant::now();
         loop {
@@ -393,20 +380,22 @@ impl Stack {
             );
         let path = self.dir.path().join(file);
         std::fs::write(&path, text).unwrap();
+        self.spawn_envoy("envoy", &path);
+    }
+
+    /// Envoy on `bootstrap`, one worker, logging to `<name>.log`.
+    fn spawn_envoy(&mut self, name: &'static str, bootstrap: &Path) {
         let child = Command::new(envoy_bin())
             .arg("-c")
-            .arg(&path)
+            .arg(bootstrap)
             .args(["--disable-hot-restart", "--concurrency", "1", "-l", "info"])
             .arg("--log-path")
-            .arg(self.dir.path().join("envoy.log"))
+            .arg(self.dir.path().join(format!("{name}.log")))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start envoy");
-        self.procs.push(Proc {
-            name: "envoy",
-            child,
-        });
+        self.procs.push(Proc { name, child });
     }
 
     async fn wait_http_ok(&self, url: &str, timeout: Duration) {

@@ -80,7 +80,39 @@ pub struct KServiceSpec {
 #[serde(default, rename_all = "camelCase")]
 pub struct RevisionTemplate {
     pub metadata: TemplateMeta,
-    pub spec: RevisionSpec,
+    pub spec: TemplateSpec,
+}
+
+/// Of a template's spec, only whether its Revision speaks h2c (its first port's name): kept
+/// for every Knative Service and Configuration, the containers themselves would be held
+/// unread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RevisionSpec", into = "RevisionSpec")]
+pub struct TemplateSpec {
+    pub h2c: bool,
+}
+
+impl From<RevisionSpec> for TemplateSpec {
+    fn from(spec: RevisionSpec) -> TemplateSpec {
+        TemplateSpec {
+            h2c: spec.first_port_name() == Some("h2c"),
+        }
+    }
+}
+
+impl From<TemplateSpec> for RevisionSpec {
+    fn from(spec: TemplateSpec) -> RevisionSpec {
+        let ports = match spec.h2c {
+            true => vec![ContainerPort {
+                name: Some("h2c".into()),
+                container_port: None,
+            }],
+            false => Vec::new(),
+        };
+        RevisionSpec {
+            containers: vec![Container { ports }],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +158,14 @@ pub struct Revision {
 #[serde(default, rename_all = "camelCase")]
 pub struct RevisionSpec {
     pub containers: Vec<Container>,
+}
+
+impl RevisionSpec {
+    /// The name of the first port of any container: `h2c` picks HTTP/2 (Knative's rule).
+    pub fn first_port_name(&self) -> Option<&str> {
+        let first = self.containers.iter().flat_map(|c| c.ports.iter()).next();
+        first.and_then(|p| p.name.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -271,8 +271,10 @@ pub fn resolve_traffic(
                 revision_protocol(&rev.spec)
             }
             // Its Configuration's template is the best guess of its ports.
-            None if implied => template_of(store, ns, &configuration_of(input, t))
-                .map_or(Protocol::Http1, |tpl| revision_protocol(&tpl.spec)),
+            None if implied => match template_of(store, ns, &configuration_of(input, t)) {
+                Some(tpl) if tpl.spec.h2c => Protocol::H2c,
+                _ => Protocol::Http1,
+            },
             None => {
                 problems.push(Problem::new(
                     field(),
@@ -335,8 +337,7 @@ pub fn revision_ready(rev: &Revision) -> bool {
 }
 
 pub fn revision_protocol(spec: &RevisionSpec) -> Protocol {
-    let first_port = spec.containers.iter().flat_map(|c| c.ports.iter()).next();
-    match first_port.and_then(|p| p.name.as_deref()) {
+    match spec.first_port_name() {
         Some("h2c") => Protocol::H2c,
         _ => Protocol::Http1,
     }

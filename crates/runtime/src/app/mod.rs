@@ -122,58 +122,47 @@ pub fn findings(manifests: &Manifests, output: &Output) -> Findings {
             });
         }
     }
+    // A warning about an object, found in its file.
+    let about = |r: &ObjectRef, message: String| Finding {
+        file: file_of(r),
+        line: None,
+        object: Some(r.to_string()),
+        field: None,
+        message,
+    };
     for (r, files) in manifests.duplicates() {
         let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-        out.warnings.push(Finding {
-            file: file_of(&r),
-            line: None,
-            object: Some(r.to_string()),
-            field: None,
-            message: format!(
-                "defined in several files ({}); the first is used",
-                files.join(", ")
-            ),
-        });
+        let message = format!(
+            "defined in several files ({}); the first is used",
+            files.join(", ")
+        );
+        out.warnings.push(about(&r, message));
     }
     let store = &manifests.store;
     let mut without_endpoints = std::collections::BTreeSet::new();
     for ing in &output.ingresses {
         if matches!(ing.origin.kind, Kind::Route | Kind::KService) {
             for rev in translate::route::implied_revisions(ing, store) {
-                out.warnings.push(Finding {
-                    file: file_of(&ing.origin),
-                    line: None,
-                    object: Some(ing.origin.to_string()),
-                    field: None,
-                    message: format!(
-                        "Revision {rev:?} is implied (no Revision object; no controller runs \
-                         here to make one)"
-                    ),
-                });
+                let message = format!(
+                    "Revision {rev:?} is implied (no Revision object; no controller runs here \
+                     to make one)"
+                );
+                out.warnings.push(about(&ing.origin, message));
             }
         }
-        for rule in &ing.rules {
-            for p in rule.paths.iter() {
-                for s in &p.splits {
-                    let b = &s.backend;
-                    if !has_endpoints(store, &b.namespace, &b.service) {
-                        without_endpoints.insert((ing.origin.clone(), b.service.clone()));
-                    }
-                }
+        let backends = ing.rules.iter().flat_map(|r| r.paths.iter());
+        for s in backends.flat_map(|p| p.splits.iter()) {
+            let b = &s.backend;
+            if !has_endpoints(store, &b.namespace, &b.service) {
+                without_endpoints.insert((ing.origin.clone(), b.service.clone()));
             }
         }
     }
     for (origin, service) in without_endpoints {
-        out.warnings.push(Finding {
-            file: file_of(&origin),
-            line: None,
-            object: Some(origin.to_string()),
-            field: None,
-            message: format!(
-                "{service:?} has no ready endpoints (no EndpointSlice for it): its requests \
-                 get 503"
-            ),
-        });
+        let message = format!(
+            "{service:?} has no ready endpoints (no EndpointSlice for it): its requests get 503"
+        );
+        out.warnings.push(about(&origin, message));
     }
     out
 }

@@ -717,7 +717,7 @@ fn revision_objects_win_over_implied_ones() {
     );
     // An implied Revision's protocol is its template's.
     let mut svc = mk_kservice("grpc", vec![]);
-    svc.spec.template.spec = mk_h2c_revision("x", "grpc").spec;
+    svc.spec.template.spec = mk_h2c_revision("x", "grpc").spec.into();
     let store = mk_store([Object::KService(svc.clone())]);
     let ing = implied_kservice(&svc, &store).unwrap();
     let splits = &rule_for(&ing, "grpc.default.example.com").paths[0].splits;
