@@ -439,7 +439,7 @@ fn render(args: RenderArgs) -> ExitCode {
 }
 
 fn validate(args: ValidateArgs) -> ExitCode {
-    let (manifests, output, _) = match app::load_once(&args.manifests, args.translate.options()) {
+    let (manifests, output) = match app::translate_once(&args.manifests, args.translate.options()) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e:#}");

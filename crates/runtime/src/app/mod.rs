@@ -18,21 +18,25 @@ use model::{Kind, ObjectRef};
 use translate::{Options, Output, Translator};
 use xds::Snapshot;
 
-/// Loads a folder once and translates it.
-pub fn load_once(dir: &Path, options: Options) -> anyhow::Result<(Manifests, Output, Snapshot)> {
+/// Loads a folder once and translates it (what `validate` needs).
+pub fn translate_once(dir: &Path, options: Options) -> anyhow::Result<(Manifests, Output)> {
     let mut manifests = Manifests::new(dir);
     manifests
         .reload()
         .with_context(|| format!("reading manifests folder {}", dir.display()))?;
-    let mut translator = Translator::new(options);
-    let output = translator.translate_ingresses(&manifests.store);
+    let output = Translator::new(options).translate_ingresses(&manifests.store);
+    Ok((manifests, output))
+}
+
+/// Loads a folder once, translates it and builds the snapshot `serve` would send.
+pub fn load_once(dir: &Path, options: Options) -> anyhow::Result<(Manifests, Output, Snapshot)> {
+    let (manifests, output) = translate_once(dir, options.clone())?;
     // The builder `serve` uses, so `render` shows the very bytes Envoy would be sent.
-    let o = &translator.options;
     let snapshot = builder::IncrementalBuilder::new().build(
         &output.ingresses,
         &manifests.store,
-        &o.listeners,
-        o.check_endpoint_addresses,
+        &options.listeners,
+        options.check_endpoint_addresses,
     );
     Ok((manifests, output, snapshot))
 }
@@ -507,8 +511,8 @@ mod tests {
         let w = workload::generate(400, 11);
         let dir = tempfile::tempdir().unwrap();
         w.write_to(dir.path()).unwrap();
-        let (manifests, output, _) =
-            super::load_once(dir.path(), translate::Options::default()).expect("loads");
+        let (manifests, output) =
+            super::translate_once(dir.path(), translate::Options::default()).expect("loads");
         let found = super::findings(&manifests, &output);
         assert!(found.errors.is_empty(), "{found:#?}");
         assert!(found.warnings.is_empty(), "{found:#?}");
@@ -521,8 +525,8 @@ mod tests {
             let (path, text) = w.change(i);
             std::fs::write(dir.path().join(path), text).unwrap();
         }
-        let (manifests, output, _) =
-            super::load_once(dir.path(), translate::Options::default()).unwrap();
+        let (manifests, output) =
+            super::translate_once(dir.path(), translate::Options::default()).unwrap();
         let found = super::findings(&manifests, &output);
         assert!(found.errors.is_empty(), "{found:#?}");
         assert!(found.warnings.is_empty(), "{found:#?}");
