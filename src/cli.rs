@@ -412,6 +412,7 @@ fn render(args: RenderArgs) -> ExitCode {
         // Scoped routes need RDS; a static bootstrap holds each listener's routes inline.
         options.listeners.layout = RouteLayout::PerListener;
     }
+    let check_addresses = options.check_endpoint_addresses;
     let (manifests, output, snapshot) = match app::load_once(&args.manifests, options) {
         Ok(x) => x,
         Err(e) => {
@@ -419,7 +420,8 @@ fn render(args: RenderArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    for f in app::findings(&manifests, &output).errors {
+    let found = app::findings(&manifests, &output, check_addresses);
+    for f in found.errors.iter().chain(&found.warnings) {
         eprintln!("warning: {f}");
     }
     let json = xds::json::snapshot_json(&snapshot);
@@ -439,14 +441,16 @@ fn render(args: RenderArgs) -> ExitCode {
 }
 
 fn validate(args: ValidateArgs) -> ExitCode {
-    let (manifests, output) = match app::translate_once(&args.manifests, args.translate.options()) {
+    let options = args.translate.options();
+    let check_addresses = options.check_endpoint_addresses;
+    let (manifests, output) = match app::translate_once(&args.manifests, options) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
-    let findings = app::findings(&manifests, &output);
+    let findings = app::findings(&manifests, &output, check_addresses);
     let failed = !findings.errors.is_empty() || (args.strict && !findings.warnings.is_empty());
     let code = if failed {
         ExitCode::FAILURE

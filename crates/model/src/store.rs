@@ -953,6 +953,36 @@ impl Store {
     }
 }
 
+/// What one object is deserialized from, whichever its kind: a YAML document (through a
+/// reader) or a JSON value.
+trait Source {
+    type Error;
+    fn read<T: serde::de::DeserializeOwned>(self) -> Result<T, Self::Error>;
+}
+
+struct YamlDocument<'a, R> {
+    reader: &'a R,
+    text: &'a str,
+}
+
+impl<R: crate::yaml::Reader> Source for YamlDocument<'_, R> {
+    type Error = crate::yaml::Error;
+    fn read<T: serde::de::DeserializeOwned>(self) -> Result<T, Self::Error> {
+        self.reader.read(self.text)
+    }
+}
+
+impl Source for serde_json::Value {
+    type Error = String;
+    /// The error names the field (`spec.traffic[0].percent: ...`).
+    fn read<T: serde::de::DeserializeOwned>(self) -> Result<T, String> {
+        serde_path_to_error::deserialize(self).map_err(|e| match e.path().to_string() {
+            p if p == "." => e.into_inner().to_string(),
+            p => format!("{p}: {}", e.into_inner()),
+        })
+    }
+}
+
 impl Object {
     /// Decodes one YAML document of a kind we read, keeping the line (relative to the
     /// document) in the error.
@@ -966,18 +996,7 @@ impl Object {
         text: &str,
         reader: &impl crate::yaml::Reader,
     ) -> Result<Object, crate::yaml::Error> {
-        let obj = match kind {
-            Kind::KService => Object::KService(reader.read(text)?),
-            Kind::Route => Object::Route(reader.read(text)?),
-            Kind::Configuration => Object::Configuration(reader.read(text)?),
-            Kind::Revision => Object::Revision(reader.read(text)?),
-            Kind::DomainMapping => Object::DomainMapping(reader.read(text)?),
-            Kind::ClusterDomainClaim => Object::ClusterDomainClaim(reader.read(text)?),
-            Kind::Service => Object::Service(reader.read(text)?),
-            Kind::EndpointSlice => Object::EndpointSlice(reader.read(text)?),
-            Kind::ConfigMap => Object::ConfigMap(reader.read(text)?),
-            Kind::KIngress => Object::KIngress(reader.read(text)?),
-        };
+        let obj = Object::of_kind(kind, YamlDocument { reader, text })?;
         obj.normalized().map_err(|e| crate::yaml::Error {
             line: None,
             message: e.to_string(),
@@ -987,25 +1006,25 @@ impl Object {
     /// Decodes one object of a kind we read from a JSON value (a `*.json` manifest or an
     /// item of a `List`); the error names the field.
     pub fn decode_value(kind: Kind, value: serde_json::Value) -> Result<Object, String> {
-        fn de<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
-            serde_path_to_error::deserialize(v).map_err(|e| match e.path().to_string() {
-                p if p == "." => e.into_inner().to_string(),
-                p => format!("{p}: {}", e.into_inner()),
-            })
-        }
-        let obj = match kind {
-            Kind::KService => Object::KService(de(value)?),
-            Kind::Route => Object::Route(de(value)?),
-            Kind::Configuration => Object::Configuration(de(value)?),
-            Kind::Revision => Object::Revision(de(value)?),
-            Kind::DomainMapping => Object::DomainMapping(de(value)?),
-            Kind::ClusterDomainClaim => Object::ClusterDomainClaim(de(value)?),
-            Kind::Service => Object::Service(de(value)?),
-            Kind::EndpointSlice => Object::EndpointSlice(de(value)?),
-            Kind::ConfigMap => Object::ConfigMap(de(value)?),
-            Kind::KIngress => Object::KIngress(de(value)?),
-        };
-        obj.normalized().map_err(|e| e.to_string())
+        Object::of_kind(kind, value)?
+            .normalized()
+            .map_err(|e| e.to_string())
+    }
+
+    /// `source` deserialized as an object of `kind`.
+    fn of_kind<S: Source>(kind: Kind, source: S) -> Result<Object, S::Error> {
+        Ok(match kind {
+            Kind::KService => Object::KService(source.read()?),
+            Kind::Route => Object::Route(source.read()?),
+            Kind::Configuration => Object::Configuration(source.read()?),
+            Kind::Revision => Object::Revision(source.read()?),
+            Kind::DomainMapping => Object::DomainMapping(source.read()?),
+            Kind::ClusterDomainClaim => Object::ClusterDomainClaim(source.read()?),
+            Kind::Service => Object::Service(source.read()?),
+            Kind::EndpointSlice => Object::EndpointSlice(source.read()?),
+            Kind::ConfigMap => Object::ConfigMap(source.read()?),
+            Kind::KIngress => Object::KIngress(source.read()?),
+        })
     }
 
     /// Checks the name and fills an empty namespace with `default` (as `kubectl apply`

@@ -671,6 +671,18 @@ pub fn cluster_for(
     (c, Some(cla))
 }
 
+/// Whether Envoy gets an address to send a backend's requests to: its Service is
+/// ExternalName, or [`cluster_for`]'s endpoints are not empty.
+pub fn backend_has_endpoints(b: &Backend, store: &Store, check_addresses: bool) -> bool {
+    let svc = store
+        .services
+        .get(&ObjectKey::new(b.namespace.clone(), b.service.clone()));
+    let external = svc.is_some_and(|s| {
+        s.spec.type_.as_deref() == Some("ExternalName") && s.spec.external_name.is_some()
+    });
+    external || !ready_addresses(b, svc, store, check_addresses).is_empty()
+}
+
 /// Ready addresses of the Service's EndpointSlices, on the slice port that backs the
 /// Service port (matched by port name, as Kubernetes does).
 fn ready_addresses(

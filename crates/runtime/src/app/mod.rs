@@ -87,7 +87,8 @@ pub struct Findings {
 }
 
 /// Everything wrong or doubtful in a folder, each finding with the file it came from.
-pub fn findings(manifests: &Manifests, output: &Output) -> Findings {
+/// `check_addresses` as in [`Options`]: whether invalid endpoint addresses are left out.
+pub fn findings(manifests: &Manifests, output: &Output, check_addresses: bool) -> Findings {
     let mut out = Findings {
         skipped: manifests.skipped().to_vec(),
         ..Findings::default()
@@ -157,7 +158,7 @@ pub fn findings(manifests: &Manifests, output: &Output) -> Findings {
         let backends = ing.rules.iter().flat_map(|r| r.paths.iter());
         for s in backends.flat_map(|p| p.splits.iter()) {
             let b = &s.backend;
-            if !has_endpoints(store, &b.namespace, &b.service) {
+            if !translate::envoy::backend_has_endpoints(b, store, check_addresses) {
                 without_endpoints.insert((ing.origin.clone(), b.service.clone()));
             }
         }
@@ -169,25 +170,6 @@ pub fn findings(manifests: &Manifests, output: &Output) -> Findings {
         out.warnings.push(about(&origin, message));
     }
     out
-}
-
-/// Whether a Service has an EndpointSlice with a ready address, or is an ExternalName
-/// Service (Envoy resolves it itself).
-fn has_endpoints(store: &model::Store, ns: &str, service: &str) -> bool {
-    let key = model::ObjectKey::new(ns, service);
-    if store
-        .services
-        .get(&key)
-        .is_some_and(|s| s.spec.type_.as_deref() == Some("ExternalName"))
-    {
-        return true;
-    }
-    store.slices_for_service(ns, service).any(|slice| {
-        slice
-            .endpoints
-            .iter()
-            .any(|e| e.conditions.ready != Some(false) && !e.addresses.is_empty())
-    })
 }
 
 pub mod pipeline;
@@ -513,7 +495,7 @@ mod tests {
         w.write_to(dir.path()).unwrap();
         let (manifests, output) =
             super::translate_once(dir.path(), translate::Options::default()).expect("loads");
-        let found = super::findings(&manifests, &output);
+        let found = super::findings(&manifests, &output, true);
         assert!(found.errors.is_empty(), "{found:#?}");
         assert!(found.warnings.is_empty(), "{found:#?}");
         assert_eq!(output.rejections.len(), 0);
@@ -527,7 +509,7 @@ mod tests {
         }
         let (manifests, output) =
             super::translate_once(dir.path(), translate::Options::default()).unwrap();
-        let found = super::findings(&manifests, &output);
+        let found = super::findings(&manifests, &output, true);
         assert!(found.errors.is_empty(), "{found:#?}");
         assert!(found.warnings.is_empty(), "{found:#?}");
     }

@@ -880,3 +880,30 @@ mod scoped_layout {
         }
     }
 }
+
+/// `validate`'s "no endpoints" warning asks what the cluster gets: a slice on another port
+/// than the one backing the Service port gives none; an ExternalName Service needs none.
+#[test]
+fn backend_has_endpoints_as_its_cluster_does() {
+    use crate::envoy::backend_has_endpoints;
+    let backend = |svc: &str| split(svc, 80, 100).backend;
+    let mut ext = mk_service("ext", vec![port("http", 80, 80)]);
+    ext.spec.type_ = Some("ExternalName".into());
+    ext.spec.external_name = Some("gateway.example.net".into());
+    let store = mk_store([
+        Object::Service(mk_service(R1, vec![port("http", 80, 8012)])),
+        Object::EndpointSlice(mk_slice("s1", R1, &[("http", 8012)], &[("10.0.0.1", None)])),
+        Object::Service(mk_service(R2, vec![port("http", 80, 8012)])),
+        Object::EndpointSlice(mk_slice("s2", R2, &[("other", 9)], &[("10.0.0.2", None)])),
+        Object::Service(ext),
+    ]);
+    assert!(backend_has_endpoints(&backend(R1), &store, true));
+    assert!(!backend_has_endpoints(&backend(R2), &store, true));
+    assert!(backend_has_endpoints(&backend("ext"), &store, true));
+    assert!(!backend_has_endpoints(&backend("none"), &store, true));
+    let cfg = build_one(&store, one_split_ingress(R2, 80));
+    assert!(
+        endpoint_addresses(&cfg.endpoints[0]).is_empty(),
+        "the same rule"
+    );
+}
