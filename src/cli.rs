@@ -122,6 +122,24 @@ pub(crate) struct TranslateArgs {
     /// How virtual hosts are grouped into RouteConfigurations.
     #[arg(long, value_enum, default_value_t = Layout::Scoped)]
     pub route_layout: Layout,
+    /// Gateway port of the external HTTPS listener (there while a certificate is served).
+    #[arg(long, default_value_t = 8443, env = "KNATIVE_XDS_EXTERNAL_HTTPS_PORT")]
+    pub external_https_port: u16,
+    /// Gateway port of the cluster-local HTTPS listener (cluster-local hosts with their own
+    /// certificate).
+    #[arg(long, default_value_t = 8444, env = "KNATIVE_XDS_INTERNAL_HTTPS_PORT")]
+    pub internal_https_port: u16,
+    /// A `kubernetes.io/tls` Secret (`NAMESPACE/NAME`, typically a wildcard certificate)
+    /// serving every external host that has no certificate of its own.
+    #[arg(long, env = "KNATIVE_XDS_DEFAULT_TLS_SECRET")]
+    pub default_tls_secret: Option<String>,
+    /// Lowest TLS version the HTTPS listeners accept.
+    #[arg(long, value_enum, default_value_t = TlsMin::V1_2)]
+    pub tls_min_version: TlsMin,
+    /// TLS 1.2 cipher suites in preference order, comma-separated (BoringSSL names, `[a|b]`
+    /// for equal preference); default: Envoy's.
+    #[arg(long, value_delimiter = ',', env = "KNATIVE_XDS_TLS_CIPHER_SUITES")]
+    pub tls_cipher_suites: Vec<String>,
     /// Pass invalid endpoint addresses to Envoy unchecked, so it rejects them: for the
     /// tests of NACK reporting only (the `testing` feature; release builds do not have it).
     #[cfg(feature = "testing")]
@@ -129,9 +147,39 @@ pub(crate) struct TranslateArgs {
     pub testing_unchecked_endpoints: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TlsMin {
+    #[value(name = "1.2")]
+    V1_2,
+    #[value(name = "1.3")]
+    V1_3,
+}
+
 impl TranslateArgs {
-    fn options(&self) -> Options {
-        Options {
+    /// The translation options; an error names the flag.
+    fn options(&self) -> Result<Options, String> {
+        let default_secret = match &self.default_tls_secret {
+            None => None,
+            Some(s) => match s.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                    Some(model::ObjectKey::new(ns, name))
+                }
+                _ => {
+                    return Err(format!(
+                        "--default-tls-secret {s:?}: expected NAMESPACE/NAME"
+                    ))
+                }
+            },
+        };
+        let suites: Vec<String> = self
+            .tls_cipher_suites
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        translate::tls::check_cipher_suites(&suites)
+            .map_err(|e| format!("--tls-cipher-suites: {e}"))?;
+        Ok(Options {
             system_namespace: self.system_namespace.clone(),
             cluster_domain: self.cluster_domain.clone(),
             listeners: ListenerSettings {
@@ -142,6 +190,16 @@ impl TranslateArgs {
                     Layout::PerListener => RouteLayout::PerListener,
                     Layout::Scoped => RouteLayout::Scoped,
                 },
+                tls: translate::tls::TlsSettings {
+                    external_port: self.external_https_port,
+                    internal_port: self.internal_https_port,
+                    default_secret,
+                    min_version: match self.tls_min_version {
+                        TlsMin::V1_2 => translate::tls::TlsVersion::V1_2,
+                        TlsMin::V1_3 => translate::tls::TlsVersion::V1_3,
+                    },
+                    cipher_suites: suites,
+                },
             },
             no_controller: true,
             #[cfg(feature = "testing")]
@@ -149,7 +207,7 @@ impl TranslateArgs {
             #[cfg(not(feature = "testing"))]
             check_endpoint_addresses: true,
             ingress_class: (self.mode == Mode::Ingress).then(|| self.ingress_class.clone()),
-        }
+        })
     }
 }
 
@@ -334,7 +392,13 @@ fn run_client(fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>) 
 
 fn serve(args: ServeArgs) -> ExitCode {
     init_logging(args.log_format);
-    let mut options = args.translate.options();
+    let mut options = match args.translate.options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let ingress_mode = args.translate.mode == Mode::Ingress;
     let source = match args.manifests.clone() {
         Some(dir) => app::SourceConfig::Manifests(dir),
@@ -407,20 +471,25 @@ async fn shutdown_signal() {
 }
 
 fn render(args: RenderArgs) -> ExitCode {
-    let mut options = args.translate.options();
+    let mut options = match args.translate.options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if args.output == RenderFormat::Bootstrap {
         // Scoped routes need RDS; a static bootstrap holds each listener's routes inline.
         options.listeners.layout = RouteLayout::PerListener;
     }
-    let check_addresses = options.check_endpoint_addresses;
-    let (manifests, output, snapshot) = match app::load_once(&args.manifests, options) {
+    let (manifests, output, snapshot) = match app::load_once(&args.manifests, options.clone()) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
-    let found = app::findings(&manifests, &output, check_addresses);
+    let found = app::findings(&manifests, &output, &options);
     for f in found.errors.iter().chain(&found.warnings) {
         eprintln!("warning: {f}");
     }
@@ -441,16 +510,21 @@ fn render(args: RenderArgs) -> ExitCode {
 }
 
 fn validate(args: ValidateArgs) -> ExitCode {
-    let options = args.translate.options();
-    let check_addresses = options.check_endpoint_addresses;
-    let (manifests, output) = match app::translate_once(&args.manifests, options) {
+    let options = match args.translate.options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (manifests, output) = match app::translate_once(&args.manifests, options.clone()) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
-    let findings = app::findings(&manifests, &output, check_addresses);
+    let findings = app::findings(&manifests, &output, &options);
     let failed = !findings.errors.is_empty() || (args.strict && !findings.warnings.is_empty());
     let code = if failed {
         ExitCode::FAILURE

@@ -18,6 +18,9 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/filters/http/router/v3/router.proto",
     "envoy/extensions/filters/http/lua/v3/lua.proto",
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+    "envoy/extensions/transport_sockets/tls/v3/tls.proto",
+    "envoy/extensions/transport_sockets/tls/v3/secret.proto",
+    "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
     "envoy/service/discovery/v3/ads.proto",
     "envoy/service/status/v3/csds.proto",
 ];

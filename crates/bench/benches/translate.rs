@@ -125,6 +125,7 @@ fn one_change(c: &mut Criterion) {
                 &o.listeners,
                 true,
                 Encoded::default(),
+                None,
             )
             .published_after(None);
         g.bench_function(format!("pipeline/{routes}"), |b| {
@@ -140,6 +141,7 @@ fn one_change(c: &mut Criterion) {
                     &o.listeners,
                     true,
                     Encoded::default(),
+                    None,
                 );
                 previous = snap.published_after(Some(&previous));
                 black_box(previous.len())

@@ -96,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         &options.listeners,
         true,
         Encoded::default(),
+        None,
     );
     let after_snapshot = stage("Envoy resources (snapshot)", after_translation, t);
 

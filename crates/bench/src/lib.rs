@@ -344,7 +344,7 @@ async fn drive(
     // What the clients must end up with, and where each change shows: a fresh render.
     let initial = render(dir, options)?;
     let resolver = Resolver::new(&initial, &options.cluster_domain)?;
-    let mut expected_counts = [0usize; 5];
+    let mut expected_counts = [0usize; ResourceType::COUNT];
     let mut resources = BTreeMap::new();
     for (i, ty) in ResourceType::ORDERED.into_iter().enumerate() {
         expected_counts[i] = initial.resources(ty).len();
@@ -519,20 +519,21 @@ async fn final_check(
     let first_difference = difference_from_render(&rendered, &served, cfg.mode == Mode::Baseline);
     let server_matches_render = first_difference.is_none();
     // name hash → version hash, per type, as the clients keep them.
-    let expected: [HashMap<u64, u64>; 5] = std::array::from_fn(|i| match cfg.protocol {
-        Protocol::Delta => served[i]
-            .iter()
-            .map(|(n, v)| (name_hash(n.as_bytes()), name_hash(v.as_bytes())))
-            .collect(),
-        Protocol::Sotw => rendered
-            .resources(ResourceType::ORDERED[i])
-            .values()
-            .map(|r| {
-                let name = xds::names::wire(&r.name);
-                (name_hash(name.as_bytes()), content_hash(&r.value()))
-            })
-            .collect(),
-    });
+    let expected: [HashMap<u64, u64>; ResourceType::COUNT] =
+        std::array::from_fn(|i| match cfg.protocol {
+            Protocol::Delta => served[i]
+                .iter()
+                .map(|(n, v)| (name_hash(n.as_bytes()), name_hash(v.as_bytes())))
+                .collect(),
+            Protocol::Sotw => rendered
+                .resources(ResourceType::ORDERED[i])
+                .values()
+                .map(|r| {
+                    let name = xds::names::wire(&r.name);
+                    (name_hash(name.as_bytes()), content_hash(&r.value()))
+                })
+                .collect(),
+        });
     drop(rendered);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -583,7 +584,7 @@ fn render(dir: &Path, options: &Options) -> anyhow::Result<Snapshot> {
 /// first type whose names (and, unless `any_version`, versions) differ.
 fn difference_from_render(
     rendered: &Snapshot,
-    served: &[BTreeMap<String, String>; 5],
+    served: &[BTreeMap<String, String>; ResourceType::COUNT],
     any_version: bool,
 ) -> Option<String> {
     ResourceType::ORDERED
@@ -743,7 +744,7 @@ struct ClientShared {
     interner: Interner,
     /// Encoded bytes of every response, per client.
     bytes: Vec<AtomicU64>,
-    expected_counts: [usize; 5],
+    expected_counts: [usize; ResourceType::COUNT],
     /// Bounds concurrent connection attempts.
     connect: tokio::sync::Semaphore,
 }
@@ -778,7 +779,7 @@ fn ti(ty: ResourceType) -> usize {
 #[derive(Debug, Default)]
 struct ClientState {
     /// Per type: name hash → version hash.
-    held: [HashMap<u64, u64>; 5],
+    held: [HashMap<u64, u64>; ResourceType::COUNT],
     /// Cluster name hash → the EDS name it needs (None: not an EDS cluster).
     clusters: HashMap<u64, Option<Arc<str>>>,
     /// Listener name hash → what it references.
@@ -786,13 +787,13 @@ struct ClientState {
     /// Scope name hash → its RouteConfiguration.
     scopes: HashMap<u64, Arc<str>>,
     /// Per type (EDS, SRDS, RDS): subscribed name → how many resources reference it.
-    refs: [HashMap<Arc<str>, u32>; 5],
+    refs: [HashMap<Arc<str>, u32>; ResourceType::COUNT],
     /// Subscription changes not yet sent: name → subscribe (true) / unsubscribe (false).
-    pending: [HashMap<Arc<str>, bool>; 5],
+    pending: [HashMap<Arc<str>, bool>; ResourceType::COUNT],
     /// SotW: `version_info` and nonce of the latest response, per type.
-    sotw_last: [(String, String); 5],
+    sotw_last: [(String, String); ResourceType::COUNT],
     /// Types requested at least once.
-    requested: [bool; 5],
+    requested: [bool; ResourceType::COUNT],
     initial_reported: bool,
     probe_id: u64,
     probe_before: Option<u64>,
@@ -886,7 +887,7 @@ impl ClientState {
                     }
                 }
             }
-            ResourceType::Endpoint | ResourceType::Route => {}
+            ResourceType::Endpoint | ResourceType::Secret | ResourceType::Route => {}
         }
     }
 
@@ -910,7 +911,7 @@ impl ClientState {
                     self.decref(ResourceType::Route, &rc);
                 }
             }
-            ResourceType::Endpoint | ResourceType::Route => {}
+            ResourceType::Endpoint | ResourceType::Secret | ResourceType::Route => {}
         }
     }
 
@@ -962,7 +963,7 @@ impl ClientState {
         None
     }
 
-    fn complete(&self, expected: &[usize; 5]) -> bool {
+    fn complete(&self, expected: &[usize; ResourceType::COUNT]) -> bool {
         self.held.iter().zip(expected).all(|(h, n)| h.len() == *n)
     }
 }
@@ -1442,7 +1443,9 @@ async fn wait_ready(
 }
 
 /// The server's `/debug/snapshot`: per type (in [`ResourceType::ORDERED`]), name → version.
-async fn debug_snapshot(admin: SocketAddr) -> anyhow::Result<[BTreeMap<String, String>; 5]> {
+async fn debug_snapshot(
+    admin: SocketAddr,
+) -> anyhow::Result<[BTreeMap<String, String>; ResourceType::COUNT]> {
     let (status, body) = http_get(admin, "/debug/snapshot").await?;
     anyhow::ensure!(status == 200, "/debug/snapshot answered {status}");
     let v: serde_json::Value = serde_json::from_slice(&body).context("/debug/snapshot JSON")?;

@@ -25,6 +25,7 @@ use translate::envoy::{
     RouteLayout, EXTERNAL, INTERNAL,
 };
 use translate::ir::Ingress;
+use translate::tls::{self, TlsPlan, EXTERNAL_TLS, INTERNAL_TLS};
 
 /// Virtual hosts as (name, encoded bytes).
 type EncodedHosts = Vec<(String, Vec<u8>)>;
@@ -33,8 +34,9 @@ type EncodedHosts = Vec<(String, Vec<u8>)>;
 /// the per-listener layout's hosts boxed apart: one is kept per served object.)
 struct CachedIngress {
     ingress: Arc<Ingress>,
-    /// Per-listener layout: (external, internal) virtual hosts.
-    hosts: Option<Box<(EncodedHosts, EncodedHosts)>>,
+    /// Per-listener layout: the virtual hosts of the external, internal, external HTTPS
+    /// and internal HTTPS listeners.
+    hosts: Option<Box<[EncodedHosts; 4]>>,
     /// Scoped layout: this object's RouteConfigurations, encoded. (Its scopes are not kept
     /// here, ~9 an object: their names follow from the Ingress.)
     routes: Box<[Arc<Resource>]>,
@@ -66,11 +68,18 @@ pub struct IncrementalBuilder {
     /// (A sorted `Vec`: nearly always one backend, and a `BTreeSet` node is ~0.5 KB.)
     by_service: HashMap<ObjectKey, Vec<Backend>>,
     /// The current resources of each type (persistent maps: a snapshot is an O(1) copy).
-    maps: [ResourceMap; 5],
+    maps: [ResourceMap; ResourceType::COUNT],
     /// Inserts (`Some`) and removals (`None`) not yet applied to `maps`, in order: applied
     /// together at the end of a build, so that a cold start's maps are built dense
     /// ([`xds::ordmap::apply`]).
-    pending: [Vec<MapOp>; 5],
+    pending: [Vec<MapOp>; ResourceType::COUNT],
+    /// Served objects that name certificates: what HTTPS planning reads (besides Secrets).
+    tls_objects: std::collections::BTreeMap<ObjectRef, Arc<Ingress>>,
+    planner: tls::Planner,
+    /// The HTTPS side of the current snapshot.
+    plan: TlsPlan,
+    /// `plan` was made since the settings were set.
+    planned: bool,
 }
 
 /// An insert (`Some`) or a removal (`None`) of the named resource.
@@ -110,15 +119,22 @@ impl IncrementalBuilder {
     /// Builds the snapshot of `ingresses`, reusing whatever did not change since the
     /// previous call (it compares every object and backend: O(all), but nothing unchanged
     /// is re-encoded).
+    /// `now` (Unix seconds) checks certificates' validity (`None`: not checked).
     pub fn build(
         &mut self,
         ingresses: &[Arc<Ingress>],
         store: &Store,
         settings: &ListenerSettings,
         check_addresses: bool,
+        now: Option<i64>,
     ) -> Snapshot {
         self.configure(settings, check_addresses);
-        self.compare_all(ingresses, store, Encoded::default())
+        self.compare_all(ingresses, store, Encoded::default(), now)
+    }
+
+    /// The HTTPS side of the last snapshot built: certificates served, and problems.
+    pub fn tls_plan(&self) -> &TlsPlan {
+        &self.plan
     }
 
     /// Applies whatever differs between the objects built and `ingresses`, and rebuilds
@@ -128,6 +144,7 @@ impl IncrementalBuilder {
         ingresses: &[Arc<Ingress>],
         store: &Store,
         ahead: Encoded,
+        now: Option<i64>,
     ) -> Snapshot {
         let mut changes: Vec<(ObjectRef, Option<Arc<Ingress>>)> = Vec::new();
         let mut present = foldhash::HashSet::default();
@@ -147,7 +164,7 @@ impl IncrementalBuilder {
             }
         }
         let services: Vec<ObjectKey> = self.by_service.keys().cloned().collect();
-        self.apply(changes, services, store, ahead)
+        self.apply(changes, services, true, store, ahead, now)
     }
 
     /// Brings the snapshot up to date with the translator's [`translate::Update`]:
@@ -164,13 +181,17 @@ impl IncrementalBuilder {
         settings: &ListenerSettings,
         check_addresses: bool,
         ahead: Encoded,
+        now: Option<i64>,
     ) -> Snapshot {
         let reset = self.configure(settings, check_addresses);
         let Some(dirty) = dirty.filter(|_| !reset) else {
             // New settings, or everything changed: every object and backend is compared.
             let all: Vec<Arc<Ingress>> = served.values().cloned().collect();
-            return self.compare_all(&all, store, ahead);
+            return self.compare_all(&all, store, ahead, now);
         };
+        let secrets_changed = dirty
+            .iter()
+            .any(|d| matches!(d, Dep::Object(Kind::Secret, _)));
         let changes = changed
             .iter()
             .map(|o| (o.clone(), served.get(o).cloned()))
@@ -182,7 +203,7 @@ impl IncrementalBuilder {
                 _ => None,
             })
             .collect();
-        self.apply(changes, services, store, ahead)
+        self.apply(changes, services, secrets_changed, store, ahead, now)
     }
 
     /// Starts over when the settings change; returns whether it did.
@@ -229,21 +250,39 @@ impl IncrementalBuilder {
         self.pending[ty as usize].push((name, None));
     }
 
+    /// Applies object changes and rebuilds the backends of `services`; plans HTTPS again
+    /// when an object naming certificates changed, a Secret changed (`secrets_changed`) or
+    /// a certificate's validity did by `now`.
     fn apply(
         &mut self,
         changes: Vec<(ObjectRef, Option<Arc<Ingress>>)>,
         services: Vec<ObjectKey>,
+        secrets_changed: bool,
         store: &Store,
         mut ahead: Encoded,
+        now: Option<i64>,
     ) -> Snapshot {
         let Some((settings, check_addresses)) = self.settings.clone() else {
             return Snapshot::default();
         };
         let scoped = settings.layout == RouteLayout::Scoped;
+        let default_cert = settings.tls.default_secret.is_some();
+        let mut replan = secrets_changed
+            || self
+                .plan
+                .next_change
+                .zip(now)
+                .is_some_and(|(at, now)| now >= at);
         // Removals first: a host can move from one object to another in one change.
         let mut added = Vec::new();
         let mut objects_changed = false;
         for (origin, new) in changes {
+            let had_tls = self.tls_objects.remove(&origin).is_some();
+            if let Some(n) = new.as_ref().filter(|n| !n.tls.is_empty()) {
+                self.tls_objects.insert(origin.clone(), n.clone());
+                replan = true;
+            }
+            replan |= had_tls;
             if let Some(old) = self.ingresses.remove(&origin) {
                 if new.as_ref().is_some_and(|n| Arc::ptr_eq(n, &old.ingress)) {
                     self.ingresses.insert(origin, old);
@@ -255,9 +294,17 @@ impl IncrementalBuilder {
                 }
                 if scoped {
                     let vhosts = virtual_hosts(&old.ingress, true);
-                    let (_, names) = scoped_resources_with(&old.ingress, vhosts, |l, key, _| {
-                        xds::names::scope(l, key)
-                    });
+                    let (_, mut names) =
+                        scoped_resources_with(&old.ingress, vhosts, |l, key, _| {
+                            xds::names::scope(l, key)
+                        });
+                    let rc: Arc<str> = "".into();
+                    names.extend(tls::https_scopes_with(
+                        &old.ingress,
+                        default_cert,
+                        &rc,
+                        |l, key, _| xds::names::scope(l, key),
+                    ));
                     for n in names {
                         self.remove(ResourceType::ScopedRoute, n.into());
                     }
@@ -274,14 +321,14 @@ impl IncrementalBuilder {
         let mut encoded = Vec::with_capacity(added.len());
         let mut rest = Vec::new();
         for ing in added {
-            match ahead.take(&ing, scoped) {
+            match ahead.take(&ing, scoped, default_cert) {
                 Some(e) => encoded.push(e),
                 None => rest.push(ing),
             }
         }
         drop(ahead); // what host ownership did not serve, before the big allocations
         encoded.extend(model::par::map(&rest, PARALLEL_MIN, |ing| {
-            encode_ingress(ing.clone(), scoped)
+            encode_ingress(ing.clone(), scoped, default_cert)
         }));
         let mut new_backends: Vec<Backend> = encoded
             .iter()
@@ -378,19 +425,29 @@ impl IncrementalBuilder {
             }
         }
 
-        if !scoped && objects_changed {
+        let https_before: Vec<&'static str> = envoy::https_listener_names(&self.plan).collect();
+        if replan || !self.planned {
+            self.replan(&settings, store, now, &https_before);
+            self.planned = true;
+        }
+        let https: Vec<&'static str> = envoy::https_listener_names(&self.plan).collect();
+
+        if !scoped && (objects_changed || https != https_before) {
             // One RouteConfiguration per listener: reassembled from the cached virtual hosts.
-            let mut external = Vec::new();
-            let mut internal = Vec::new();
+            let mut all: [Vec<&(String, Vec<u8>)>; 4] = Default::default();
             for c in self.ingresses.values() {
                 if let Some(hosts) = &c.hosts {
-                    external.extend(hosts.0.iter());
-                    internal.extend(hosts.1.iter());
+                    for (out, h) in all.iter_mut().zip(hosts.iter()) {
+                        out.extend(h.iter());
+                    }
                 }
             }
-            external.sort_by(|a, b| a.0.cmp(&b.0));
-            internal.sort_by(|a, b| a.0.cmp(&b.0));
-            for (name, vhosts) in [(EXTERNAL, external), (INTERNAL, internal)] {
+            let names = [EXTERNAL, INTERNAL, EXTERNAL_TLS, INTERNAL_TLS];
+            for (name, mut vhosts) in names.into_iter().zip(all) {
+                if (name == EXTERNAL_TLS || name == INTERNAL_TLS) && !https.contains(&name) {
+                    continue;
+                }
+                vhosts.sort_by(|a, b| a.0.cmp(&b.0));
                 let rc = route_configuration_bytes(name, vhosts.iter().map(|(_, b)| b.as_slice()));
                 let r = Resource::from_encoded(name, ResourceType::Route, rc);
                 self.pending[ResourceType::Route as usize].push((r.name.clone(), Some(r)));
@@ -400,10 +457,76 @@ impl IncrementalBuilder {
         for (map, ops) in self.maps.iter_mut().zip(&mut self.pending) {
             xds::ordmap::apply(map, std::mem::take(ops));
         }
-        let [clusters, endpoints, listeners, scoped_routes, routes] = self.maps.clone();
+        let [clusters, endpoints, secrets, listeners, scoped_routes, routes] = self.maps.clone();
         let mut s = Snapshot::new(clusters, endpoints, listeners, routes);
         *s.resources_mut(ResourceType::ScopedRoute) = scoped_routes;
+        *s.resources_mut(ResourceType::Secret) = secrets;
         s
+    }
+
+    /// Plans HTTPS again and files what changed: Secrets, the HTTPS listeners, and (when
+    /// a listener comes or goes) its scope placeholder or RouteConfiguration.
+    fn replan(
+        &mut self,
+        settings: &ListenerSettings,
+        store: &Store,
+        now: Option<i64>,
+        https_before: &[&'static str],
+    ) {
+        let plan = self.planner.plan(
+            self.tls_objects.values().map(|i| &**i),
+            store,
+            &settings.tls,
+            now,
+        );
+        for (name, c) in &plan.secrets {
+            if self.plan.secrets.get(name) != Some(c) {
+                let r = Resource::new(name.clone(), &tls::secret(name, c));
+                self.insert(ResourceType::Secret, r);
+            }
+        }
+        let gone: Vec<Arc<str>> = self
+            .plan
+            .secrets
+            .keys()
+            .filter(|n| !plan.secrets.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.remove(ResourceType::Secret, name);
+        }
+        let chains_changed =
+            plan.external != self.plan.external || plan.internal != self.plan.internal;
+        if chains_changed {
+            for l in envoy::https_listeners(settings, &plan) {
+                let r = Resource::new(l.name.as_str(), &l);
+                self.insert(ResourceType::Listener, r);
+            }
+        }
+        let https: Vec<&'static str> = envoy::https_listener_names(&plan).collect();
+        let scoped = settings.layout == RouteLayout::Scoped;
+        for name in [EXTERNAL_TLS, INTERNAL_TLS] {
+            let (was, is) = (https_before.contains(&name), https.contains(&name));
+            if was && !is {
+                self.remove(ResourceType::Listener, name.into());
+                if scoped {
+                    let (rc, scope) = envoy::scoped_placeholder(name);
+                    self.remove(ResourceType::ScopedRoute, scope.name.into());
+                    self.remove(ResourceType::Route, rc.name.into());
+                } else {
+                    self.remove(ResourceType::Route, name.into());
+                }
+            }
+            if is && !was && scoped {
+                let (rc, scope) = envoy::scoped_placeholder(name);
+                self.insert(
+                    ResourceType::ScopedRoute,
+                    Resource::new(scope.name.as_str(), &scope),
+                );
+                self.insert(ResourceType::Route, Resource::new(rc.name.as_str(), &rc));
+            }
+        }
+        self.plan = plan;
     }
 
     fn release(&mut self, b: &Backend) {
@@ -449,6 +572,7 @@ impl IncrementalBuilder {
 #[derive(Default)]
 pub struct Encoded {
     scoped: bool,
+    default_cert: bool,
     by_object: HashMap<usize, (CachedIngress, Vec<Arc<Resource>>)>,
 }
 
@@ -457,8 +581,9 @@ impl Encoded {
         &mut self,
         ing: &Arc<Ingress>,
         scoped: bool,
+        default_cert: bool,
     ) -> Option<(CachedIngress, Vec<Arc<Resource>>)> {
-        if self.scoped != scoped {
+        if self.scoped != scoped || self.default_cert != default_cert {
             return None;
         }
         // The entry holds its `Arc`, so no other object can have had this address meanwhile.
@@ -469,8 +594,13 @@ impl Encoded {
 
 /// Encodes `ingresses` one after the other until `done` is set (at a cold start, on the
 /// core the translator leaves idle while it settles host ownership).
-pub fn encode_ahead(ingresses: &[Arc<Ingress>], layout: RouteLayout, done: &AtomicBool) -> Encoded {
-    let scoped = layout == RouteLayout::Scoped;
+pub fn encode_ahead(
+    ingresses: &[Arc<Ingress>],
+    settings: &ListenerSettings,
+    done: &AtomicBool,
+) -> Encoded {
+    let scoped = settings.layout == RouteLayout::Scoped;
+    let default_cert = settings.tls.default_secret.is_some();
     let mut by_object = HashMap::default();
     for ing in ingresses {
         if done.load(Ordering::Relaxed) {
@@ -478,18 +608,43 @@ pub fn encode_ahead(ingresses: &[Arc<Ingress>], layout: RouteLayout, done: &Atom
         }
         by_object.insert(
             Arc::as_ptr(ing) as usize,
-            encode_ingress(ing.clone(), scoped),
+            encode_ingress(ing.clone(), scoped, default_cert),
         );
     }
-    Encoded { scoped, by_object }
+    Encoded {
+        scoped,
+        default_cert,
+        by_object,
+    }
 }
 
 /// One object's resources, encoded: its cache record, and its scopes (which the record does
 /// not keep).
-fn encode_ingress(ing: Arc<Ingress>, scoped: bool) -> (CachedIngress, Vec<Arc<Resource>>) {
+fn encode_ingress(
+    ing: Arc<Ingress>,
+    scoped: bool,
+    default_cert: bool,
+) -> (CachedIngress, Vec<Arc<Resource>>) {
     let vhosts = virtual_hosts(&ing, scoped);
     let (routes, scopes, hosts) = if scoped {
-        let (r, s) = scoped_resources_with(&ing, vhosts, scope_resource);
+        let (r, mut s) = scoped_resources_with(&ing, vhosts, scope_resource);
+        if default_cert || !ing.tls.is_empty() {
+            // The HTTPS listeners' scopes point at the object's RouteConfiguration too
+            // (sharing its name).
+            let name = envoy::scoped_route_config_name(&ing);
+            let rc = s
+                .iter()
+                .filter_map(|s| s.route_config())
+                .find(|n| ***n == *name)
+                .cloned()
+                .unwrap_or_else(|| name.into());
+            s.extend(tls::https_scopes_with(
+                &ing,
+                default_cert,
+                &rc,
+                scope_resource,
+            ));
+        }
         // Each RouteConfiguration shares its name with the scopes that point at it.
         let routes = r
             .iter()
@@ -511,10 +666,16 @@ fn encode_ingress(ing: Arc<Ingress>, scoped: bool) -> (CachedIngress, Vec<Arc<Re
                 .map(|h| (h.name.clone(), h.encode_to_vec()))
                 .collect()
         };
+        let (ext_tls, int_tls) = tls::https_virtual_hosts(&ing, default_cert);
         (
             Vec::new(),
             Vec::new(),
-            Some(Box::new((encode(&vhosts.0), encode(&vhosts.1)))),
+            Some(Box::new([
+                encode(&vhosts.0),
+                encode(&vhosts.1),
+                encode(&ext_tls),
+                encode(&int_tls),
+            ])),
         )
     };
     let backends: BTreeSet<&Backend> = ing.backends().collect();
@@ -612,6 +773,8 @@ pub fn snapshot_from_envoy(cfg: &translate::EnvoyConfig, previous: Option<&Snaps
         |s| &s.name,
         previous,
     );
+    *s.resources_mut(ResourceType::Secret) =
+        encode(ResourceType::Secret, &cfg.secrets, |s| &s.name, previous);
     s
 }
 
@@ -647,6 +810,7 @@ mod tests {
             store,
             &t.options.listeners,
             t.options.check_endpoint_addresses,
+            None,
         )
     }
 
@@ -690,10 +854,14 @@ mod tests {
                     &options.listeners,
                     options.check_endpoint_addresses,
                     ahead,
+                    None,
                 ))
             };
             let want = build(Encoded::default());
             let go = AtomicBool::new(false);
+            let mut other_settings = options.listeners.clone();
+            other_settings.layout = other;
+            let (layout, other) = (&options.listeners, &other_settings);
             let copies: Vec<Arc<Ingress>> = early.iter().map(|i| Arc::new((**i).clone())).collect();
             for (what, ahead) in [
                 ("all", encode_ahead(&early, layout, &go)),
@@ -780,6 +948,7 @@ mod tests {
                         &options.listeners,
                         true,
                         Encoded::default(),
+                        None,
                     );
                     let want = full(&mut reference, &store);
                     assert_eq!(

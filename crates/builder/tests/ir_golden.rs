@@ -1,6 +1,6 @@
 //! Golden tests from the intermediate model to the Envoy resources `serve` sends, one case a
 //! file as Envoy Gateway keeps them: `testdata/in/<case>.yaml` is the IR (`ingresses`, and
-//! optionally the route `layout`), then, after `---`, the Kubernetes Services and
+//! optionally the route `layout` and `default_tls_secret`), then, after `---`, the Kubernetes Services and
 //! EndpointSlices its backends use; `testdata/out/<case>.json` is what `render` prints for it.
 //! A rule of the Envoy translation is tested here without any Knative object.
 //! `UPDATE_GOLDEN=1 cargo test -p knative-xds-builder --test ir_golden` rewrites the outputs.
@@ -20,6 +20,9 @@ struct Case {
     /// `scoped` (the default) or `per-listener`.
     #[serde(default)]
     layout: Option<String>,
+    /// `--default-tls-secret`.
+    #[serde(default)]
+    default_tls_secret: Option<model::ObjectKey>,
 }
 
 fn testdata() -> PathBuf {
@@ -35,7 +38,7 @@ fn render(input: &Path) -> String {
     for o in model::parse::parse_file(input, objects).unwrap() {
         store.apply(o);
     }
-    let settings = ListenerSettings {
+    let mut settings = ListenerSettings {
         layout: match case.layout.as_deref() {
             None | Some("scoped") => RouteLayout::Scoped,
             Some("per-listener") => RouteLayout::PerListener,
@@ -43,8 +46,9 @@ fn render(input: &Path) -> String {
         },
         ..ListenerSettings::default()
     };
+    settings.tls.default_secret = case.default_tls_secret;
     let ingresses: Vec<Arc<Ingress>> = case.ingresses.into_iter().map(Arc::new).collect();
-    let snapshot = IncrementalBuilder::new().build(&ingresses, &store, &settings, true);
+    let snapshot = IncrementalBuilder::new().build(&ingresses, &store, &settings, true, None);
     let mut out = serde_json::to_string_pretty(&xds::json::snapshot_json(&snapshot)).unwrap();
     out.push('\n');
     out

@@ -422,3 +422,106 @@ impl Default for KIngressSplit {
 fn is_zero(v: &i64) -> bool {
     *v == 0
 }
+
+/// Core `v1` Secret, keeping only what serving TLS needs: its type and the `tls.crt`,
+/// `tls.key` and `ca.crt` keys, decoded. Annotations are dropped on reading
+/// (`kubectl.kubernetes.io/last-applied-configuration` holds the key in clear), and the key
+/// never prints: its `Debug` and `Serialize` say `[redacted]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawSecret")]
+pub struct Secret {
+    pub metadata: ObjectMeta,
+    /// `kubernetes.io/tls` for a certificate.
+    pub type_: String,
+    pub tls_crt: Option<Arc<[u8]>>,
+    pub tls_key: Option<PrivateKey>,
+    pub ca_crt: Option<Arc<[u8]>>,
+    /// Why a key we read could not be decoded (`data.tls.crt: not valid base64`).
+    pub problem: Option<String>,
+}
+
+/// Private key bytes that never print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrivateKey(pub Arc<[u8]>);
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+pub const SECRET_TYPE_TLS: &str = "kubernetes.io/tls";
+
+/// The Secret keys read (kubernetes.io/tls and Knative's CA bundle).
+const SECRET_KEYS: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
+
+#[derive(Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+#[derive(Default)]
+struct RawSecret {
+    metadata: ObjectMeta,
+    #[serde(rename = "type")]
+    type_: String,
+    data: BTreeMap<String, Option<String>>,
+    /// Write-only in Kubernetes; a manifests folder may hold it.
+    string_data: BTreeMap<String, Option<String>>,
+}
+
+impl From<RawSecret> for Secret {
+    fn from(raw: RawSecret) -> Secret {
+        use base64::Engine;
+        let mut metadata = raw.metadata;
+        metadata.annotations = Default::default();
+        let mut secret = Secret {
+            metadata,
+            type_: raw.type_,
+            ..Default::default()
+        };
+        let mut values: [Option<Arc<[u8]>>; 3] = Default::default();
+        for (i, key) in SECRET_KEYS.iter().enumerate() {
+            // stringData wins over data, as the API server merges them.
+            if let Some(Some(v)) = raw.string_data.get(*key) {
+                values[i] = Some(v.as_bytes().into());
+            } else if let Some(Some(v)) = raw.data.get(*key) {
+                match base64::engine::general_purpose::STANDARD.decode(v.trim()) {
+                    Ok(b) => values[i] = Some(b.into()),
+                    Err(_) => {
+                        secret
+                            .problem
+                            .get_or_insert(format!("data.{key}: not valid base64"));
+                    }
+                }
+            }
+        }
+        let [crt, key, ca] = values;
+        secret.tls_crt = crt;
+        secret.tls_key = key.map(PrivateKey);
+        secret.ca_crt = ca;
+        secret
+    }
+}
+
+/// As the API shows it, with the key redacted: `render` and the debug endpoints never
+/// print it.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        use serde::ser::SerializeStruct;
+        let b64 = |b: &Arc<[u8]>| base64::engine::general_purpose::STANDARD.encode(b);
+        let mut data = BTreeMap::new();
+        if let Some(c) = &self.tls_crt {
+            data.insert("tls.crt", b64(c));
+        }
+        if self.tls_key.is_some() {
+            data.insert("tls.key", "[redacted]".to_string());
+        }
+        if let Some(c) = &self.ca_crt {
+            data.insert("ca.crt", b64(c));
+        }
+        let mut st = s.serialize_struct("Secret", 3)?;
+        st.serialize_field("metadata", &self.metadata)?;
+        st.serialize_field("type", &self.type_)?;
+        st.serialize_field("data", &data)?;
+        st.end()
+    }
+}

@@ -24,10 +24,12 @@ pub enum Kind {
     EndpointSlice,
     ConfigMap,
     KIngress,
+    /// Core Secrets holding certificates (only `kubernetes.io/tls` ones are served).
+    Secret,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::KService,
         Kind::Route,
         Kind::Configuration,
@@ -38,6 +40,7 @@ impl Kind {
         Kind::EndpointSlice,
         Kind::ConfigMap,
         Kind::KIngress,
+        Kind::Secret,
     ];
 
     /// The kind as users write it, qualified where `kind` alone is ambiguous.
@@ -53,6 +56,7 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::ConfigMap => "ConfigMap",
             Kind::KIngress => "Ingress.networking.internal.knative.dev",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -72,6 +76,7 @@ impl Kind {
             ("discovery.k8s.io", "EndpointSlice") => Some(Kind::EndpointSlice),
             ("", "ConfigMap") => Some(Kind::ConfigMap),
             ("networking.internal.knative.dev", "Ingress") => Some(Kind::KIngress),
+            ("", "Secret") => Some(Kind::Secret),
             _ => None,
         }
     }
@@ -139,6 +144,7 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     ConfigMap(ConfigMap),
     KIngress(KIngress),
+    Secret(Secret),
 }
 
 /// Why a document could not become an [`Object`].
@@ -185,6 +191,7 @@ impl Object {
             Kind::EndpointSlice => Object::EndpointSlice(de(kind, &name, value)?),
             Kind::ConfigMap => Object::ConfigMap(de(kind, &name, value)?),
             Kind::KIngress => Object::KIngress(de(kind, &name, value)?),
+            Kind::Secret => Object::Secret(de(kind, &name, value)?),
         };
         obj.normalized()
     }
@@ -201,6 +208,7 @@ impl Object {
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::KIngress(_) => Kind::KIngress,
+            Object::Secret(_) => Kind::Secret,
         }
     }
 
@@ -216,6 +224,7 @@ impl Object {
             Object::EndpointSlice(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
             Object::KIngress(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
         }
     }
 
@@ -231,6 +240,7 @@ impl Object {
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::ConfigMap(o) => &mut o.metadata,
             Object::KIngress(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
         }
     }
 
@@ -373,6 +383,7 @@ pub struct Store {
     pub endpoint_slices: Objects<EndpointSlice>,
     pub config_maps: Objects<ConfigMap>,
     pub kingresses: Objects<KIngress>,
+    pub secrets: Objects<Secret>,
     /// (namespace, service name) → EndpointSlice keys.
     slices_by_service: Index,
     /// (namespace, configuration name) → the keys of the Revisions labelled with it: a
@@ -504,6 +515,7 @@ pub struct Loaded {
     endpoint_slices: Vec<(ObjectKey, Box<Stamped<EndpointSlice>>)>,
     config_maps: Vec<(ObjectKey, Box<Stamped<ConfigMap>>)>,
     kingresses: Vec<(ObjectKey, Box<Stamped<KIngress>>)>,
+    secrets: Vec<(ObjectKey, Box<Stamped<Secret>>)>,
     /// (configuration, revision) and (service, slice) pairs.
     by_configuration: Vec<(ObjectKey, ObjectKey)>,
     by_service: Vec<(ObjectKey, ObjectKey)>,
@@ -540,6 +552,7 @@ impl Loaded {
             }
             Object::ConfigMap(o) => self.config_maps.push((key, boxed(o))),
             Object::KIngress(o) => self.kingresses.push((key, boxed(o))),
+            Object::Secret(o) => self.secrets.push((key, boxed(o))),
         }
     }
 }
@@ -620,6 +633,9 @@ impl Store {
             Object::KIngress(o) => {
                 self.kingresses.insert(key, o);
             }
+            Object::Secret(o) => {
+                self.secrets.insert(key, o);
+            }
         }
     }
 
@@ -640,6 +656,7 @@ impl Store {
             endpoint_slices,
             config_maps,
             kingresses,
+            secrets,
             by_configuration,
             by_service,
         } = loaded;
@@ -659,7 +676,8 @@ impl Store {
                 .chain(each(services, Object::Service))
                 .chain(each(endpoint_slices, Object::EndpointSlice))
                 .chain(each(config_maps, Object::ConfigMap))
-                .chain(each(kingresses, Object::KIngress));
+                .chain(each(kingresses, Object::KIngress))
+                .chain(each(secrets, Object::Secret));
             for (key, obj) in all {
                 self.apply_keyed(key, obj);
             }
@@ -705,6 +723,7 @@ impl Store {
                 self.services = Objects(services.into_iter().collect());
                 self.config_maps = Objects(config_maps.into_iter().collect());
                 self.kingresses = Objects(kingresses.into_iter().collect());
+                self.secrets = Objects(secrets.into_iter().collect());
                 self.revisions_by_configuration = index(by_configuration);
             },
         );
@@ -728,6 +747,7 @@ impl Store {
         self.endpoint_slices.compact();
         self.config_maps.compact();
         self.kingresses.compact();
+        self.secrets.compact();
         for index in [
             &mut self.slices_by_service,
             &mut self.revisions_by_configuration,
@@ -756,6 +776,7 @@ impl Store {
             Object::EndpointSlice(o) => self.endpoint_slices.get(&key) == Some(o),
             Object::ConfigMap(o) => self.config_maps.get(&key) == Some(o),
             Object::KIngress(o) => self.kingresses.get(&key) == Some(o),
+            Object::Secret(o) => self.secrets.get(&key) == Some(o),
         };
         if same {
             return false;
@@ -793,6 +814,7 @@ impl Store {
                 .map(Object::EndpointSlice),
             Kind::ConfigMap => self.config_maps.get(key).cloned().map(Object::ConfigMap),
             Kind::KIngress => self.kingresses.get(key).cloned().map(Object::KIngress),
+            Kind::Secret => self.secrets.get(key).cloned().map(Object::Secret),
         }
     }
 
@@ -817,6 +839,7 @@ impl Store {
             Kind::EndpointSlice => k(&self.endpoint_slices),
             Kind::ConfigMap => k(&self.config_maps),
             Kind::KIngress => k(&self.kingresses),
+            Kind::Secret => k(&self.secrets),
         }
     }
 
@@ -849,6 +872,7 @@ impl Store {
             }
             Kind::ConfigMap => self.config_maps.remove(key).is_some(),
             Kind::KIngress => self.kingresses.remove(key).is_some(),
+            Kind::Secret => self.secrets.remove(key).is_some(),
         }
     }
 
@@ -872,6 +896,7 @@ impl Store {
             && self.endpoint_slices.is_empty()
             && self.config_maps.is_empty()
             && self.kingresses.is_empty()
+            && self.secrets.is_empty()
     }
 
     /// The (namespace, configuration) a stored Revision is labelled with.
@@ -905,6 +930,7 @@ impl Store {
             Kind::EndpointSlice => self.endpoint_slices.stamp(key),
             Kind::ConfigMap => self.config_maps.stamp(key),
             Kind::KIngress => self.kingresses.stamp(key),
+            Kind::Secret => self.secrets.stamp(key),
         }
     }
 
@@ -1024,6 +1050,7 @@ impl Object {
             Kind::EndpointSlice => Object::EndpointSlice(source.read()?),
             Kind::ConfigMap => Object::ConfigMap(source.read()?),
             Kind::KIngress => Object::KIngress(source.read()?),
+            Kind::Secret => Object::Secret(source.read()?),
         })
     }
 

@@ -141,5 +141,19 @@ pub(crate) fn translate_domain_mapping(
             visibility: Visibility::ExternalIP,
             paths: paths.into(),
         }],
+        // Knative serves a DomainMapping's own certificate from the DomainMapping's
+        // namespace (serving: domainmapping/reconciler.go).
+        tls: dm
+            .spec
+            .tls
+            .as_ref()
+            .filter(|t| !t.secret_name.is_empty())
+            .map(|t| {
+                vec![super::ir::Tls {
+                    hosts: vec![name.clone()],
+                    secret: ObjectKey::new(ns.clone(), t.secret_name.as_str()),
+                }]
+            })
+            .unwrap_or_default(),
     })
 }

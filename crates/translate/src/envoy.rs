@@ -61,6 +61,8 @@ pub struct ListenerSettings {
     pub external_port: u16,
     pub internal_port: u16,
     pub layout: RouteLayout,
+    /// The HTTPS listeners (which exist while some certificate is served).
+    pub tls: super::tls::TlsSettings,
 }
 
 impl Default for ListenerSettings {
@@ -70,6 +72,7 @@ impl Default for ListenerSettings {
             external_port: 8080,
             internal_port: 8081,
             layout: RouteLayout::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -82,27 +85,37 @@ pub struct EnvoyConfig {
     pub listeners: Vec<Listener>,
     pub scoped_routes: Vec<ScopedRouteConfiguration>,
     pub routes: Vec<RouteConfiguration>,
+    /// SDS: the certificates the HTTPS listeners serve.
+    pub secrets: Vec<envoy_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret>,
 }
 
 pub const EXTERNAL: &str = "external";
 pub const INTERNAL: &str = "internal";
 
-/// Translates the accepted Ingresses (hosts already unique) into Envoy resources.
+/// Translates the accepted Ingresses (hosts already unique) into Envoy resources, with
+/// certificates not checked against the time.
 pub fn build<I: std::borrow::Borrow<Ingress>>(
     ingresses: &[I],
     store: &Store,
     listeners: &ListenerSettings,
 ) -> EnvoyConfig {
-    build_with(ingresses, store, listeners, true)
+    let plan = super::tls::Planner::new().plan(
+        ingresses.iter().map(|i| i.borrow()),
+        store,
+        &listeners.tls,
+        None,
+    );
+    build_with(ingresses, store, listeners, true, &plan)
 }
 
-/// [`build`], optionally passing endpoint addresses through unchecked (test-only: lets a
-/// test make Envoy reject a config).
+/// [`build`] with the HTTPS side planned by the caller, optionally passing endpoint
+/// addresses through unchecked (test-only: lets a test make Envoy reject a config).
 pub fn build_with<I: std::borrow::Borrow<Ingress>>(
     ingresses: &[I],
     store: &Store,
     listeners: &ListenerSettings,
     check_addresses: bool,
+    tls: &super::tls::TlsPlan,
 ) -> EnvoyConfig {
     let mut per_ingress = Vec::with_capacity(ingresses.len());
     let mut backends = BTreeSet::new();
@@ -112,7 +125,52 @@ pub fn build_with<I: std::borrow::Borrow<Ingress>>(
         per_ingress.push((ing, virtual_hosts(ing, merge)));
         backends.extend(ing.backends().cloned());
     }
-    let (routes, scoped_routes) = route_layout(listeners.layout, &per_ingress);
+    let (mut routes, mut scoped_routes) = route_layout(listeners.layout, &per_ingress);
+    let mut https = https_listeners(listeners, tls);
+    let default_cert = listeners.tls.default_secret.is_some();
+    match listeners.layout {
+        RouteLayout::Scoped => {
+            for name in https_listener_names(tls) {
+                let (rc, s) = scoped_placeholder(name);
+                scoped_routes.push(s);
+                routes.push(rc);
+            }
+            for (ing, _) in &per_ingress {
+                let rc: Arc<str> = scoped_route_config_name(ing).into();
+                scoped_routes.extend(super::tls::https_scopes_with(
+                    ing,
+                    default_cert,
+                    &rc,
+                    |l, k, rc| scope(l, k, rc),
+                ));
+            }
+            routes.sort_by(|a, b| a.name.cmp(&b.name));
+            scoped_routes.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        RouteLayout::PerListener => {
+            let (mut ext, mut int) = (Vec::new(), Vec::new());
+            for (ing, _) in &per_ingress {
+                let (e, i) = super::tls::https_virtual_hosts(ing, default_cert);
+                ext.extend(e);
+                int.extend(i);
+            }
+            for (name, vhosts) in [
+                (super::tls::EXTERNAL_TLS, ext),
+                (super::tls::INTERNAL_TLS, int),
+            ] {
+                if https_listener_names(tls).any(|n| n == name) {
+                    let mut virtual_hosts = vhosts;
+                    virtual_hosts.sort_by(|a, b| a.name.cmp(&b.name));
+                    routes.push(RouteConfiguration {
+                        name: name.to_string(),
+                        virtual_hosts,
+                        ..Default::default()
+                    });
+                }
+            }
+            routes.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+    }
 
     let mut clusters = Vec::new();
     let mut endpoints = Vec::new();
@@ -127,23 +185,73 @@ pub fn build_with<I: std::borrow::Borrow<Ingress>>(
     EnvoyConfig {
         clusters,
         endpoints,
-        listeners: vec![
-            listener(
-                EXTERNAL,
-                &listeners.bind_address,
-                listeners.external_port,
-                listeners.layout,
-            ),
-            listener(
-                INTERNAL,
-                &listeners.bind_address,
-                listeners.internal_port,
-                listeners.layout,
-            ),
-        ],
+        listeners: {
+            let mut all = vec![
+                listener(
+                    EXTERNAL,
+                    &listeners.bind_address,
+                    listeners.external_port,
+                    listeners.layout,
+                ),
+                listener(
+                    INTERNAL,
+                    &listeners.bind_address,
+                    listeners.internal_port,
+                    listeners.layout,
+                ),
+            ];
+            all.append(&mut https);
+            all.sort_by(|a, b| a.name.cmp(&b.name));
+            all
+        },
         scoped_routes,
         routes,
+        secrets: tls
+            .secrets
+            .iter()
+            .map(|(name, c)| super::tls::secret(name, c))
+            .collect(),
     }
+}
+
+/// The HTTPS listeners a plan has: those with chains (a listener needs at least one).
+pub fn https_listener_names(tls: &super::tls::TlsPlan) -> impl Iterator<Item = &'static str> + '_ {
+    [
+        (super::tls::EXTERNAL_TLS, &tls.external),
+        (super::tls::INTERNAL_TLS, &tls.internal),
+    ]
+    .into_iter()
+    .filter(|(_, chains)| !chains.is_empty())
+    .map(|(name, _)| name)
+}
+
+/// The HTTPS listeners of a plan.
+pub fn https_listeners(settings: &ListenerSettings, tls: &super::tls::TlsPlan) -> Vec<Listener> {
+    let mut out = Vec::new();
+    for (name, port, chains) in [
+        (
+            super::tls::EXTERNAL_TLS,
+            settings.tls.external_port,
+            &tls.external,
+        ),
+        (
+            super::tls::INTERNAL_TLS,
+            settings.tls.internal_port,
+            &tls.internal,
+        ),
+    ] {
+        if !chains.is_empty() {
+            out.push(super::tls::https_listener(
+                name,
+                &settings.bind_address,
+                port,
+                settings.layout,
+                chains,
+                &settings.tls,
+            ));
+        }
+    }
+    out
 }
 
 /// One Ingress' virtual hosts: (external, internal).
@@ -290,17 +398,21 @@ fn route_layout(
 /// scopes" from "nothing for you"), so removing the last host would never take effect:
 /// each listener keeps one scope that matches no real host.
 pub fn scoped_placeholders() -> (Vec<RouteConfiguration>, Vec<ScopedRouteConfiguration>) {
-    let mut routes = Vec::new();
-    let mut scopes = Vec::new();
-    for listener in [EXTERNAL, INTERNAL] {
-        let rc_name = format!("{listener}/placeholder");
-        scopes.push(scope(listener, PLACEHOLDER_SCOPE_KEY, &rc_name));
-        routes.push(RouteConfiguration {
-            name: rc_name,
-            ..Default::default()
-        });
-    }
-    (routes, scopes)
+    [EXTERNAL, INTERNAL]
+        .map(scoped_placeholder)
+        .into_iter()
+        .unzip()
+}
+
+/// One listener's placeholder scope and its (empty) RouteConfiguration.
+pub fn scoped_placeholder(listener: &str) -> (RouteConfiguration, ScopedRouteConfiguration) {
+    let rc_name = format!("{listener}/placeholder");
+    let s = scope(listener, PLACEHOLDER_SCOPE_KEY, &rc_name);
+    let rc = RouteConfiguration {
+        name: rc_name,
+        ..Default::default()
+    };
+    (rc, s)
 }
 
 /// Scoped layout, one object: its RouteConfiguration and a scope per host and listener.
@@ -360,7 +472,7 @@ pub fn scoped_resources_with<S>(
     (routes, scopes)
 }
 
-fn ads() -> ConfigSource {
+pub(crate) fn ads() -> ConfigSource {
     ConfigSource {
         resource_api_version: ApiVersion::V3 as i32,
         config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
@@ -370,7 +482,7 @@ fn ads() -> ConfigSource {
     }
 }
 
-fn any<M: Message + prost::Name>(m: &M) -> Any {
+pub(crate) fn any<M: Message + prost::Name>(m: &M) -> Any {
     Any {
         type_url: M::type_url(),
         value: m.encode_to_vec(),
@@ -378,6 +490,36 @@ fn any<M: Message + prost::Name>(m: &M) -> Any {
 }
 
 pub fn listener(name: &str, address: &str, port: u16, layout: RouteLayout) -> Listener {
+    Listener {
+        name: name.to_string(),
+        address: Some(socket_address(address, port)),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(&hcm(name, layout)))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+pub(crate) fn socket_address(
+    address: &str,
+    port: u16,
+) -> envoy_api::pb::envoy::config::core::v3::Address {
+    envoy_api::pb::envoy::config::core::v3::Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: address.to_string(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(port as u32)),
+            ..Default::default()
+        })),
+    }
+}
+
+/// The HTTP connection manager of listener `name`: its routes are the scope set or the
+/// RouteConfiguration named after it.
+pub(crate) fn hcm(name: &str, layout: RouteLayout) -> HttpConnectionManager {
     let route_specifier = match layout {
         RouteLayout::PerListener => http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(ads()),
@@ -409,7 +551,7 @@ pub fn listener(name: &str, address: &str, port: u16, layout: RouteLayout) -> Li
             })
         }
     };
-    let hcm = HttpConnectionManager {
+    HttpConnectionManager {
         stat_prefix: name.to_string(),
         // AUTO: HTTP/1 and HTTP/2 prior knowledge (h2c) on the same port, as Knative's
         // cluster-local callers may use either.
@@ -418,24 +560,6 @@ pub fn listener(name: &str, address: &str, port: u16, layout: RouteLayout) -> Li
         http_filters: http_filters(layout),
         upgrade_configs: vec![http_connection_manager::UpgradeConfig {
             upgrade_type: "websocket".to_string(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    Listener {
-        name: name.to_string(),
-        address: Some(envoy_api::pb::envoy::config::core::v3::Address {
-            address: Some(address::Address::SocketAddress(SocketAddress {
-                address: address.to_string(),
-                port_specifier: Some(socket_address::PortSpecifier::PortValue(port as u32)),
-                ..Default::default()
-            })),
-        }),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: "envoy.filters.network.http_connection_manager".to_string(),
-                config_type: Some(filter::ConfigType::TypedConfig(any(&hcm))),
-            }],
             ..Default::default()
         }],
         ..Default::default()
@@ -485,7 +609,11 @@ fn http_filters(layout: RouteLayout) -> Vec<HttpFilter> {
     filters
 }
 
-fn virtual_host(name: &str, hosts: &[std::sync::Arc<str>], routes: Vec<Route>) -> VirtualHost {
+pub(crate) fn virtual_host(
+    name: &str,
+    hosts: &[std::sync::Arc<str>],
+    routes: Vec<Route>,
+) -> VirtualHost {
     VirtualHost {
         name: name.to_string(),
         domains: domains(hosts),
@@ -545,7 +673,7 @@ fn route_match(path: &HttpPath) -> RouteMatch {
     }
 }
 
-fn make_route(path: &HttpPath) -> Route {
+pub(crate) fn make_route(path: &HttpPath) -> Route {
     let clusters = path
         .splits
         .iter()

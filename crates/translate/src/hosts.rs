@@ -271,6 +271,7 @@ mod tests {
             generation: None,
             creation_timestamp: created.into(),
             http_option: Default::default(),
+            tls: Vec::new(),
             rules: rules
                 .iter()
                 .map(|hosts| Rule {

@@ -31,6 +31,17 @@ pub struct Ingress {
     #[serde(default)]
     pub http_option: HttpOption,
     pub rules: Vec<Rule>,
+    /// Certificates for some of the rules' hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<Tls>,
+}
+
+/// A `kubernetes.io/tls` Secret for some hosts (KIngress `spec.tls[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tls {
+    /// Sorted, lowercase; each one of the rules' hosts.
+    pub hosts: Vec<std::sync::Arc<str>>,
+    pub secret: model::ObjectKey,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 //! the hash of `ComputeHash` computed byte for byte, and first-rule-wins for hosts.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -225,6 +226,31 @@ pub fn translate_kingress(k: &KIngress, store: &Store) -> Result<Ingress, Vec<Pr
             .unwrap_or_default()
             .into(),
         http_option,
+        tls: spec
+            .tls
+            .iter()
+            .map(|t| {
+                // Only hosts of its rules can be served.
+                let mut hosts: Vec<Arc<str>> = t
+                    .hosts
+                    .iter()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter_map(|h| {
+                        rules
+                            .iter()
+                            .flat_map(|r| r.hosts.iter())
+                            .find(|r| ***r == *h)
+                            .cloned()
+                    })
+                    .collect();
+                hosts.sort();
+                hosts.dedup();
+                super::ir::Tls {
+                    hosts,
+                    secret: ObjectKey::new(t.secret_namespace.as_str(), t.secret_name.as_str()),
+                }
+            })
+            .collect(),
         rules,
     })
 }

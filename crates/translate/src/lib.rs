@@ -18,6 +18,7 @@ pub mod route;
 pub mod status;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -478,11 +479,18 @@ impl Translator {
     /// Translates the whole store.
     pub fn translate(&mut self, store: &Store) -> Output {
         let mut out = self.translate_ingresses(store);
+        let plan = tls::Planner::new().plan(
+            out.ingresses.iter().map(|i| &**i),
+            store,
+            &self.options.listeners.tls,
+            None,
+        );
         out.envoy = envoy::build_with(
             &out.ingresses,
             store,
             &self.options.listeners,
             self.options.check_endpoint_addresses,
+            &plan,
         );
         out
     }

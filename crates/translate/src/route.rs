@@ -604,6 +604,7 @@ pub fn make_ingress(
             .into(),
         http_option,
         rules,
+        tls: Vec::new(),
     })
 }
 

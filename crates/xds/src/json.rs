@@ -50,13 +50,14 @@ pub fn snapshot_json(snapshot: &crate::Snapshot) -> serde_json::Value {
                 serde_json::json!({
                     "name": crate::names::wire(&r.name),
                     "version": r.version,
-                    "resource": any_to_json(&r.any()).unwrap_or_else(|e| serde_json::json!({"error": e})),
+                    "resource": any_to_json(&r.shown()).unwrap_or_else(|e| serde_json::json!({"error": e})),
                 })
             })
             .collect();
         let key = match ty {
             crate::ResourceType::Cluster => "clusters",
             crate::ResourceType::Endpoint => "endpoints",
+            crate::ResourceType::Secret => "secrets",
             crate::ResourceType::Listener => "listeners",
             crate::ResourceType::ScopedRoute => "scopedRoutes",
             crate::ResourceType::Route => "routes",

@@ -12,11 +12,13 @@ use sha2::{Digest, Sha256};
 use super::wire;
 
 /// The xDS resource types this server serves, in make-before-break send order
-/// (CDS → EDS → LDS → RDS).
+/// (CDS → EDS → SDS → LDS → RDS): what is referenced before what references it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceType {
     Cluster,
     Endpoint,
+    /// SDS: TLS certificates (with private keys: see [`Resource::shown`]).
+    Secret,
     Listener,
     /// Scoped routes (SRDS): host → RouteConfiguration, with the scoped route layout.
     ScopedRoute,
@@ -25,16 +27,23 @@ pub enum ResourceType {
 
 impl ResourceType {
     /// All types in the order in which a change must be pushed.
-    pub const ORDERED: [ResourceType; 5] = [
+    pub const ORDERED: [ResourceType; ResourceType::COUNT] = [
         ResourceType::Cluster,
         ResourceType::Endpoint,
+        ResourceType::Secret,
         ResourceType::Listener,
         ResourceType::ScopedRoute,
         ResourceType::Route,
     ];
 
+    /// How many types there are (`ty as usize` indexes arrays of this length).
+    pub const COUNT: usize = 6;
+
     pub fn type_url(self) -> &'static str {
         match self {
+            ResourceType::Secret => {
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+            }
             ResourceType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
             ResourceType::Endpoint => {
                 "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
@@ -56,6 +65,7 @@ impl ResourceType {
         match self {
             ResourceType::Cluster => "CDS",
             ResourceType::Endpoint => "EDS",
+            ResourceType::Secret => "SDS",
             ResourceType::Listener => "LDS",
             ResourceType::ScopedRoute => "SRDS",
             ResourceType::Route => "RDS",
@@ -242,6 +252,36 @@ impl Resource {
             value: self.value().into_owned(),
         }
     }
+
+    /// [`Resource::any`] as it may be shown (CSDS, `render`, debug endpoints): a Secret's
+    /// private key replaced by `[redacted]`, as Envoy's own config dump does.
+    pub fn shown(&self) -> Any {
+        use envoy_api::pb::envoy::config::core::v3::{data_source, DataSource};
+        use envoy_api::pb::envoy::extensions::transport_sockets::tls::v3::{secret, Secret};
+        let mut any = self.any();
+        if self.ty != ResourceType::Secret {
+            return any;
+        }
+        let redacted = || DataSource {
+            specifier: Some(data_source::Specifier::InlineString("[redacted]".into())),
+            ..Default::default()
+        };
+        // Anything that does not decode is shown as nothing rather than as bytes.
+        let mut s = Secret::decode(any.value.as_slice()).unwrap_or_default();
+        if let Some(secret::Type::TlsCertificate(c)) = &mut s.r#type {
+            for field in [&mut c.private_key, &mut c.password, &mut c.pkcs12] {
+                if field.is_some() {
+                    *field = Some(redacted());
+                }
+            }
+            c.private_key_provider = None;
+        }
+        if let Some(secret::Type::GenericSecret(g)) = &mut s.r#type {
+            g.secret = Some(redacted());
+        }
+        any.value = s.encode_to_vec();
+        any
+    }
 }
 
 /// Below this many bytes a message is kept as it is: packing saves little and costs a
@@ -307,6 +347,7 @@ served! {
     envoy_api::pb::envoy::config::listener::v3::Listener => Listener,
     envoy_api::pb::envoy::config::route::v3::ScopedRouteConfiguration => ScopedRoute,
     envoy_api::pb::envoy::config::route::v3::RouteConfiguration => Route,
+    envoy_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret => Secret,
 }
 
 /// Whether `value` begins with field 1 holding `name` (as prost writes it; an empty name is

@@ -21,6 +21,7 @@ pub struct Snapshot {
     id: SnapshotId,
     clusters: ResourceMap,
     endpoints: ResourceMap,
+    secrets: ResourceMap,
     listeners: ResourceMap,
     scoped_routes: ResourceMap,
     routes: ResourceMap,
@@ -36,7 +37,7 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct Changes {
     pub parent: u64,
-    names: [Vec<String>; 5],
+    names: [Vec<String>; ResourceType::COUNT],
 }
 
 impl Changes {
@@ -55,7 +56,7 @@ impl PartialEq for Lineage {
 }
 
 #[derive(Debug, Clone, Default)]
-struct TypeVersions([std::sync::OnceLock<String>; 5]);
+struct TypeVersions([std::sync::OnceLock<String>; ResourceType::COUNT]);
 
 impl PartialEq for TypeVersions {
     fn eq(&self, _: &TypeVersions) -> bool {
@@ -102,6 +103,7 @@ impl Snapshot {
             id: SnapshotId::fresh(),
             clusters,
             endpoints,
+            secrets: ResourceMap::new(),
             listeners,
             scoped_routes: ResourceMap::new(),
             routes,
@@ -143,6 +145,7 @@ impl Snapshot {
         match ty {
             ResourceType::Cluster => &self.clusters,
             ResourceType::Endpoint => &self.endpoints,
+            ResourceType::Secret => &self.secrets,
             ResourceType::Listener => &self.listeners,
             ResourceType::ScopedRoute => &self.scoped_routes,
             ResourceType::Route => &self.routes,
@@ -156,6 +159,7 @@ impl Snapshot {
         match ty {
             ResourceType::Cluster => &mut self.clusters,
             ResourceType::Endpoint => &mut self.endpoints,
+            ResourceType::Secret => &mut self.secrets,
             ResourceType::Listener => &mut self.listeners,
             ResourceType::ScopedRoute => &mut self.scoped_routes,
             ResourceType::Route => &mut self.routes,

@@ -37,8 +37,17 @@ pub fn load_once(dir: &Path, options: Options) -> anyhow::Result<(Manifests, Out
         &manifests.store,
         &options.listeners,
         options.check_endpoint_addresses,
+        Some(unix_now()),
     );
     Ok((manifests, output, snapshot))
+}
+
+/// Now, in Unix seconds: certificates are checked against it.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// One thing `validate` reports: where (file, line, object, field) and what.
@@ -86,9 +95,10 @@ pub struct Findings {
     pub skipped: Vec<PathBuf>,
 }
 
-/// Everything wrong or doubtful in a folder, each finding with the file it came from.
-/// `check_addresses` as in [`Options`]: whether invalid endpoint addresses are left out.
-pub fn findings(manifests: &Manifests, output: &Output, check_addresses: bool) -> Findings {
+/// Everything wrong or doubtful in a folder, each finding with the file it came from, with
+/// the translation's `options` (endpoint addresses checked or not; the HTTPS settings).
+pub fn findings(manifests: &Manifests, output: &Output, options: &Options) -> Findings {
+    let check_addresses = options.check_endpoint_addresses;
     let mut out = Findings {
         skipped: manifests.skipped().to_vec(),
         ..Findings::default()
@@ -110,6 +120,22 @@ pub fn findings(manifests: &Manifests, output: &Output, check_addresses: bool) -
             object: Some(format!("ConfigMap {}", e.config_map)),
             field: Some(format!("data.{}", e.key)),
             message: e.message.clone(),
+        });
+    }
+    // Certificates: the same planning `serve` does, at this moment.
+    let plan = translate::tls::Planner::new().plan(
+        output.ingresses.iter().map(|i| &**i),
+        &manifests.store,
+        &options.listeners.tls,
+        Some(unix_now()),
+    );
+    for p in plan.problems {
+        out.errors.push(Finding {
+            file: file_of(&p.object),
+            line: None,
+            object: Some(p.object.to_string()),
+            field: Some(p.problem.field),
+            message: p.problem.message,
         });
     }
     for r in &output.rejections {
@@ -347,9 +373,7 @@ async fn start_source(
                             pipeline.shared.metrics.watch_events.inc();
                             changed = Some(c);
                         }
-                        _ = sleep_until(expiry) => {
-                            pipeline.publish();
-                        }
+                        _ = sleep_until(expiry) => pipeline.on_timer(),
                         _ = stop.changed() => break,
                     }
                 }
@@ -397,9 +421,7 @@ async fn start_source(
                             let batch = coalesce(&mut rx, first, started).await;
                             pipeline.apply(batch, started);
                         }
-                        _ = sleep_until(expiry) => {
-                            pipeline.publish();
-                        }
+                        _ = sleep_until(expiry) => pipeline.on_timer(),
                         _ = stop.changed() => break,
                     }
                 }
@@ -495,7 +517,7 @@ mod tests {
         w.write_to(dir.path()).unwrap();
         let (manifests, output) =
             super::translate_once(dir.path(), translate::Options::default()).expect("loads");
-        let found = super::findings(&manifests, &output, true);
+        let found = super::findings(&manifests, &output, &translate::Options::default());
         assert!(found.errors.is_empty(), "{found:#?}");
         assert!(found.warnings.is_empty(), "{found:#?}");
         assert_eq!(output.rejections.len(), 0);
@@ -509,7 +531,7 @@ mod tests {
         }
         let (manifests, output) =
             super::translate_once(dir.path(), translate::Options::default()).unwrap();
-        let found = super::findings(&manifests, &output, true);
+        let found = super::findings(&manifests, &output, &translate::Options::default());
         assert!(found.errors.is_empty(), "{found:#?}");
         assert!(found.warnings.is_empty(), "{found:#?}");
     }

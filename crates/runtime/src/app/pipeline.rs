@@ -197,12 +197,12 @@ impl Pipeline {
         let (listeners, check) = (o.listeners.clone(), o.check_endpoint_addresses);
         // The baseline (kourier's behaviour) looks at everything on every change.
         // At a cold start the objects' resources are encoded while host ownership is settled.
-        let layout = listeners.layout;
         let (mut update, ahead) = self.translator.update_with(
             store,
             dirty.as_ref().filter(|_| !baseline),
-            |early, done| (!baseline).then(|| builder::encode_ahead(&early, layout, done)),
+            |early, done| (!baseline).then(|| builder::encode_ahead(&early, &listeners, done)),
         );
+        let now = Some(super::unix_now());
         let metrics = &self.shared.metrics;
         metrics
             .translation_seconds
@@ -212,7 +212,13 @@ impl Pipeline {
         let snapshot = if baseline {
             self.serial += 1;
             let served: Vec<Arc<translate::Ingress>> = update.served.values().cloned().collect();
-            let envoy = translate::envoy::build_with(&served, store, &listeners, check);
+            let plan = translate::tls::Planner::new().plan(
+                served.iter().map(|i| &**i),
+                store,
+                &listeners.tls,
+                now,
+            );
+            let envoy = translate::envoy::build_with(&served, store, &listeners, check, &plan);
             builder::snapshot_from_envoy(&envoy, None).salted(self.serial)
         } else {
             self.builder.update(
@@ -223,6 +229,7 @@ impl Pipeline {
                 &listeners,
                 check,
                 ahead.flatten().unwrap_or_default(),
+                now,
             )
         };
         metrics
@@ -421,9 +428,33 @@ impl Pipeline {
         true
     }
 
-    /// When the next retained cluster expires.
+    /// When the next retained cluster expires, or a certificate's validity changes.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.retained.values().map(|(_, d)| *d).min()
+        let retained = self.retained.values().map(|(_, d)| *d).min();
+        retained.into_iter().chain(self.tls_change()).min()
+    }
+
+    /// When a served or named certificate's validity next changes (it expires, or becomes
+    /// valid): HTTPS is planned again then.
+    fn tls_change(&self) -> Option<Instant> {
+        let at = self.builder.tls_plan().next_change?;
+        let wait = at.saturating_sub(super::unix_now()).max(0) as u64;
+        // A second late, so the certificate is past its boundary when checked.
+        Some(Instant::now() + Duration::from_secs(wait.saturating_add(1)))
+    }
+
+    /// A deadline of [`Pipeline::next_expiry`] passed.
+    pub fn on_timer(&mut self) {
+        let due = self
+            .builder
+            .tls_plan()
+            .next_change
+            .is_some_and(|at| super::unix_now() >= at);
+        if due && self.shared.is_ready() {
+            self.rebuild(Instant::now(), 0);
+        } else {
+            self.publish();
+        }
     }
 
     /// Logs each problem once (when it appears) and publishes the report.
@@ -433,6 +464,7 @@ impl Pipeline {
         if let Some((rejections, config_errors)) = translation {
             report.config_errors = config_errors.iter().map(|e| e.to_string()).collect();
             report.rejections = rejections;
+            report.certificates = self.builder.tls_plan().problems.clone();
         }
         // Each problem is logged once, when it appears, with structured fields.
         let mut now = BTreeSet::new();
@@ -447,6 +479,25 @@ impl Pipeline {
             let key = format!("config {e}");
             if !self.logged.contains(&key) {
                 warn!(error = %e, "config error (the last good config is kept): {e}");
+            }
+            now.insert(key);
+        }
+        for c in &report.certificates {
+            let key = format!(
+                "certificate {} {} {}",
+                c.object, c.problem.field, c.problem.message
+            );
+            if !self.logged.contains(&key) {
+                let file = self
+                    .source
+                    .file_of(&c.object)
+                    .map(|f| f.display().to_string());
+                warn!(
+                    object = %c.object,
+                    file = file.as_deref().unwrap_or(""),
+                    field = %c.problem.field,
+                    "certificate not served: {}: {}: {}", c.object, c.problem.field, c.problem.message
+                );
             }
             now.insert(key);
         }

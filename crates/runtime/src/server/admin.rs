@@ -48,7 +48,7 @@ async fn snapshot(State(s): State<Arc<Shared>>) -> Response {
                 json!({
                     "name": xds::names::wire(&r.name),
                     "version": r.version,
-                    "resource": any_to_json(&r.any()).unwrap_or_else(|e| json!({"error": e})),
+                    "resource": any_to_json(&r.shown()).unwrap_or_else(|e| json!({"error": e})),
                 })
             })
             .collect();

@@ -132,7 +132,7 @@ fn client_config(p: &ProxyInfo, snap: &Snapshot, exclude_contents: bool) -> Clie
                 xds_config: if exclude_contents {
                     None
                 } else {
-                    current.map(|c| c.any())
+                    current.map(|c| c.shown())
                 },
                 config_status: config_status as i32,
                 client_status: client_status as i32,

@@ -20,6 +20,8 @@ use xds::Snapshot;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub rejections: Vec<Rejection>,
+    /// Certificates that are not served as their objects ask.
+    pub certificates: Vec<translate::tls::TlsProblem>,
     pub file_errors: Vec<FileError>,
     pub config_errors: Vec<String>,
 }

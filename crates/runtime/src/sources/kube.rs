@@ -128,6 +128,7 @@ pub fn watch_specs(opts: &KubeOptions, endpoint_slice_version: &str) -> Vec<Watc
                 true,
             ),
             Kind::Service => (resource("", "v1", "Service", "services"), false),
+            Kind::Secret => (resource("", "v1", "Secret", "secrets"), false),
             Kind::KIngress => (super::kube_status::kingress_resource(), false),
             Kind::EndpointSlice => (
                 resource(

@@ -76,6 +76,7 @@ fn mk_ingress(rules: Vec<Rule>, http_option: HttpOption) -> Ingress {
         creation_timestamp: String::new(),
         http_option,
         rules,
+        tls: Vec::new(),
     }
 }
 
@@ -261,6 +262,7 @@ fn listeners_external_and_internal_on_their_ports() {
             external_port: 9080,
             internal_port: 9081,
             layout: RouteLayout::PerListener,
+            tls: Default::default(),
         },
     );
     let ports: Vec<(String, u32)> = cfg

@@ -234,10 +234,16 @@ impl AdsStream for DeltaStream {
 
         if first {
             tracing::debug!(r#type = %key.type_url(), initial = initial_resource_versions.len(), subscribe = ?resource_names_subscribe.iter().map(|n| names::wire(n)).collect::<Vec<_>>(), "first delta request");
-            st.known = initial_resource_versions
-                .into_iter()
-                .map(|(n, v)| (names::into_internal(n).into(), Version::from_client(&v)))
-                .collect();
+            // Secrets are sent again on every new stream, whatever the client says it has:
+            // after a reconnect Envoy may make new secret providers whose first request
+            // this stream must answer, or its listeners come up without certificates
+            // (Envoy Gateway #9519). A few KB each, once per stream.
+            if !key.is(ResourceType::Secret) {
+                st.known = initial_resource_versions
+                    .into_iter()
+                    .map(|(n, v)| (names::into_internal(n).into(), Version::from_client(&v)))
+                    .collect();
+            }
             st.unacked.clear(); // it ACKs what it says it has
             if resource_names_subscribe.is_empty() && key.legacy_wildcard() {
                 st.sub.wildcard = true;

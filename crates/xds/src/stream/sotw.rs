@@ -285,13 +285,15 @@ impl SotwStream {
             let view = st.sub.view(key.resources(snap));
             let version = aggregate_version(view.iter().copied());
             let changed = st.view_version.as_deref() != Some(version.as_str());
-            // EDS and RDS resources are independent in SotW (absence does not delete), so
-            // a content change sends only what changed: one Route's change does not resend
-            // every RouteConfiguration. New names, first requests and other types get the
-            // complete view.
+            // EDS, SDS and RDS resources are independent in SotW (absence does not
+            // delete), so a content change sends only what changed: one Route's change
+            // does not resend every RouteConfiguration, one rotation not every Secret.
+            // New names, first requests and other types get the complete view.
             let partial = changed
                 && !st.respond
-                && (key.is(ResourceType::Endpoint) || key.is(ResourceType::Route));
+                && (key.is(ResourceType::Endpoint)
+                    || key.is(ResourceType::Secret)
+                    || key.is(ResourceType::Route));
             let full = st.respond || changed;
             st.respond = false;
             let is_eds = key.is(ResourceType::Endpoint);

@@ -193,6 +193,11 @@ fn any_name(a: &Any) -> String {
         Some(Eds) => ClusterLoadAssignment::decode(b).unwrap().cluster_name,
         Some(Lds) => Listener::decode(b).unwrap().name,
         Some(Rds) => RouteConfiguration::decode(b).unwrap().name,
+        Some(ResourceType::Secret) => {
+            envoy_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret::decode(b)
+                .unwrap()
+                .name
+        }
         Some(ResourceType::ScopedRoute) | None => panic!("unexpected type {}", a.type_url),
     }
 }
