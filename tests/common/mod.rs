@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod kube;
+pub(crate) mod tls;
 #[allow(unused_imports)]
 pub(crate) use demo_upstream::clients as upstream_clients;
 

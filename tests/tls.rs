@@ -1,0 +1,441 @@
+//! HTTPS end to end: certificates from `kubernetes.io/tls` Secrets in a manifests folder,
+//! served by a real Envoy over SDS, checked by a TLS client that trusts only the test CA and
+//! reports which certificate the server presented (as `openssl s_client` would).
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::tls::{https_get, secret_yaml, Leaf, TestCa};
+use common::{free_port, Listener, Stack, REPO};
+
+const HELLO: &str = "hello.default.example.com";
+const APP: &str = "app.example.org";
+
+/// The domain-mapping example with a wildcard default certificate for `*.default.example.com`
+/// and the DomainMapping's own certificate for app.example.org.
+struct TlsStack {
+    s: Stack,
+    https: u16,
+    ca: TestCa,
+    wildcard: Leaf,
+    app: Leaf,
+}
+
+async fn start(delta: bool, extra: &[&str]) -> TlsStack {
+    let ca = TestCa::new();
+    let wildcard = ca.leaf(&["*.default.example.com"], 30);
+    let app = ca.leaf(&[APP], 30);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("example");
+    std::fs::create_dir_all(&src).unwrap();
+    for e in std::fs::read_dir(std::path::Path::new(REPO).join("examples/domain-mapping")).unwrap()
+    {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, src.join(p.file_name().unwrap())).unwrap();
+    }
+    // The DomainMapping names its own certificate.
+    let dm = std::fs::read_to_string(src.join("domain-mapping.yaml")).unwrap();
+    let dm = dm.replace(
+        "    name: hello\n",
+        "    name: hello\n  tls:\n    secretName: app-tls\n",
+    );
+    assert!(dm.contains("secretName: app-tls"));
+    std::fs::write(src.join("domain-mapping.yaml"), dm).unwrap();
+    std::fs::write(
+        src.join("certs.yaml"),
+        format!(
+            "{}---\n{}",
+            secret_yaml(
+                "knative-serving",
+                "wildcard",
+                &wildcard.cert_pem,
+                &wildcard.key_pem
+            ),
+            secret_yaml("default", "app-tls", &app.cert_pem, &app.key_pem)
+        ),
+    )
+    .unwrap();
+    let https = free_port();
+    let port = https.to_string();
+    let mut args = vec![
+        "--external-https-port",
+        &port,
+        "--default-tls-secret",
+        "knative-serving/wildcard",
+    ];
+    args.extend_from_slice(extra);
+    let s = Stack::start_dir_with(&src, delta, &args).await;
+    let t = TlsStack {
+        s,
+        https,
+        ca,
+        wildcard,
+        app,
+    };
+    t.wait_https(HELLO, &t.wildcard.der).await;
+    t
+}
+
+impl TlsStack {
+    /// Waits until a handshake for `host` presents `cert`.
+    async fn wait_https(&self, host: &str, cert: &[u8]) {
+        let start = Instant::now();
+        loop {
+            let r = https_get(self.https, host, &self.ca.pem()).await;
+            if r.as_ref().is_ok_and(|r| r.peer == cert && r.status == 200) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{host}: not served with the expected certificate: {r:?}\ncontrol plane:\n{}\nEnvoy:\n{}",
+                self.s.read_log("control-plane"),
+                common::tail_lines(&self.s.read_log("envoy"), 30)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn sni_default_and_own_certificate(delta: bool) {
+    let t = start(delta, &[]).await;
+    let ca = t.ca.pem();
+
+    // The Route's host: the default wildcard certificate, the revision answers, h2 offered.
+    let r = https_get(t.https, HELLO, &ca).await.unwrap();
+    assert_eq!((r.status, r.revision()), (200, "hello-00001"), "{r:?}");
+    assert_eq!(
+        r.peer, t.wildcard.der,
+        "{HELLO} gets the wildcard certificate"
+    );
+    assert_eq!(r.alpn.as_deref(), Some(&b"http/1.1"[..]));
+
+    // The DomainMapping's host: its own certificate, chosen by SNI.
+    let r = https_get(t.https, APP, &ca).await.unwrap();
+    assert_eq!((r.status, r.revision()), (200, "hello-00001"), "{r:?}");
+    assert_eq!(r.peer, t.app.der, "{APP} gets its own certificate");
+
+    // Plain HTTP still serves both (http-protocol Enabled).
+    assert_eq!(
+        t.s.get(Listener::External, HELLO).await.revision(),
+        "hello-00001"
+    );
+    assert_eq!(
+        t.s.get(Listener::External, APP).await.revision(),
+        "hello-00001"
+    );
+
+    // A host no one serves: handshake with the default certificate, then 404.
+    let r = https_get(t.https, "nobody.default.example.com", &ca)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{r:?}");
+
+    // A cluster-local host is not reachable through the external HTTPS listener.
+    let r = https_get(t.https, "hello.default.svc.cluster.local", &ca).await;
+    assert!(
+        r.is_err(),
+        "no certificate names it, so the handshake fails: {r:?}"
+    );
+
+    t.s.assert_no_rejections().await;
+    let sds = t.s.nonzero_stats("^sds\\..*update_success$").await;
+    assert_eq!(sds.len(), 2, "both secrets came over SDS: {sds:?}");
+    assert!(
+        t.s.nonzero_stats("init_fetch_timeout").await.is_empty(),
+        "no secret waited for its fetch timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn https_by_sni_sotw() {
+    sni_default_and_own_certificate(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn https_by_sni_delta() {
+    sni_default_and_own_certificate(true).await;
+}
+
+/// A rotation under ~50 HTTPS requests a second, each on a new connection: new handshakes
+/// see the new certificate within 2 s, and no request fails. Then a rotation to a key that
+/// does not match keeps the last good certificate; a bad DomainMapping Secret harms only its
+/// own host, and `validate` names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotation_under_traffic_and_bad_secrets() {
+    let t = Arc::new(start(true, &[]).await);
+    let ca = t.ca.pem();
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::new(Mutex::new(Vec::<(Instant, Vec<u8>)>::new()));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let traffic = {
+        let (t, ca, stop, failures, seen, sent) = (
+            t.clone(),
+            ca.clone(),
+            stop.clone(),
+            failures.clone(),
+            seen.clone(),
+            sent.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                match https_get(t.https, APP, &ca).await {
+                    Ok(r) if r.status == 200 && r.revision() == "hello-00001" => {
+                        seen.lock().unwrap().push((Instant::now(), r.peer));
+                    }
+                    Ok(r) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{} {:?}", r.status, r.body)),
+                    Err(e) => failures.lock().unwrap().push(e),
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Rotate app-tls to a new certificate.
+    let next = t.ca.leaf(&[APP], 30);
+    let rotated_at = Instant::now();
+    t.s.write_manifest(
+        "certs.yaml",
+        &format!(
+            "{}---\n{}",
+            secret_yaml(
+                "knative-serving",
+                "wildcard",
+                &t.wildcard.cert_pem,
+                &t.wildcard.key_pem
+            ),
+            secret_yaml("default", "app-tls", &next.cert_pem, &next.key_pem)
+        ),
+    );
+    let switched = loop {
+        let first_new = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, p)| *p == next.der)
+            .map(|(at, _)| *at);
+        if let Some(at) = first_new {
+            break at.duration_since(rotated_at);
+        }
+        assert!(
+            rotated_at.elapsed() < Duration::from_secs(10),
+            "rotation never seen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    {
+        // Once the new one is seen, no handshake gets the old one again.
+        let seen = seen.lock().unwrap();
+        let first = seen.iter().position(|(_, p)| *p == next.der).unwrap();
+        assert!(
+            seen[first..].iter().all(|(_, p)| *p == next.der),
+            "old certificate after the new one"
+        );
+    }
+    assert!(
+        switched < Duration::from_secs(2),
+        "new certificate after {switched:?}"
+    );
+
+    // A rotation to a key of another certificate: Envoy keeps serving the last good one.
+    let other = t.ca.leaf(&[APP], 30);
+    t.s.write_manifest(
+        "certs.yaml",
+        &format!(
+            "{}---\n{}",
+            secret_yaml(
+                "knative-serving",
+                "wildcard",
+                &t.wildcard.cert_pem,
+                &t.wildcard.key_pem
+            ),
+            secret_yaml("default", "app-tls", &next.cert_pem, &other.key_pem)
+        ),
+    );
+    let start = Instant::now();
+    let report = loop {
+        let report = t.s.admin_json("/debug/rejections").await;
+        if report["certificates"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+        {
+            break report;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no certificate problem: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let problem = &report["certificates"][0];
+    assert_eq!(problem["object"]["name"], APP, "{report}");
+    assert_eq!(
+        problem["problem"]["field"], "spec.tls.secretName",
+        "{report}"
+    );
+    let message = problem["problem"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("tls.key: does not match the certificate in tls.crt")
+            && message.contains("last good certificate"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    traffic.await.unwrap();
+    let failures = failures.lock().unwrap().clone();
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} requests failed: {failures:?}",
+        failures.len()
+    );
+    assert!(sent > 100, "only {sent} requests");
+    let last = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        last.1, next.der,
+        "the last good certificate is still served"
+    );
+    t.s.assert_no_rejections().await;
+
+    // validate names the object, the field and the Secret's field; exit 1.
+    let out = Command::new(env!("CARGO_BIN_EXE_knative-xds"))
+        .args([
+            "validate",
+            "--default-tls-secret",
+            "knative-serving/wildcard",
+        ])
+        .arg("--manifests")
+        .arg(&t.s.manifests)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("DomainMapping default/app.example.org: spec.tls.secretName: Secret default/app-tls: tls.key: does not match the certificate in tls.crt"),
+        "{stdout}"
+    );
+
+    // A Secret with a bad key from the start (a restart has no last good one): only that
+    // host loses its certificate (its SNI gets the wildcard, which does not name it); the
+    // Route's host is unaffected.
+    let mut t = Arc::try_unwrap(t).ok().expect("traffic task done");
+    t.s.restart_control_plane().await;
+    let start = Instant::now();
+    loop {
+        let r = https_get(t.https, APP, &ca).await;
+        if r.as_ref().is_err_and(|e| e.contains("handshake")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{APP} still served: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = https_get(t.https, HELLO, &ca).await.unwrap();
+    assert_eq!((r.status, r.peer == t.wildcard.der), (200, true));
+    assert_eq!(
+        t.s.get(Listener::External, APP).await.revision(),
+        "hello-00001"
+    );
+    t.s.assert_no_rejections().await;
+}
+
+/// No private key in any output: `render`, `validate`, the debug endpoints, CSDS, the
+/// Inspect API and the logs show the certificate, never the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn private_keys_never_shown() {
+    let t = start(false, &[]).await;
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    // The key as PEM text, and as the base64 of that text (proto3 JSON's bytes).
+    let keys = [
+        t.wildcard.key_body(),
+        t.app.key_body(),
+        b64(&t.wildcard.key_pem),
+        b64(&t.app.key_pem),
+    ];
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    for path in [
+        "/debug/snapshot",
+        "/debug/rejections",
+        "/debug/proxies",
+        "/metrics",
+    ] {
+        outputs.push((
+            path.into(),
+            t.s.get_text(&format!("http://127.0.0.1:{}{path}", t.s.admin_port))
+                .await,
+        ));
+    }
+    let snapshot =
+        t.s.get_text(&format!(
+            "http://127.0.0.1:{}/debug/snapshot",
+            t.s.admin_port
+        ))
+        .await;
+    assert!(
+        snapshot.contains("[redacted]"),
+        "the key is shown as redacted"
+    );
+    assert!(
+        snapshot.contains(&b64(&t.app.cert_pem)[..60]),
+        "the certificate itself is shown"
+    );
+    for args in [
+        vec!["render"],
+        vec!["render", "-o", "yaml"],
+        vec!["validate"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_knative-xds"))
+            .args(&args)
+            .args(["--default-tls-secret", "knative-serving/wildcard"])
+            .arg("--manifests")
+            .arg(&t.s.manifests)
+            .output()
+            .unwrap();
+        outputs.push((
+            args.join(" "),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ));
+    }
+    outputs.push((
+        "CSDS".into(),
+        t.s.grpcurl(&[
+            "-d",
+            "{}",
+            "ADDR",
+            "envoy.service.status.v3.ClientStatusDiscoveryService/FetchClientStatus",
+        ]),
+    ));
+    outputs.push(("control-plane log".into(), t.s.read_log("control-plane")));
+    for (what, text) in &outputs {
+        for k in &keys {
+            // Any 40 characters of the key's base64 (and so its PEM) would give it away.
+            for i in (0..k.len().saturating_sub(40)).step_by(40) {
+                assert!(!text.contains(&k[i..i + 40]), "{what} shows a private key");
+            }
+        }
+    }
+    let csds = &outputs.iter().find(|(w, _)| w == "CSDS").unwrap().1;
+    assert!(
+        csds.contains("[redacted]") && csds.contains("app-tls"),
+        "CSDS lists the secrets, redacted:\n{}",
+        &csds[..csds.len().min(3000)]
+    );
+}
