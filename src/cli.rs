@@ -414,7 +414,8 @@ fn serve(args: ServeArgs) -> ExitCode {
                 } else {
                     Kind::ALL
                         .into_iter()
-                        .filter(|k| *k != Kind::KIngress)
+                        // Secrets are watched one by one, as objects name them.
+                        .filter(|k| !matches!(k, Kind::KIngress | Kind::Secret))
                         .collect()
                 },
             })

@@ -26,8 +26,16 @@ pub struct IngressState {
     pub outcome: Outcome,
     /// The status the object carries now (as watched).
     pub current: Option<Value>,
-    /// `spec.tls` hosts, served over plain HTTP for now.
-    pub tls_hosts: Vec<String>,
+    /// `spec.tls`, when it has entries.
+    pub tls: Option<TlsStatus>,
+}
+
+/// Whether a KIngress' `spec.tls` is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsStatus {
+    pub hosts: Vec<String>,
+    /// Why some of them are not served over HTTPS (`None`: all are).
+    pub unserved: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,12 +64,18 @@ pub fn desired_status(
     lbs: &LoadBalancers,
     now: &str,
 ) -> Value {
+    let tls_unserved = state.tls.as_ref().and_then(|t| t.unserved.as_ref());
     let (network, lb) = match &state.outcome {
         Outcome::Served { since_snapshot } => {
             let lb = match applied_by_all {
                 // Once Ready, a generation stays Ready (as with Knative's prober): a gateway
                 // restarting or a control-plane restart must not flap every Route.
                 _ if ready_for(state.current.as_ref(), state.generation) => Cond::True,
+                // Ready means every host answers as asked, HTTPS included (Knative's `tls`
+                // conformance test sends its HTTPS request once Ready).
+                _ if tls_unserved.is_some() => {
+                    Cond::Unknown("TLSNotReady", tls_unserved.cloned().unwrap_or_default())
+                }
                 Some(applied) if applied >= *since_snapshot => Cond::True,
                 Some(_) => Cond::Unknown(
                     "Pending",
@@ -103,20 +117,13 @@ pub fn desired_status(
         condition("NetworkConfigured", &network, &old, now),
         condition("Ready", &ready, &old, now),
     ];
-    if !state.tls_hosts.is_empty() {
-        // Informational (severity Warning): does not hold back Ready.
-        let mut c = condition(
-            "TLSServed",
-            &Cond::False(
-                "NotImplemented",
-                format!(
-                    "spec.tls is not served yet: {} answer over plain HTTP only",
-                    state.tls_hosts.join(", ")
-                ),
-            ),
-            &old,
-            now,
-        );
+    if let Some(tls) = &state.tls {
+        // Informational (severity Warning), as Knative has no such condition of its own.
+        let served = match &tls.unserved {
+            None => Cond::True,
+            Some(why) => Cond::False("TLSNotServed", why.clone()),
+        };
+        let mut c = condition("TLSServed", &served, &old, now);
         c.insert("severity".into(), json!("Warning"));
         conditions.push(c);
     }

@@ -235,6 +235,8 @@ pub struct TlsPlan {
     pub next_change: Option<i64>,
     /// Objects and hosts whose `spec.tls` is served (KIngress status `TLSServed`).
     pub served_hosts: BTreeMap<ObjectRef, BTreeSet<Arc<str>>>,
+    /// Every Secret named (served or not): what the Kubernetes source watches.
+    pub named: BTreeSet<ObjectKey>,
 }
 
 /// The SDS name of a Secret's certificate.
@@ -425,6 +427,7 @@ impl Planner {
         // Forget Secrets no one names any more.
         self.checked.retain(|k, _| decided.contains_key(k));
         self.last_good.retain(|k, _| decided.contains_key(k));
+        plan.named = decided.into_keys().collect();
         plan
     }
 

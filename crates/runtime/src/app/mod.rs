@@ -397,9 +397,12 @@ async fn start_source(
                 shared.clone(),
                 full_push,
             );
+            let first_secret_watch = specs.len();
             for (id, spec) in specs.into_iter().enumerate() {
                 tokio::spawn(kube_source::run_watch(client.clone(), id, spec, tx.clone()));
             }
+            let mut secrets =
+                kube_source::SecretWatches::new(client.clone(), tx.clone(), first_secret_watch);
             if let Some(settings) = cfg.status.clone() {
                 tokio::spawn(crate::sources::kube_status::run(
                     client.clone(),
@@ -420,6 +423,8 @@ async fn start_source(
                             let started = Instant::now();
                             let batch = coalesce(&mut rx, first, started).await;
                             pipeline.apply(batch, started);
+                            let stopped = secrets.sync(&pipeline.named_secrets());
+                            pipeline.forget_secrets(stopped);
                         }
                         _ = sleep_until(expiry) => pipeline.on_timer(),
                         _ = stop.changed() => break,

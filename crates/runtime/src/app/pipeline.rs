@@ -91,8 +91,9 @@ pub struct Pipeline {
     serial: u64,
     /// Keeps the encoded resources of unchanged objects between rebuilds.
     builder: builder::IncrementalBuilder,
-    /// KIngress mode: per KIngress, the generation served and the first snapshot with it.
-    served_since: std::collections::HashMap<model::ObjectKey, (i64, u64)>,
+    /// KIngress mode: per KIngress, the generation served, the first snapshot with it (and
+    /// with its certificates), and whether its certificates are served.
+    served_since: std::collections::HashMap<model::ObjectKey, (i64, u64, bool)>,
     /// Every Knative object's translation state (kept up to date per change).
     objects: imbl::OrdMap<ObjectRef, ObjectState>,
     /// How many objects of each kind are in each state (for `/metrics`).
@@ -172,7 +173,11 @@ impl Pipeline {
         let mut changed = 0;
         for c in changes {
             if let Change::Replace { watch, .. } = &c {
-                listed.insert(*watch);
+                // Secret watches (ids past the kinds') start later; they do not hold back
+                // the first snapshot.
+                if *watch < *watches {
+                    listed.insert(*watch);
+                }
                 self.shared.metrics.relists.inc();
             } else {
                 self.shared.metrics.watch_events.inc();
@@ -354,11 +359,14 @@ impl Pipeline {
             .map(|r| (&r.object.key, r))
             .collect();
         let mut states = IngressStates::default();
+        let plan = self.builder.tls_plan();
         for (key, k) in &self.source.store().kingresses {
             if translate::kingress::class_of(k) != Some(class) {
                 continue;
             }
             let generation = k.metadata.generation.unwrap_or(0);
+            let tls = tls_status(plan, key, k);
+            let tls_ok = tls.as_ref().is_none_or(|t| t.unserved.is_none());
             let outcome = if let Some(r) = rejected.get(key) {
                 Outcome::Rejected {
                     reason: r.reason,
@@ -373,10 +381,13 @@ impl Pipeline {
                 .get(key)
                 .is_some_and(|g| g.unwrap_or(0) == generation)
             {
+                // Served since the first snapshot with this generation and, when it names
+                // certificates, with all of them.
                 let since = match self.served_since.get(key) {
-                    Some((g, s)) if *g == generation => *s,
+                    Some((g, s, ok)) if *g == generation && (*ok || !tls_ok) => *s,
                     _ => {
-                        self.served_since.insert(key.clone(), (generation, current));
+                        self.served_since
+                            .insert(key.clone(), (generation, current, tls_ok));
                         current
                     }
                 };
@@ -392,7 +403,7 @@ impl Pipeline {
                     generation,
                     outcome,
                     current: k.status.clone(),
-                    tls_hosts: translate::kingress::tls_hosts(k),
+                    tls,
                 },
             );
         }
@@ -426,6 +437,18 @@ impl Pipeline {
         }
         self.shared.publish(snapshot, self.seen_at);
         true
+    }
+
+    /// The Secrets the served objects (and `--default-tls-secret`) name.
+    pub fn named_secrets(&self) -> BTreeSet<model::ObjectKey> {
+        self.builder.tls_plan().named.clone()
+    }
+
+    /// Drops Secrets no longer named from the store (their watches stopped).
+    pub fn forget_secrets(&mut self, keys: Vec<model::ObjectKey>) {
+        for k in keys {
+            self.source.store_mut().delete(Kind::Secret, &k);
+        }
     }
 
     /// When the next retained cluster expires, or a certificate's validity changes.
@@ -528,6 +551,43 @@ impl Pipeline {
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Whether a KIngress' `spec.tls` is served, and if not why (its certificate problems).
+fn tls_status(
+    plan: &translate::tls::TlsPlan,
+    key: &model::ObjectKey,
+    k: &model::objects::KIngress,
+) -> Option<translate::status::TlsStatus> {
+    let hosts = translate::kingress::tls_hosts(k);
+    if hosts.is_empty() {
+        return None;
+    }
+    let object = ObjectRef {
+        kind: Kind::KIngress,
+        key: key.clone(),
+    };
+    let served = plan.served_hosts.get(&object);
+    let missing: Vec<&str> = hosts
+        .iter()
+        .map(|h| h.as_str())
+        .filter(|h| served.is_none_or(|s| !s.iter().any(|x| x.eq_ignore_ascii_case(h))))
+        .collect();
+    let unserved = (!missing.is_empty()).then(|| {
+        let why: Vec<String> = plan
+            .problems
+            .iter()
+            .filter(|p| p.object == object)
+            .map(|p| format!("{}: {}", p.problem.field, p.problem.message))
+            .collect();
+        let why = if why.is_empty() {
+            "its Secret is not read yet".to_string()
+        } else {
+            why.join("; ")
+        };
+        format!("{} not served over HTTPS: {why}", missing.join(", "))
+    });
+    Some(translate::status::TlsStatus { hosts, unserved })
 }
 
 /// The kinds listed in the inspection view.

@@ -29,6 +29,8 @@ pub enum Change {
         watch: usize,
         kind: Kind,
         namespace: Option<String>,
+        /// Only these names (a watch by name): other objects of the kind stay.
+        names: Option<BTreeSet<String>>,
         objects: Vec<Object>,
     },
 }
@@ -245,6 +247,7 @@ pub async fn run_watch(client: Client, id: usize, spec: WatchSpec, tx: mpsc::Sen
                     watch: id,
                     kind: spec.kind,
                     namespace: spec.namespace.clone(),
+                    names: spec.names.clone(),
                     objects,
                 }
             }
@@ -293,6 +296,7 @@ pub fn apply(store: &mut Store, change: Change) -> bool {
         Change::Replace {
             kind,
             namespace,
+            names,
             objects,
             ..
         } => {
@@ -305,7 +309,7 @@ pub fn apply(store: &mut Store, change: Change) -> bool {
                 let in_scope = match &namespace {
                     Some(ns) => *key.namespace == **ns,
                     None => true,
-                };
+                } && names.as_ref().is_none_or(|n| n.contains(&*key.name));
                 if in_scope && !keep.contains(&key) {
                     changed |= store.delete(kind, &key);
                 }
@@ -317,6 +321,71 @@ pub fn apply(store: &mut Store, change: Change) -> bool {
                 store.compact();
             }
             changed
+        }
+    }
+}
+
+/// The Secrets the served objects name, each read by a watch of its own name: the control
+/// plane never lists or holds any other Secret, and RBAC can grant exactly these
+/// (`resourceNames`: a list or watch with a `metadata.name` field selector is authorized
+/// against it).
+pub struct SecretWatches {
+    client: Client,
+    tx: mpsc::Sender<Change>,
+    /// Watch ids from here on (the pipeline counts only the kinds' watches as listed).
+    next_id: usize,
+    running: std::collections::BTreeMap<ObjectKey, tokio::task::AbortHandle>,
+}
+
+impl SecretWatches {
+    pub fn new(client: Client, tx: mpsc::Sender<Change>, first_id: usize) -> SecretWatches {
+        SecretWatches {
+            client,
+            tx,
+            next_id: first_id,
+            running: Default::default(),
+        }
+    }
+
+    /// Starts a watch for each Secret newly `wanted` and stops those no longer wanted;
+    /// returns the stopped ones (their Secrets should leave the store).
+    pub fn sync(&mut self, wanted: &BTreeSet<ObjectKey>) -> Vec<ObjectKey> {
+        let stopped: Vec<ObjectKey> = self
+            .running
+            .keys()
+            .filter(|k| !wanted.contains(*k))
+            .cloned()
+            .collect();
+        for k in &stopped {
+            if let Some(h) = self.running.remove(k) {
+                h.abort();
+            }
+            debug!(secret = %k, "no longer named; watch stopped");
+        }
+        for k in wanted {
+            if self.running.contains_key(k) || k.namespace.is_empty() {
+                continue;
+            }
+            let spec = WatchSpec {
+                kind: Kind::Secret,
+                resource: resource("", "v1", "Secret", "secrets"),
+                namespace: Some(k.namespace.to_string()),
+                names: Some([k.name.to_string()].into_iter().collect()),
+            };
+            let id = self.next_id;
+            self.next_id += 1;
+            let task = tokio::spawn(run_watch(self.client.clone(), id, spec, self.tx.clone()));
+            self.running.insert(k.clone(), task.abort_handle());
+            debug!(secret = %k, "named; watching it");
+        }
+        stopped
+    }
+}
+
+impl Drop for SecretWatches {
+    fn drop(&mut self) {
+        for h in self.running.values() {
+            h.abort();
         }
     }
 }

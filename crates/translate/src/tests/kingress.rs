@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::ir::Visibility;
 use crate::kingress::{probe_hash, translate_kingress, HASH_HEADER};
-use crate::status::{desired_status, needs_write, IngressState, LoadBalancers, Outcome};
+use crate::status::{desired_status, needs_write, IngressState, LoadBalancers, Outcome, TlsStatus};
 use crate::{Options, RejectReason, Translator};
 use model::objects::KIngress;
 use model::{Object, Store};
@@ -297,7 +297,7 @@ fn ready_only_once_every_envoy_applied_the_generation() {
         generation: 4,
         outcome: Outcome::Served { since_snapshot: 10 },
         current: None,
-        tls_hosts: vec![],
+        tls: None,
     };
     let now = "2026-11-23T10:00:00Z";
     for (applied, want) in [
@@ -354,7 +354,7 @@ fn conflicts_invalid_specs_and_tls_are_reported() {
             message: "host \"a\" is already served by x".into(),
         },
         current: None,
-        tls_hosts: vec![],
+        tls: None,
     };
     let s = desired_status(&conflict, Some(100), &lbs(), now);
     assert_eq!(cond(&s, "LoadBalancerReady")["reason"], "DomainConflict");
@@ -372,15 +372,43 @@ fn conflicts_invalid_specs_and_tls_are_reported() {
         .as_str()
         .unwrap()
         .contains("spec.rules"));
-    let tls = IngressState {
+    // spec.tls served: TLSServed True, Ready as usual.
+    let served = IngressState {
         outcome: Outcome::Served { since_snapshot: 1 },
-        tls_hosts: vec!["a.example.com".into()],
+        tls: Some(TlsStatus {
+            hosts: vec!["a.example.com".into()],
+            unserved: None,
+        }),
         ..conflict
     };
-    let s = desired_status(&tls, Some(1), &lbs(), now);
+    let s = desired_status(&served, Some(1), &lbs(), now);
     assert_eq!(cond(&s, "Ready")["status"], "True");
+    assert_eq!(cond(&s, "TLSServed")["status"], "True");
+    assert_eq!(cond(&s, "TLSServed")["severity"], "Warning");
+    // Not served (its Secret is missing): not Ready until it is, and TLSServed says why.
+    let why = "spec.tls[0].secretName: Secret ns/cert not found";
+    let pending = IngressState {
+        tls: Some(TlsStatus {
+            hosts: vec!["a.example.com".into()],
+            unserved: Some(why.into()),
+        }),
+        ..served.clone()
+    };
+    let s = desired_status(&pending, Some(1), &lbs(), now);
+    assert_eq!(cond(&s, "Ready")["status"], "Unknown");
+    assert_eq!(cond(&s, "LoadBalancerReady")["reason"], "TLSNotReady");
     let t = cond(&s, "TLSServed");
-    assert_eq!(t["status"], "False");
-    assert_eq!(t["severity"], "Warning");
-    assert!(t["message"].as_str().unwrap().contains("a.example.com"));
+    assert_eq!(
+        (t["status"].as_str(), t["message"].as_str()),
+        (Some("False"), Some(why))
+    );
+    // Once Ready, a Secret going bad later does not take Ready away (HTTP still serves).
+    let ready = desired_status(&served, Some(1), &lbs(), now);
+    let later = IngressState {
+        current: Some(ready),
+        ..pending
+    };
+    let s = desired_status(&later, Some(1), &lbs(), now);
+    assert_eq!(cond(&s, "Ready")["status"], "True");
+    assert_eq!(cond(&s, "TLSServed")["status"], "False");
 }
