@@ -811,7 +811,7 @@ async fn websocket_and_grpc_with_splits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn not_ready_until_envoy_applies_and_conflicts_invalid_tls_reported() {
+async fn not_ready_until_envoy_applies_and_conflicts_invalid_missing_tls_reported() {
     let mut lab = Lab::start(&[http("s0")]).await;
     lab.apply(
         "first",
@@ -869,11 +869,34 @@ async fn not_ready_until_envoy_applies_and_conflicts_invalid_tls_reported() {
     tls["tls"] =
         json!([{"hosts": ["tls.example.com"], "secretName": "cert", "secretNamespace": NS}]);
     lab.apply("tls", tls);
-    let tls = lab.wait_ready("tls").await;
-    assert!(condition(&tls, "TLSServed")["message"]
-        .as_str()
-        .unwrap()
-        .contains("plain HTTP"));
+    // Its Secret does not exist: HTTP serves it, but it is not Ready (Ready means HTTPS
+    // works too), and TLSServed says why.
+    let start = Instant::now();
+    loop {
+        let tls = lab.get("tls");
+        let t = condition(&tls, "TLSServed");
+        if t["status"] == "False" {
+            assert!(
+                t["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Secret default/cert not found"),
+                "{t}"
+            );
+            assert_eq!(
+                condition(&tls, "LoadBalancerReady")["reason"],
+                "TLSNotReady"
+            );
+            assert!(!is_ready(&tls));
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            tls["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         lab.who(Listener::External, "tls.example.com", "/", &[])
             .await,
@@ -1036,4 +1059,187 @@ async fn two_replicas_one_writes_status_and_leadership_moves_on() {
     }
     let _ = replica.kill();
     let _ = replica.wait();
+}
+
+/// Knative's ingress conformance `tls` (TestIngressTLS), and what it leaves out: a Secret
+/// created before the KIngress and one created after it, an update and a delete. The control
+/// plane runs with deploy/'s role for everything but Secrets, and a Role naming exactly the
+/// two Secrets (`resourceNames`): it serves them, and cannot read any other Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_secrets_before_and_after_updated_deleted_with_exact_rbac() {
+    use common::kube::LIMITED_USER;
+    use common::tls::{https_get, secret_yaml, TestCa};
+    let env = KubeEnv::start(KubeOptions::default());
+    let deploy = std::path::Path::new(common::REPO).join("deploy");
+    let _ = env.kubectl(&["create", "namespace", "knative-xds"]);
+    env.kubectl_ok(&["apply", "-f", deploy.join("rbac.yaml").to_str().unwrap()]);
+    env.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "knative-xds-test",
+        "--clusterrole=knative-xds",
+        &format!("--user={LIMITED_USER}"),
+    ]);
+    env.kubectl_ok(&[
+        "create",
+        "role",
+        "tls-secrets",
+        "-n",
+        NS,
+        "--verb=get,list,watch",
+        "--resource=secrets",
+        "--resource-name=before",
+        "--resource-name=after",
+    ]);
+    env.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "tls-secrets",
+        "-n",
+        NS,
+        "--role=tls-secrets",
+        &format!("--user={LIMITED_USER}"),
+    ]);
+    let limited = env.kubeconfig_for(&env.limited_token);
+
+    let ca = TestCa::new();
+    let before = ca.leaf(&["before.example.com"], 1);
+    env.apply_yaml(&secret_yaml(
+        NS,
+        "before",
+        &before.cert_pem,
+        &before.key_pem,
+    ));
+    env.apply_yaml(&secret_yaml(NS, "other", &before.cert_pem, &before.key_pem));
+    let denied = env.kubectl_with(&limited, &["get", "secret", "other", "-n", NS], None);
+    assert!(
+        !denied.status.success(),
+        "the role must not read other Secrets"
+    );
+
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(
+        src.path().join("slices.yaml"),
+        format!("apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata:\n  name: s0-slice\n  namespace: {NS}\n  labels:\n    kubernetes.io/service-name: s0\naddressType: IPv4\nendpoints:\n- addresses: [127.0.0.1]\n  conditions:\n    ready: true\nports:\n- name: http\n  protocol: TCP\n  port: 19100\n"),
+    )
+    .unwrap();
+    let https = common::free_port().to_string();
+    let args = [
+        "--mode",
+        "ingress",
+        "--lease-namespace",
+        NS,
+        "--external-https-port",
+        &https,
+    ];
+    let stack = Stack::start_kube(src.path(), true, &limited, &args).await;
+    env.apply_yaml(&format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: s0\n  namespace: {NS}\nspec:\n  ports:\n  - name: http\n    port: 50\n    targetPort: 8000\n"));
+    env.apply_yaml(&std::fs::read_to_string(stack.manifests.join("slices.yaml")).unwrap());
+    let lab = Lab { env, stack };
+    let https: u16 = https.parse().unwrap();
+    let tls_ingress = |host: &str, secret: &str| {
+        let mut spec = one_rule(host, json!([{"splits": [split(0, "s0", 100)]}]));
+        spec["tls"] = json!([{"hosts": [host], "secretName": secret, "secretNamespace": NS}]);
+        spec
+    };
+
+    // Secret first (as the conformance test does): once Ready, HTTP and HTTPS both answer,
+    // HTTPS with that certificate.
+    lab.apply("before", tls_ingress("before.example.com", "before"));
+    let k = lab.wait_ready("before").await;
+    assert_eq!(
+        condition(&k, "TLSServed")["status"],
+        "True",
+        "{}",
+        k["status"]
+    );
+    let r = https_get(https, "before.example.com", &ca.pem())
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.revision(), r.peer == before.der),
+        (200, "s0", true),
+        "{r:?}"
+    );
+    assert_eq!(
+        lab.who(Listener::External, "before.example.com", "/", &[])
+            .await,
+        "s0"
+    );
+
+    // KIngress first: not Ready until its Secret exists; Ready then means HTTPS works.
+    lab.apply("after", tls_ingress("after.example.com", "after"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let k = lab.get("after");
+    assert!(
+        !is_ready(&k),
+        "Ready without its certificate: {}",
+        k["status"]
+    );
+    assert_eq!(condition(&k, "TLSServed")["status"], "False");
+    let after = ca.leaf(&["after.example.com"], 1);
+    lab.env
+        .apply_yaml(&secret_yaml(NS, "after", &after.cert_pem, &after.key_pem));
+    lab.wait_ready("after").await;
+    let r = https_get(https, "after.example.com", &ca.pem())
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.peer == after.der), (200, true), "{r:?}");
+
+    // An update: new handshakes get the new certificate within seconds.
+    let renewed = ca.leaf(&["after.example.com"], 2);
+    lab.env.apply_yaml(&secret_yaml(
+        NS,
+        "after",
+        &renewed.cert_pem,
+        &renewed.key_pem,
+    ));
+    let start = Instant::now();
+    loop {
+        let r = https_get(https, "after.example.com", &ca.pem()).await;
+        if r.as_ref()
+            .is_ok_and(|r| r.peer == renewed.der && r.status == 200)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "renewal not served: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A delete: that host's HTTPS stops (no certificate names it), HTTP and the other host
+    // are untouched, Ready stays, TLSServed says why.
+    lab.env.kubectl_ok(&["delete", "secret", "after", "-n", NS]);
+    let start = Instant::now();
+    loop {
+        let r = https_get(https, "after.example.com", &ca.pem()).await;
+        if r.is_err() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still served: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let k = lab.get("after");
+    assert!(is_ready(&k), "{}", k["status"]);
+    assert_eq!(condition(&k, "TLSServed")["status"], "False");
+    assert_eq!(
+        lab.who(Listener::External, "after.example.com", "/", &[])
+            .await,
+        "s0"
+    );
+    let r = https_get(https, "before.example.com", &ca.pem())
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.peer == before.der), (200, true));
+    lab.stack.assert_no_rejections().await;
+    let log = lab.stack.read_log("control-plane");
+    assert!(
+        !log.contains("forbidden") && !log.contains("Forbidden"),
+        "{log}"
+    );
 }

@@ -186,7 +186,10 @@ impl AdsStream for SotwStream {
         st.set_names(&resource_names, key.legacy_wildcard());
         if first {
             let version = aggregate_version(st.sub.view(key.resources(snap)));
-            if response_nonce.is_empty() && !version_info.is_empty() && version_info == version {
+            // Secrets are always answered on a new stream (as in delta): a reconnecting
+            // Envoy's new secret providers wait for an answer (Envoy Gateway #9519).
+            let reconnect = response_nonce.is_empty() && !version_info.is_empty();
+            if reconnect && version_info == version && !key.is(ResourceType::Secret) {
                 // Reconnect: the client already runs exactly this content; nothing to send.
                 st.view = view_map(&st.sub.view(key.resources(snap)));
                 st.view_version = Some(version);

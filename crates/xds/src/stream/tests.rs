@@ -72,7 +72,8 @@ impl DeltaProst for DeltaStream {
 
 use ResourceType::{Cluster as Cds, Endpoint as Eds, Listener as Lds, Route as Rds};
 
-const SECRET_URL: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+/// A type Envoy may ask for that this server does not serve (ECDS).
+const UNSERVED_URL: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 const RUNTIME_URL: &str = "type.googleapis.com/envoy.service.runtime.v3.Runtime";
 
 // `tag` varies the content (and so the version) without changing the name.
@@ -117,6 +118,29 @@ fn route(name: &str, tag: &str) -> Arc<Resource> {
         ..Default::default()
     };
     Resource::new(name, &r)
+}
+
+/// An SDS certificate; `tag` varies its bytes.
+fn secret(name: &str, tag: &str) -> Arc<Resource> {
+    use envoy_api::pb::envoy::config::core::v3::{data_source, DataSource};
+    use envoy_api::pb::envoy::extensions::transport_sockets::tls::v3::{
+        secret, Secret, TlsCertificate,
+    };
+    let s = Secret {
+        name: name.into(),
+        r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+            certificate_chain: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(tag.into())),
+                ..Default::default()
+            }),
+            private_key: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(format!("key {tag}"))),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+    };
+    Resource::new(name, &s)
 }
 
 fn map(rs: &[Arc<Resource>]) -> ResourceMap {
@@ -328,24 +352,24 @@ fn unknown_type_url_handled() {
     let s = base();
     let mut c = SotwStream::new();
     let mut r = req(Cds, &[], "", "");
-    r.type_url = SECRET_URL.into();
+    r.type_url = UNSERVED_URL.into();
     r.resource_names = vec!["cert".into()];
     let resp = one(c.sotw(r, &s).unwrap());
     assert!(resp.resources.is_empty());
-    assert_eq!(resp.type_url, SECRET_URL);
+    assert_eq!(resp.type_url, UNSERVED_URL);
     assert!(c.sotw(ack(&resp, &["cert"]), &s).unwrap().is_empty());
     assert!(c.sotw_changed(&s).is_empty());
     assert!(c.take_events().contains(&ConnectionEvent::UnservedType {
-        type_url: SECRET_URL.into()
+        type_url: UNSERVED_URL.into()
     }));
     let st = c
         .status()
         .types
         .into_iter()
-        .find(|t| t.type_url == SECRET_URL)
+        .find(|t| t.type_url == UNSERVED_URL)
         .unwrap();
     assert!(!st.served);
-    assert_eq!(st.type_name, "Secret");
+    assert_eq!(st.type_name, "TypedExtensionConfig");
 
     // Delta: wildcard gets an (empty) answer so Envoy finishes initialising, explicit names
     // are reported absent.
@@ -356,7 +380,7 @@ fn unknown_type_url_handled() {
     assert!(resp.resources.is_empty() && resp.removed_resources.is_empty());
     assert!(d.delta(dack(&resp), &s).unwrap().is_empty());
     let mut r = dreq(Cds, &["cert"], &[], "");
-    r.type_url = SECRET_URL.into();
+    r.type_url = UNSERVED_URL.into();
     let resp = done(d.delta(r, &s).unwrap());
     assert_eq!(resp.removed_resources, ["cert"]);
 
@@ -426,7 +450,7 @@ fn arbitrary_requests_never_panic() {
         Eds.type_url(),
         Lds.type_url(),
         Rds.type_url(),
-        SECRET_URL,
+        UNSERVED_URL,
         "",
         "junk",
     ];

@@ -227,6 +227,37 @@ fn delta_initial_resource_versions_nothing_resent_when_matching() {
     );
 }
 
+/// A new stream is sent every Secret it subscribes to, even those its initial versions say it
+/// has: after a reconnect Envoy may hold new secret providers that wait for an answer, and
+/// without one its listeners come up without certificates (Envoy Gateway #9519). Later
+/// subscriptions are answered too, and a rotation sends only the rotated Secret.
+#[test]
+fn delta_secrets_resent_on_a_new_stream_whatever_the_client_has() {
+    let mut s = base();
+    *s.resources_mut(ResourceType::Secret) = map(&[secret("ns/a", "1"), secret("ns/b", "1")]);
+    let mut c = DeltaStream::new();
+    let mut r = dreq(ResourceType::Secret, &["ns/a"], &[], "");
+    r.initial_resource_versions = versions(&s, ResourceType::Secret);
+    let resp = done(c.delta(r, &s).unwrap());
+    assert_eq!(dnames(&resp), ["ns/a"]);
+    assert!(c.delta(dack(&resp), &s).unwrap().is_empty());
+    let resp = done(
+        c.delta(dreq(ResourceType::Secret, &["ns/b"], &[], &resp.nonce), &s)
+            .unwrap(),
+    );
+    assert_eq!(dnames(&resp), ["ns/b"]);
+    c.delta(dack(&resp), &s).unwrap();
+    // Rotation of one.
+    let mut s2 = s.clone();
+    *s2.resources_mut(ResourceType::Secret) = map(&[secret("ns/a", "2"), secret("ns/b", "1")]);
+    let resp = done(c.delta_changed(&s2));
+    assert_eq!(dnames(&resp), ["ns/a"]);
+    // Other types still trust initial versions (nothing resent).
+    let mut r = dreq(Eds, &["a", "b"], &[], "");
+    r.initial_resource_versions = versions(&s, Eds);
+    assert!(c.delta(r, &s2).unwrap().is_empty());
+}
+
 /// Scopes are kept under short names (see `names`): clients see, subscribe with and
 /// reconnect with the full xdstp names, and a name that looks like a kept one is not ours.
 #[test]

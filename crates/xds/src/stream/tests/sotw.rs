@@ -162,6 +162,30 @@ fn sotw_changed_resource_names_get_new_view() {
     assert_eq!(names(&r), ["r2"]);
 }
 
+/// Secrets: a new stream is answered even when its version matches, and a rotation sends
+/// only the rotated Secret.
+#[test]
+fn sotw_secrets_answered_on_reconnect_and_sent_alone_on_rotation() {
+    let mut s = base();
+    *s.resources_mut(ResourceType::Secret) = map(&[secret("ns/a", "1"), secret("ns/b", "1")]);
+    let mut c = SotwStream::new();
+    let r = one(c
+        .sotw(req(ResourceType::Secret, &["ns/a", "ns/b"], "", ""), &s)
+        .unwrap());
+    assert_eq!(names(&r), ["ns/a", "ns/b"]);
+    c.sotw(ack(&r, &["ns/a", "ns/b"]), &s).unwrap();
+    let mut s2 = s.clone();
+    s2.resources_mut(ResourceType::Secret)
+        .insert("ns/b".into(), secret("ns/b", "2"));
+    let rotated = one(c.sotw_changed(&s2));
+    assert_eq!(names(&rotated), ["ns/b"]);
+    // Reconnect with the version it has: answered all the same.
+    let mut again = SotwStream::new();
+    let req2 = req(ResourceType::Secret, &["ns/a", "ns/b"], &r.version_info, "");
+    let r2 = one(again.sotw(req2, &s).unwrap());
+    assert_eq!(names(&r2), ["ns/a", "ns/b"]);
+}
+
 #[test]
 fn sotw_stale_nonce_ignored() {
     let s1 = base();
