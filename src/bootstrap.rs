@@ -9,9 +9,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-/// The bootstrap for a snapshot as [`xds::json::snapshot_json`] gives it. Rendered with the
-/// per-listener route layout: scoped routes have no inline form in every Envoy version.
-pub(crate) fn from_snapshot_json(snapshot: &Value) -> Result<Value, String> {
+/// The bootstrap for a snapshot as [`xds::json::snapshot_json`] gives it, and the listeners
+/// left out. Rendered with the per-listener route layout: scoped routes have no inline form in
+/// every Envoy version. HTTPS listeners are left out: their certificates come over SDS, and
+/// a bootstrap holding them would hold private keys, which `render` never prints.
+pub(crate) fn from_snapshot_json(snapshot: &Value) -> Result<(Value, Vec<String>), String> {
     let resources = |key: &str| -> Vec<(String, Value)> {
         (snapshot
             .get(key)
@@ -31,7 +33,12 @@ pub(crate) fn from_snapshot_json(snapshot: &Value) -> Result<Value, String> {
     let endpoints: BTreeMap<String, Value> = resources("endpoints").into_iter().collect();
 
     let mut listeners = Vec::new();
+    let mut left_out = Vec::new();
     for (name, mut listener) in resources("listeners") {
+        if listener.to_string().contains("tlsCertificateSdsSecretConfigs") {
+            left_out.push(name);
+            continue;
+        }
         inline_routes(&mut listener, &routes).map_err(|e| format!("listener {name}: {e}"))?;
         listeners.push(listener);
     }
@@ -51,9 +58,12 @@ pub(crate) fn from_snapshot_json(snapshot: &Value) -> Result<Value, String> {
         }
         clusters.push(cluster);
     }
-    Ok(json!({
-        "staticResources": { "listeners": listeners, "clusters": clusters },
-    }))
+    Ok((
+        json!({
+            "staticResources": { "listeners": listeners, "clusters": clusters },
+        }),
+        left_out,
+    ))
 }
 
 /// A resource from an `Any`: static resources are the messages themselves.
@@ -106,7 +116,8 @@ mod tests {
             ],
             "endpoints": [{"name": "a", "resource": {"clusterName": "a", "endpoints": [{}]}}],
         });
-        let b = from_snapshot_json(&snapshot).unwrap();
+        let (b, left_out) = from_snapshot_json(&snapshot).unwrap();
+        assert!(left_out.is_empty());
         let l = &b["staticResources"]["listeners"][0];
         assert_eq!(
             l["filterChains"][0]["filters"][0]["typedConfig"],

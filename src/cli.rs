@@ -498,8 +498,14 @@ fn render(args: RenderArgs) -> ExitCode {
     let text = match args.output {
         RenderFormat::Json => serde_json::to_string_pretty(&json).map_err(|e| e.to_string()),
         RenderFormat::Yaml => serde_saphyr::to_string(&json).map_err(|e| e.to_string()),
-        RenderFormat::Bootstrap => crate::bootstrap::from_snapshot_json(&json)
-            .and_then(|b| serde_json::to_string_pretty(&b).map_err(|e| e.to_string())),
+        RenderFormat::Bootstrap => {
+            crate::bootstrap::from_snapshot_json(&json).and_then(|(b, left_out)| {
+                for l in left_out {
+                    eprintln!("warning: listener {l} left out: its certificates would put private keys in the bootstrap");
+                }
+                serde_json::to_string_pretty(&b).map_err(|e| e.to_string())
+            })
+        }
     };
     match text {
         Ok(s) => finish(outln!("{}", s.trim_end()), ExitCode::SUCCESS),

@@ -26,6 +26,11 @@ struct TlsStack {
 }
 
 async fn start(delta: bool, extra: &[&str]) -> TlsStack {
+    start_with_files(delta, extra, &[]).await
+}
+
+/// [`start`] with more files in the folder.
+async fn start_with_files(delta: bool, extra: &[&str], files: &[(&str, &str)]) -> TlsStack {
     let ca = TestCa::new();
     let wildcard = ca.leaf(&["*.default.example.com"], 30);
     let app = ca.leaf(&[APP], 30);
@@ -45,6 +50,9 @@ async fn start(delta: bool, extra: &[&str]) -> TlsStack {
     );
     assert!(dm.contains("secretName: app-tls"));
     std::fs::write(src.join("domain-mapping.yaml"), dm).unwrap();
+    for (name, text) in files {
+        std::fs::write(src.join(name), text).unwrap();
+    }
     std::fs::write(
         src.join("certs.yaml"),
         format!(
@@ -349,6 +357,23 @@ async fn rotation_under_traffic_and_bad_secrets() {
         t.s.get(Listener::External, APP).await.revision(),
         "hello-00001"
     );
+
+    // After that restart (Envoy reconnected with the versions it has), a renewed default
+    // certificate still arrives, and no secret waited for its fetch timeout.
+    let renewed = t.ca.leaf(&["*.default.example.com"], 30);
+    t.s.write_manifest(
+        "certs.yaml",
+        &format!(
+            "{}---\n{}",
+            secret_yaml("knative-serving", "wildcard", &renewed.cert_pem, &renewed.key_pem),
+            secret_yaml("default", "app-tls", &next.cert_pem, &other.key_pem)
+        ),
+    );
+    t.wait_https(HELLO, &renewed.der).await;
+    assert!(
+        t.s.nonzero_stats("init_fetch_timeout").await.is_empty(),
+        "a secret waited for its fetch timeout"
+    );
     t.s.assert_no_rejections().await;
 }
 
@@ -396,6 +421,7 @@ async fn private_keys_never_shown() {
     for args in [
         vec!["render"],
         vec!["render", "-o", "yaml"],
+        vec!["render", "-o", "bootstrap"],
         vec!["validate"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_knative-xds"))
@@ -438,4 +464,34 @@ async fn private_keys_never_shown() {
         "CSDS lists the secrets, redacted:\n{}",
         &csds[..csds.len().min(3000)]
     );
+}
+
+/// `http-protocol: Redirected` (config-network): plain HTTP on the external listener answers
+/// 301 to the HTTPS URL, HTTPS serves, and the internal listener is not redirected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_redirected_to_https() {
+    let network = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-network\n  namespace: knative-serving\ndata:\n  http-protocol: Redirected\n";
+    let t = start_with_files(false, &[], &[("network.yaml", network)]).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for host in [HELLO, APP] {
+        let r = no_redirects
+            .get(t.s.url(Listener::External, "/some/path?q=1"))
+            .header("Host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 301, "{host}");
+        assert_eq!(
+            r.headers()["location"].to_str().unwrap(),
+            format!("https://{host}/some/path?q=1")
+        );
+        let r = https_get(t.https, host, &t.ca.pem()).await.unwrap();
+        assert_eq!((r.status, r.revision()), (200, "hello-00001"), "{host}: {r:?}");
+    }
+    let internal = t.s.get(Listener::Internal, "hello.default.svc.cluster.local").await;
+    assert_eq!(internal.revision(), "hello-00001");
+    t.s.assert_no_rejections().await;
 }
