@@ -35,7 +35,10 @@ pub(crate) fn from_snapshot_json(snapshot: &Value) -> Result<(Value, Vec<String>
     let mut listeners = Vec::new();
     let mut left_out = Vec::new();
     for (name, mut listener) in resources("listeners") {
-        if listener.to_string().contains("tlsCertificateSdsSecretConfigs") {
+        if listener
+            .to_string()
+            .contains("tlsCertificateSdsSecretConfigs")
+        {
             left_out.push(name);
             continue;
         }

@@ -149,6 +149,23 @@ async fn sni_default_and_own_certificate(delta: bool) {
         "no certificate names it, so the handshake fails: {r:?}"
     );
 
+    // The expiry of each certificate served, for alerts.
+    let metrics = t.s.metrics().await;
+    for (secret, leaf) in [
+        ("default/app-tls", &t.app),
+        ("knative-serving/wildcard", &t.wildcard),
+    ] {
+        let line = format!(
+            "knative_xds_certificate_expiry_timestamp_seconds{{secret=\"{secret}\"}} {}",
+            leaf.not_after
+        );
+        assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("knative_xds_certificate_problems 0"),
+        "{metrics}"
+    );
+
     t.s.assert_no_rejections().await;
     let sds = t.s.nonzero_stats("^sds\\..*update_success$").await;
     assert_eq!(sds.len(), 2, "both secrets came over SDS: {sds:?}");
@@ -365,7 +382,12 @@ async fn rotation_under_traffic_and_bad_secrets() {
         "certs.yaml",
         &format!(
             "{}---\n{}",
-            secret_yaml("knative-serving", "wildcard", &renewed.cert_pem, &renewed.key_pem),
+            secret_yaml(
+                "knative-serving",
+                "wildcard",
+                &renewed.cert_pem,
+                &renewed.key_pem
+            ),
             secret_yaml("default", "app-tls", &next.cert_pem, &other.key_pem)
         ),
     );
@@ -489,9 +511,15 @@ async fn http_redirected_to_https() {
             format!("https://{host}/some/path?q=1")
         );
         let r = https_get(t.https, host, &t.ca.pem()).await.unwrap();
-        assert_eq!((r.status, r.revision()), (200, "hello-00001"), "{host}: {r:?}");
+        assert_eq!(
+            (r.status, r.revision()),
+            (200, "hello-00001"),
+            "{host}: {r:?}"
+        );
     }
-    let internal = t.s.get(Listener::Internal, "hello.default.svc.cluster.local").await;
+    let internal =
+        t.s.get(Listener::Internal, "hello.default.svc.cluster.local")
+            .await;
     assert_eq!(internal.revision(), "hello-00001");
     t.s.assert_no_rejections().await;
 }

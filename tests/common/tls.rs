@@ -19,6 +19,8 @@ pub(crate) struct Leaf {
     pub cert_pem: String,
     pub key_pem: String,
     pub der: Vec<u8>,
+    /// Unix seconds.
+    pub not_after: i64,
 }
 
 impl TestCa {
@@ -57,7 +59,11 @@ impl TestCa {
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .unwrap();
-        params.not_before = from.into();
+        // Whole seconds, as a certificate holds them.
+        let secs =
+            |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let until = std::time::UNIX_EPOCH + Duration::from_secs(secs(until));
+        params.not_before = (std::time::UNIX_EPOCH + Duration::from_secs(secs(from))).into();
         params.not_after = until.into();
         params
             .distinguished_name
@@ -68,6 +74,7 @@ impl TestCa {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             der: cert.der().to_vec(),
+            not_after: secs(until) as i64,
         }
     }
 }

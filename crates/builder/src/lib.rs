@@ -511,7 +511,8 @@ impl IncrementalBuilder {
                 self.remove(ResourceType::Listener, name.into());
                 if scoped {
                     let (rc, scope) = envoy::scoped_placeholder(name);
-                    self.remove(ResourceType::ScopedRoute, scope.name.into());
+                    let name: Arc<str> = xds::names::into_internal(scope.name).into();
+                    self.remove(ResourceType::ScopedRoute, name);
                     self.remove(ResourceType::Route, rc.name.into());
                 } else {
                     self.remove(ResourceType::Route, name.into());
@@ -957,6 +958,132 @@ mod tests {
                         "{layout:?} seed {seed} step {step} after {last}"
                     );
                     last = random_change(&mut store, &mut rng, &mut removed);
+                }
+            }
+        }
+    }
+
+    /// HTTPS through changes (certificates added, rotated, removed, named and no longer
+    /// named, a default certificate) gives exactly the full build's resources, both layouts.
+    #[test]
+    fn tls_updates_equal_full_builds() {
+        use model::objects::{DomainMappingTls, PrivateKey, Secret, SECRET_TYPE_TLS};
+        let cert = |name: &str| {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+            (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+        };
+        let secret = |ns: &str, name: &str, (crt, key): (String, String)| {
+            let mut s = Secret {
+                type_: SECRET_TYPE_TLS.into(),
+                tls_crt: Some(crt.as_bytes().into()),
+                tls_key: Some(PrivateKey(key.as_bytes().into())),
+                ..Default::default()
+            };
+            s.metadata.namespace = ns.into();
+            s.metadata.name = name.into();
+            Object::Secret(s)
+        };
+        let dm_key = ObjectKey::new("default", "app.example.org");
+        for layout in [RouteLayout::Scoped, RouteLayout::PerListener] {
+            for default_cert in [false, true] {
+                let mut options = Options::default();
+                options.listeners.layout = layout;
+                if default_cert {
+                    options.listeners.tls.default_secret =
+                        Some(ObjectKey::new("knative-serving", "wildcard"));
+                }
+                let mut store = load("domain-mapping");
+                store.take_dirty();
+                let mut t = Translator::new(options.clone());
+                let mut reference = Translator::new(options.clone());
+                let mut b = IncrementalBuilder::new();
+                let with_tls = |store: &Store, secret: Option<&str>| {
+                    let mut dm = store.domain_mappings[&dm_key].clone();
+                    dm.spec.tls = secret.map(|s| DomainMappingTls {
+                        secret_name: s.into(),
+                    });
+                    Object::DomainMapping(dm)
+                };
+                let steps: Vec<(&str, Box<dyn Fn(&mut Store)>)> = vec![
+                    ("nothing", Box::new(|_| {})),
+                    (
+                        "name app-tls",
+                        Box::new(|s| s.apply(with_tls(s, Some("app-tls")))),
+                    ),
+                    (
+                        "add app-tls",
+                        Box::new(|s| {
+                            s.apply(secret("default", "app-tls", cert("app.example.org")))
+                        }),
+                    ),
+                    (
+                        "add wildcard",
+                        Box::new(|s| {
+                            s.apply(secret("knative-serving", "wildcard", cert("*.example.com")))
+                        }),
+                    ),
+                    (
+                        "rotate app-tls",
+                        Box::new(|s| {
+                            s.apply(secret("default", "app-tls", cert("app.example.org")))
+                        }),
+                    ),
+                    (
+                        "name other",
+                        Box::new(|s| s.apply(with_tls(s, Some("other")))),
+                    ),
+                    (
+                        "add other",
+                        Box::new(|s| s.apply(secret("default", "other", cert("app.example.org")))),
+                    ),
+                    ("unname", Box::new(|s| s.apply(with_tls(s, None)))),
+                    (
+                        "name app-tls again",
+                        Box::new(|s| s.apply(with_tls(s, Some("app-tls")))),
+                    ),
+                    (
+                        "delete app-tls",
+                        Box::new(|s| {
+                            s.delete(Kind::Secret, &ObjectKey::new("default", "app-tls"));
+                        }),
+                    ),
+                    (
+                        "delete the DomainMapping",
+                        Box::new(|s| {
+                            s.delete(
+                                Kind::DomainMapping,
+                                &ObjectKey::new("default", "app.example.org"),
+                            );
+                        }),
+                    ),
+                    (
+                        "delete wildcard",
+                        Box::new(|s| {
+                            s.delete(Kind::Secret, &ObjectKey::new("knative-serving", "wildcard"));
+                        }),
+                    ),
+                ];
+                for (what, step) in steps {
+                    step(&mut store);
+                    let dirty = store.take_dirty();
+                    let u = t.update(&store, dirty.as_ref());
+                    let got = b.update(
+                        &u.served,
+                        &u.changed,
+                        dirty.as_ref(),
+                        &store,
+                        &options.listeners,
+                        true,
+                        Encoded::default(),
+                        None,
+                    );
+                    let want = full(&mut reference, &store);
+                    assert_eq!(
+                        names(&got),
+                        names(&want),
+                        "{layout:?} default {default_cert}: after {what}"
+                    );
                 }
             }
         }

@@ -11,6 +11,7 @@ mod incremental;
 mod kingress;
 mod layout;
 mod resolution;
+mod tls;
 mod translator;
 mod validation;
 

@@ -487,7 +487,20 @@ impl Pipeline {
         if let Some((rejections, config_errors)) = translation {
             report.config_errors = config_errors.iter().map(|e| e.to_string()).collect();
             report.rejections = rejections;
-            report.certificates = self.builder.tls_plan().problems.clone();
+            let plan = self.builder.tls_plan();
+            report.certificates = plan.problems.clone();
+            let metrics = &self.shared.metrics;
+            metrics.certificate_expiry.clear();
+            for s in &plan.served {
+                let label = crate::server::metrics::SecretLabel {
+                    secret: s.secret.to_string(),
+                };
+                metrics
+                    .certificate_expiry
+                    .get_or_create(&label)
+                    .set(s.info.not_after);
+            }
+            metrics.certificate_problems.set(plan.problems.len() as i64);
         }
         // Each problem is logged once, when it appears, with structured fields.
         let mut now = BTreeSet::new();

@@ -13,6 +13,12 @@ pub struct TypeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SecretLabel {
+    /// `namespace/name`.
+    pub secret: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectLabels {
     pub kind: String,
     pub state: String,
@@ -36,6 +42,10 @@ pub struct Metrics {
     /// KIngress mode: 1 while this replica holds the status Lease.
     pub leader: Gauge,
     pub status_writes: Counter,
+    /// Per certificate served: when it (its earliest-expiring member) expires.
+    pub certificate_expiry: Family<SecretLabel, Gauge>,
+    /// Certificates named but not served as asked (bad, missing, expired, or kept last good).
+    pub certificate_problems: Gauge,
 }
 
 impl Default for Metrics {
@@ -65,6 +75,8 @@ impl Metrics {
             file_errors: Gauge::default(),
             leader: Gauge::default(),
             status_writes: Counter::default(),
+            certificate_expiry: Family::default(),
+            certificate_problems: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -133,6 +145,16 @@ impl Metrics {
             "status_writes",
             "KIngress status updates written",
             m.status_writes.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "Per Secret served over SDS: when its certificate chain's earliest member expires (Unix time)",
+            m.certificate_expiry.clone(),
+        );
+        registry.register(
+            "certificate_problems",
+            "Certificates named by objects that are not served as asked (see /debug/rejections)",
+            m.certificate_problems.clone(),
         );
         Metrics { registry, ..m }
     }
