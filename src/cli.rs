@@ -225,6 +225,16 @@ pub(crate) struct ServeArgs {
     /// Kubernetes: watch only this namespace (repeatable; default all).
     #[arg(long = "namespace")]
     pub namespaces: Vec<String>,
+    /// Serve xDS (and the other gRPC services) over TLS with this certificate chain (PEM);
+    /// re-read when the file changes, without dropping streams.
+    #[arg(long, requires = "xds_tls_key", env = "KNATIVE_XDS_XDS_TLS_CERT")]
+    pub xds_tls_cert: Option<PathBuf>,
+    /// The private key of `--xds-tls-cert` (PEM).
+    #[arg(long, requires = "xds_tls_cert", env = "KNATIVE_XDS_XDS_TLS_KEY")]
+    pub xds_tls_key: Option<PathBuf>,
+    /// Require clients (Envoys) to present a certificate signed by this CA (PEM): mTLS.
+    #[arg(long, requires = "xds_tls_cert", env = "KNATIVE_XDS_XDS_TLS_CLIENT_CA")]
+    pub xds_tls_client_ca: Option<PathBuf>,
     #[command(flatten)]
     pub status: StatusWriterArgs,
     #[command(flatten)]
@@ -437,6 +447,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         admin_address: args.admin_address,
         options,
         status,
+        xds_tls: match (&args.xds_tls_cert, &args.xds_tls_key) {
+            (Some(cert), Some(key)) => Some(runtime::server::tls::XdsTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.xds_tls_client_ca.clone(),
+            }),
+            _ => None,
+        },
     };
     let Some(rt) = runtime(true) else {
         return ExitCode::FAILURE;

@@ -171,6 +171,8 @@ pub(crate) struct Stack {
     cp_args: Vec<String>,
     /// Kubernetes mode: the kubeconfig the control plane uses (no `--manifests`).
     kubeconfig: Option<PathBuf>,
+    /// Another bootstrap of `envoy/` than the delta or SotW one, and text replacements in it.
+    bootstrap: Option<(&'static str, Vec<(String, String)>)>,
 }
 
 impl Stack {
@@ -209,11 +211,31 @@ impl Stack {
         Self::start_full(src, delta, cp_args, Some(kubeconfig.to_path_buf())).await
     }
 
+    /// Manifests mode with Envoy on `envoy/<file>`, after `replace`ments in its text.
+    pub(crate) async fn start_with_bootstrap(
+        src: &Path,
+        file: &'static str,
+        replace: Vec<(String, String)>,
+        cp_args: &[&str],
+    ) -> Stack {
+        Self::start_any(src, false, cp_args, None, Some((file, replace))).await
+    }
+
     async fn start_full(
         src: &Path,
         delta: bool,
         cp_args: &[&str],
         kubeconfig: Option<PathBuf>,
+    ) -> Stack {
+        Self::start_any(src, delta, cp_args, kubeconfig, None).await
+    }
+
+    async fn start_any(
+        src: &Path,
+        delta: bool,
+        cp_args: &[&str],
+        kubeconfig: Option<PathBuf>,
+        bootstrap: Option<(&'static str, Vec<(String, String)>)>,
     ) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let manifests = dir.path().join("manifests");
@@ -235,6 +257,7 @@ impl Stack {
             procs: Vec::new(),
             cp_args: cp_args.iter().map(|a| a.to_string()).collect(),
             kubeconfig,
+            bootstrap,
             dir,
         };
         s.start_upstreams();
@@ -354,12 +377,16 @@ impl Stack {
     }
 
     fn start_envoy(&mut self, delta: bool) {
-        let file = if delta {
-            "bootstrap-delta.yaml"
-        } else {
-            "bootstrap.yaml"
+        let (file, replace) = match &self.bootstrap {
+            Some((file, replace)) => (*file, replace.clone()),
+            None if delta => ("bootstrap-delta.yaml", Vec::new()),
+            None => ("bootstrap.yaml", Vec::new()),
         };
-        let text = std::fs::read_to_string(Path::new(REPO).join("envoy").join(file)).unwrap();
+        let mut text = std::fs::read_to_string(Path::new(REPO).join("envoy").join(file)).unwrap();
+        for (from, to) in replace {
+            assert!(text.contains(&from), "{file}: no {from:?}");
+            text = text.replace(&from, &to);
+        }
         assert_eq!(
             text.matches("port_value: 18000").count(),
             1,

@@ -50,11 +50,32 @@ impl TestCa {
         )
     }
 
+    /// A client certificate (extended key usage clientAuth) named `name`.
+    pub(crate) fn client_leaf(&self, name: &str) -> Leaf {
+        let now = std::time::SystemTime::now();
+        self.leaf_with(
+            &[name],
+            now - Duration::from_secs(3600),
+            now + Duration::from_secs(86_400),
+            true,
+        )
+    }
+
     pub(crate) fn leaf_valid(
         &self,
         names: &[&str],
         from: std::time::SystemTime,
         until: std::time::SystemTime,
+    ) -> Leaf {
+        self.leaf_with(names, from, until, false)
+    }
+
+    fn leaf_with(
+        &self,
+        names: &[&str],
+        from: std::time::SystemTime,
+        until: std::time::SystemTime,
+        client: bool,
     ) -> Leaf {
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
@@ -68,6 +89,9 @@ impl TestCa {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, names[0]);
+        if client {
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        }
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Leaf {
@@ -80,6 +104,15 @@ impl TestCa {
 }
 
 impl Leaf {
+    /// Writes `<stem>.crt` and `<stem>.key` into `dir` (write, then rename: never half a file).
+    pub(crate) fn write(&self, dir: &std::path::Path, stem: &str) {
+        for (ext, text) in [("crt", &self.cert_pem), ("key", &self.key_pem)] {
+            let tmp = dir.join(format!(".{stem}.{ext}.tmp"));
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, dir.join(format!("{stem}.{ext}"))).unwrap();
+        }
+    }
+
     /// The key's base64 body (no PEM armour): what must never appear in any output.
     pub(crate) fn key_body(&self) -> String {
         self.key_pem

@@ -263,6 +263,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
         admin_address,
         options: options.clone(),
         status: None,
+        xds_tls: None,
     };
     // Why the server stopped, if it stops before it is ready.
     let failure: Arc<Mutex<Option<String>>> = Arc::default();

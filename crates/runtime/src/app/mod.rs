@@ -218,6 +218,8 @@ pub struct ServeConfig {
     pub options: Options,
     /// KIngress mode with Kubernetes: write status (leader only).
     pub status: Option<crate::sources::kube_status::StatusSettings>,
+    /// TLS (mTLS with a client CA) on the xDS port.
+    pub xds_tls: Option<crate::server::tls::XdsTls>,
 }
 
 /// Runs the control plane until `shutdown` resolves.
@@ -290,12 +292,23 @@ async fn serve_in_mode(
     };
     let mut stop = stop_rx.clone();
     let grpc = grpc_services(shared.clone()).await?;
-    let server_task = tokio::spawn(grpc.serve_with_incoming_shutdown(
-        tokio_stream::wrappers::TcpListenerStream::new(xds),
-        async move {
-            let _ = stop.changed().await;
-        },
-    ));
+    let stopped = async move {
+        let _ = stop.changed().await;
+    };
+    let server_task = match &cfg.xds_tls {
+        Some(tls) => {
+            // A configuration that does not load stops the start: better than serving
+            // plaintext, or nothing, by surprise.
+            let first = tls.load().context("xDS TLS")?;
+            info!(client_ca = tls.client_ca.is_some(), "xDS port: TLS");
+            let incoming = crate::server::tls::incoming(xds, tls.clone(), first);
+            tokio::spawn(grpc.serve_with_incoming_shutdown(incoming, stopped))
+        }
+        None => tokio::spawn(grpc.serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(xds),
+            stopped,
+        )),
+    };
     let started = start_source(&cfg, translator, shared.clone(), stop_rx.clone(), full_push).await;
     let pipeline_task = match started {
         Ok(task) => task,

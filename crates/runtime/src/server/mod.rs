@@ -6,5 +6,6 @@ pub mod grpc;
 pub mod lazy;
 pub mod metrics;
 pub mod state;
+pub mod tls;
 
 pub use state::Shared;
