@@ -681,3 +681,25 @@ async fn xds_over_mutual_tls() {
     s.assert_no_rejections().await;
     s.stop_envoy();
 }
+
+/// `http-protocol: Disabled`: HTTPS only. Plain HTTP on the external listener does not serve
+/// the hosts (404); HTTPS does; the internal listener is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_disabled_serves_https_only() {
+    let network = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-network\n  namespace: knative-serving\ndata:\n  http-protocol: Disabled\n";
+    let t = start_with_files(true, &[], &[("network.yaml", network)]).await;
+    for host in [HELLO, APP] {
+        assert_eq!(t.s.status(Listener::External, host).await, 404, "{host}");
+        let r = https_get(t.https, host, &t.ca.pem()).await.unwrap();
+        assert_eq!(
+            (r.status, r.revision()),
+            (200, "hello-00001"),
+            "{host}: {r:?}"
+        );
+    }
+    let internal =
+        t.s.get(Listener::Internal, "hello.default.svc.cluster.local")
+            .await;
+    assert_eq!(internal.revision(), "hello-00001");
+    t.s.assert_no_rejections().await;
+}

@@ -23,7 +23,10 @@ pub const VISIBILITY_CLUSTER_LOCAL: &str = "cluster-local";
 pub enum HttpOption {
     #[default]
     Enabled,
+    /// Plain HTTP on the external listener answers a redirect to HTTPS.
     Redirected,
+    /// HTTPS only: plain HTTP on the external listener does not serve the hosts.
+    Disabled,
 }
 
 /// One `config-domain` entry: a domain and the labels a Route needs to get it.
@@ -120,8 +123,9 @@ impl KnativeConfig {
             }
             if let Some(v) = cm.data.get("http-protocol") {
                 match v.to_ascii_lowercase().as_str() {
-                    "enabled" | "disabled" | "" => cfg.http_option = HttpOption::Enabled,
+                    "enabled" | "" => cfg.http_option = HttpOption::Enabled,
                     "redirected" => cfg.http_option = HttpOption::Redirected,
+                    "disabled" => cfg.http_option = HttpOption::Disabled,
                     _ => errors.push(err(
                         "http-protocol",
                         format!("{v:?} is not one of Enabled, Redirected, Disabled"),

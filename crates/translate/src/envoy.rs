@@ -284,7 +284,8 @@ pub fn virtual_hosts(ing: &Ingress, merge: bool) -> IngressHosts {
         } else {
             Vec::new()
         };
-        if external_rule {
+        // http-protocol Disabled: the plain external listener does not serve it (HTTPS does).
+        if external_rule && ing.http_option != HttpOption::Disabled {
             let ext = if redirected {
                 vec![https_redirect_route()]
             } else if merge {

@@ -104,6 +104,16 @@ pub fn explain<I: std::borrow::Borrow<Ingress>>(ingresses: &[I], req: &Request) 
             ),
         };
     }
+    if !req.internal && ing.http_option == model::config::HttpOption::Disabled {
+        return Explanation {
+            listener,
+            matched: None,
+            reason: format!(
+                "{} has http-protocol Disabled: only HTTPS serves it; Envoy answers 404 on the plain external listener",
+                ing.origin
+            ),
+        };
+    }
     let redirected = !req.internal && ing.http_option == model::config::HttpOption::Redirected;
     if redirected {
         return Explanation {

@@ -42,8 +42,10 @@ fn config_network_http_protocol_values() {
         ("Enabled", HttpOption::Enabled),
         ("redirected", HttpOption::Redirected),
         ("Redirected", HttpOption::Redirected),
-        // Deprecated Disabled: an empty httpOption, served like Enabled.
-        ("Disabled", HttpOption::Enabled),
+        // HTTPS only (Knative deprecated it and maps it to an empty httpOption; served here
+        // as its name says: the plain external listener does not serve the hosts).
+        ("Disabled", HttpOption::Disabled),
+        ("disabled", HttpOption::Disabled),
         ("", HttpOption::Enabled),
     ] {
         let cfg = mk_config(&[], &[("http-protocol", value)], &[]);
