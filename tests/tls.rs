@@ -703,3 +703,117 @@ async fn http_disabled_serves_https_only() {
     assert_eq!(internal.revision(), "hello-00001");
     t.s.assert_no_rejections().await;
 }
+
+/// `--mode ingress` from a folder: a KIngress' `spec.tls` for an external host and for a
+/// cluster-local one. Each is served by SNI on its own HTTPS listener (external, internal),
+/// and neither on the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kingress_tls_external_and_cluster_local_listeners() {
+    const EXT: &str = "shop.example.com";
+    const LOCAL: &str = "shop.default.svc.cluster.local";
+    let ca = TestCa::new();
+    let (ext, local) = (ca.leaf(&[EXT], 1), ca.leaf(&[LOCAL], 1));
+    let dir = tempfile::tempdir().unwrap();
+    let kingress = format!(
+        r#"apiVersion: networking.internal.knative.dev/v1alpha1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: default
+  annotations:
+    networking.knative.dev/ingress.class: knative-xds.ingress.networking.knative.dev
+spec:
+  tls:
+  - hosts: [{EXT}]
+    secretName: shop-external
+    secretNamespace: default
+  - hosts: [{LOCAL}]
+    secretName: shop-local
+    secretNamespace: default
+  rules:
+  - hosts: [{EXT}]
+    visibility: ExternalIP
+    http:
+      paths:
+      - splits:
+        - {{serviceName: shop, serviceNamespace: default, servicePort: 80, percent: 100}}
+  - hosts: [{LOCAL}]
+    visibility: ClusterLocal
+    http:
+      paths:
+      - splits:
+        - {{serviceName: shop, serviceNamespace: default, servicePort: 80, percent: 100}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop
+  namespace: default
+spec:
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: shop-1
+  namespace: default
+  labels:
+    kubernetes.io/service-name: shop
+addressType: IPv4
+endpoints:
+- addresses: [127.0.0.1]
+  conditions: {{ready: true}}
+ports:
+- name: http
+  port: 19161
+  protocol: TCP
+"#
+    );
+    std::fs::write(dir.path().join("shop.yaml"), kingress).unwrap();
+    std::fs::write(
+        dir.path().join("certs.yaml"),
+        format!(
+            "{}---\n{}",
+            secret_yaml("default", "shop-external", &ext.cert_pem, &ext.key_pem),
+            secret_yaml("default", "shop-local", &local.cert_pem, &local.key_pem)
+        ),
+    )
+    .unwrap();
+    let (p_ext, p_int) = (free_port(), free_port());
+    let (a, b) = (p_ext.to_string(), p_int.to_string());
+    let s = Stack::start_dir_with(
+        dir.path(),
+        true,
+        &[
+            "--mode",
+            "ingress",
+            "--external-https-port",
+            &a,
+            "--internal-https-port",
+            &b,
+        ],
+    )
+    .await;
+    let pem = ca.pem();
+    let start = Instant::now();
+    while https_get(p_ext, EXT, &pem).await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            s.read_log("control-plane")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = https_get(p_ext, EXT, &pem).await.unwrap();
+    assert_eq!((r.status, r.peer == ext.der), (200, true), "{r:?}");
+    assert_eq!(r.body["host"], EXT, "{r:?}");
+    let r = https_get(p_int, LOCAL, &pem).await.unwrap();
+    assert_eq!((r.status, r.peer == local.der), (200, true), "{r:?}");
+    // Each host only on its own listener: no certificate names it on the other.
+    assert!(https_get(p_ext, LOCAL, &pem).await.is_err());
+    assert!(https_get(p_int, EXT, &pem).await.is_err());
+    s.assert_no_rejections().await;
+}
