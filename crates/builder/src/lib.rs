@@ -1005,7 +1005,8 @@ mod tests {
                     });
                     Object::DomainMapping(dm)
                 };
-                let steps: Vec<(&str, Box<dyn Fn(&mut Store)>)> = vec![
+                type Step<'a> = (&'a str, Box<dyn Fn(&mut Store) + 'a>);
+                let steps: Vec<Step<'_>> = vec![
                     ("nothing", Box::new(|_| {})),
                     (
                         "name app-tls",
