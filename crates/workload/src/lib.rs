@@ -208,6 +208,74 @@ impl Workload {
             .count()
     }
 
+    /// HTTPS at scale: `count` DomainMappings (`tls-<i>.example.org`, onto the first external
+    /// Services), each naming its own `kubernetes.io/tls` Secret `tls-<i>` that holds
+    /// `cert_pem`/`key_pem` (the caller makes them: this crate has no crypto), with their
+    /// ClusterDomainClaims, as one multi-document YAML file.
+    pub fn tls_manifests(&self, count: usize, cert_pem: &str, key_pem: &str) -> String {
+        use std::fmt::Write;
+        let indent = |pem: &str| {
+            pem.trim_end()
+                .lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        };
+        let (crt, key) = (indent(cert_pem), indent(key_pem));
+        let mut out = String::new();
+        let external = self.services.iter().filter(|s| !s.cluster_local);
+        for (i, s) in external.take(count).enumerate() {
+            let (ns, name) = (&s.namespace, &s.name);
+            let _ = write!(
+                out,
+                "---
+apiVersion: serving.knative.dev/v1beta1
+kind: DomainMapping
+metadata:
+  name: tls-{i}.example.org
+  namespace: {ns}
+spec:
+  ref:
+    apiVersion: serving.knative.dev/v1
+    kind: Service
+    name: {name}
+  tls:
+    secretName: tls-{i}
+---
+apiVersion: networking.internal.knative.dev/v1alpha1
+kind: ClusterDomainClaim
+metadata:
+  name: tls-{i}.example.org
+spec:
+  namespace: {ns}
+---
+{}",
+                tls_secret(ns, &format!("tls-{i}"), &crt, &key)
+            );
+        }
+        out
+    }
+
+    /// The Secret of [`Workload::tls_manifests`] number `i` with other PEM (a rotation), as
+    /// `(namespace, YAML)`.
+    pub fn tls_secret(&self, i: usize, cert_pem: &str, key_pem: &str) -> Option<(String, String)> {
+        let indent = |pem: &str| {
+            pem.trim_end()
+                .lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        };
+        let s = self.services.iter().filter(|s| !s.cluster_local).nth(i)?;
+        Some((
+            s.namespace.clone(),
+            tls_secret(
+                &s.namespace,
+                &format!("tls-{i}"),
+                &indent(cert_pem),
+                &indent(key_pem),
+            ),
+        ))
+    }
+
     /// Number of Knative Services (each implies one Route).
     pub fn routes(&self) -> usize {
         self.services.len()
@@ -380,6 +448,22 @@ data:
   tag-header-based-routing: Enabled
 "
     .to_string()
+}
+
+/// A `kubernetes.io/tls` Secret with PEM already indented for a block scalar.
+fn tls_secret(ns: &str, name: &str, crt: &str, key: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Secret
+type: kubernetes.io/tls
+metadata:
+  name: {name}
+  namespace: {ns}
+stringData:
+  tls.crt: |
+{crt}  tls.key: |
+{key}"
+    )
 }
 
 /// One Knative Service with its Revisions, their public Services and EndpointSlices, and
