@@ -47,6 +47,17 @@ pub(crate) struct ClientArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Connect over TLS, trusting this CA (PEM): for a server run with `--xds-tls-cert`.
+    #[arg(long, env = "KNATIVE_XDS_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Present this client certificate (PEM; with `--tls-key`): for `--xds-tls-client-ca`.
+    #[arg(long, requires_all = ["tls_key", "tls_ca"], env = "KNATIVE_XDS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert", env = "KNATIVE_XDS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The name the server's certificate must carry [default: the host of `--server`].
+    #[arg(long, requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]

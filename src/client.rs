@@ -9,19 +9,89 @@ use anyhow::Context;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
-use crate::cli::{ExplainArgs, Output, StatusArgs};
+use crate::cli::{ClientArgs, ExplainArgs, Output, StatusArgs};
 use runtime::api::inspect_client::InspectClient;
 use runtime::api::{self, ExplainRequest, ListProxiesRequest};
 
-async fn connect(server: &str) -> anyhow::Result<InspectClient<tonic::transport::Channel>> {
-    let url = if server.contains("://") {
-        server.to_string()
-    } else {
-        format!("http://{server}")
+async fn connect(args: &ClientArgs) -> anyhow::Result<InspectClient<tonic::transport::Channel>> {
+    let server = &args.server;
+    let Some(ca) = &args.tls_ca else {
+        let url = if server.contains("://") {
+            server.to_string()
+        } else {
+            format!("http://{server}")
+        };
+        return InspectClient::connect(url)
+            .await
+            .with_context(|| format!("connecting to knative-xds at {server}"));
     };
-    InspectClient::connect(url)
+    // TLS by hand (tokio-rustls under tonic's channel): tonic's own would need another TLS
+    // stack built in.
+    let addr = server
+        .split_once("://")
+        .map_or(server.as_str(), |(_, a)| a)
+        .to_string();
+    let name = match &args.tls_server_name {
+        Some(n) => n.clone(),
+        None => addr
+            .rsplit_once(':')
+            .map_or(addr.as_str(), |(h, _)| h)
+            .trim_matches(['[', ']'])
+            .to_string(),
+    };
+    let config = client_tls(ca, args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .with_context(|| format!("--server {server}"))?;
+    let channel = endpoint
+        .connect_with_connector(tower::service_fn(move |_| {
+            let (connector, addr, name) = (connector.clone(), addr.clone(), name.clone());
+            async move {
+                let tcp = tokio::net::TcpStream::connect(&addr).await?;
+                let name = rustls::pki_types::ServerName::try_from(name)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        }))
         .await
-        .with_context(|| format!("connecting to knative-xds at {server}"))
+        .with_context(|| format!("connecting to knative-xds at {server} over TLS"))?;
+    Ok(InspectClient::new(channel))
+}
+
+/// A TLS client configuration trusting `ca`, presenting `cert`/`key` when given.
+fn client_tls(
+    ca: &std::path::Path,
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in
+        CertificateDer::pem_file_iter(ca).with_context(|| format!("--tls-ca {}", ca.display()))?
+    {
+        roots
+            .add(c.with_context(|| format!("--tls-ca {}", ca.display()))?)
+            .with_context(|| format!("--tls-ca {}", ca.display()))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let mut config = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("--tls-cert {}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|_| anyhow::anyhow!("--tls-key {}: no private key", key.display()))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
 
 /// Canonical proto3 JSON of one of our API messages.
@@ -82,7 +152,7 @@ fn table(rows: &[Vec<String>]) -> String {
 }
 
 pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let mut client = connect(&args.client.server).await?;
+    let mut client = connect(&args.client).await?;
     let resp = client
         .list_proxies(ListProxiesRequest {})
         .await
@@ -148,7 +218,7 @@ pub(crate) async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             value: value.trim().to_string(),
         });
     }
-    let mut client = connect(&args.client.server).await?;
+    let mut client = connect(&args.client).await?;
     let resp = client
         .explain(ExplainRequest {
             host: args.host.clone(),

@@ -679,6 +679,33 @@ async fn xds_over_mutual_tls() {
     );
     assert_eq!(proxies(&s).await, before, "Envoy's stream was dropped");
     s.assert_no_rejections().await;
+
+    // knative-xds status over the same mTLS: with the client certificate it lists the
+    // Envoy; without one the server refuses it.
+    let (code, out, err) = s.cli(&[
+        "status",
+        "-o",
+        "json",
+        "--tls-ca",
+        &client_ca,
+        "--tls-server-name",
+        SERVER,
+        "--tls-cert",
+        &path("tls.crt"),
+        "--tls-key",
+        &path("tls.key"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("knative-gateway-1"), "{out}");
+    let (code, out, err) = s.cli(&[
+        "status",
+        "--tls-ca",
+        &client_ca,
+        "--tls-server-name",
+        SERVER,
+    ]);
+    assert_ne!(code, 0, "served without a client certificate: {out}");
+    assert!(!err.is_empty());
     s.stop_envoy();
 }
 

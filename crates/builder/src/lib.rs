@@ -164,7 +164,7 @@ impl IncrementalBuilder {
             }
         }
         let services: Vec<ObjectKey> = self.by_service.keys().cloned().collect();
-        self.apply(changes, services, true, store, ahead, now)
+        self.apply(changes, services, None, store, ahead, now)
     }
 
     /// Brings the snapshot up to date with the translator's [`translate::Update`]:
@@ -189,9 +189,13 @@ impl IncrementalBuilder {
             let all: Vec<Arc<Ingress>> = served.values().cloned().collect();
             return self.compare_all(&all, store, ahead, now);
         };
-        let secrets_changed = dirty
+        let secrets: Vec<ObjectKey> = dirty
             .iter()
-            .any(|d| matches!(d, Dep::Object(Kind::Secret, _)));
+            .filter_map(|d| match d {
+                Dep::Object(Kind::Secret, k) => Some(k.clone()),
+                _ => None,
+            })
+            .collect();
         let changes = changed
             .iter()
             .map(|o| (o.clone(), served.get(o).cloned()))
@@ -203,7 +207,7 @@ impl IncrementalBuilder {
                 _ => None,
             })
             .collect();
-        self.apply(changes, services, secrets_changed, store, ahead, now)
+        self.apply(changes, services, Some(secrets), store, ahead, now)
     }
 
     /// Starts over when the settings change; returns whether it did.
@@ -251,13 +255,14 @@ impl IncrementalBuilder {
     }
 
     /// Applies object changes and rebuilds the backends of `services`; plans HTTPS again
-    /// when an object naming certificates changed, a Secret changed (`secrets_changed`) or
-    /// a certificate's validity did by `now`.
+    /// when an object naming certificates changed, a certificate's validity did by `now`,
+    /// or Secrets changed (`secrets`: these; `None`: any may have): when only Secrets
+    /// changed, only they are looked at.
     fn apply(
         &mut self,
         changes: Vec<(ObjectRef, Option<Arc<Ingress>>)>,
         services: Vec<ObjectKey>,
-        secrets_changed: bool,
+        secrets: Option<Vec<ObjectKey>>,
         store: &Store,
         mut ahead: Encoded,
         now: Option<i64>,
@@ -267,7 +272,8 @@ impl IncrementalBuilder {
         };
         let scoped = settings.layout == RouteLayout::Scoped;
         let default_cert = settings.tls.default_secret.is_some();
-        let mut replan = secrets_changed
+        let mut replan = secrets.is_none()
+            || !self.planned
             || self
                 .plan
                 .next_change
@@ -426,9 +432,11 @@ impl IncrementalBuilder {
         }
 
         let https_before: Vec<&'static str> = envoy::https_listener_names(&self.plan).collect();
-        if replan || !self.planned {
+        if replan {
             self.replan(&settings, store, now, &https_before);
             self.planned = true;
+        } else if let Some(changed) = secrets.filter(|s| !s.is_empty()) {
+            self.update_secrets(&settings, store, now, &changed, &https_before);
         }
         let https: Vec<&'static str> = envoy::https_listener_names(&self.plan).collect();
 
@@ -462,6 +470,33 @@ impl IncrementalBuilder {
         *s.resources_mut(ResourceType::ScopedRoute) = scoped_routes;
         *s.resources_mut(ResourceType::Secret) = secrets;
         s
+    }
+
+    /// Only Secrets changed: the planner updates the plan for those when it can (a
+    /// rotation), else plans again.
+    fn update_secrets(
+        &mut self,
+        settings: &ListenerSettings,
+        store: &Store,
+        now: Option<i64>,
+        changed: &[ObjectKey],
+        https_before: &[&'static str],
+    ) {
+        let mut plan = std::mem::take(&mut self.plan);
+        if !self.planner.update_secrets(&mut plan, store, changed, now) {
+            self.plan = plan;
+            return self.replan(settings, store, now, https_before);
+        }
+        for key in changed {
+            let name = tls::secret_name(key);
+            if let Some(c) = plan.secrets.get(&name) {
+                self.insert(
+                    ResourceType::Secret,
+                    Resource::new(name.clone(), &tls::secret(&name, c)),
+                );
+            }
+        }
+        self.plan = plan;
     }
 
     /// Plans HTTPS again and files what changed: Secrets, the HTTPS listeners, and (when

@@ -190,7 +190,8 @@ pub fn https_virtual_hosts(
 pub struct Checked {
     pub crt: Arc<[u8]>,
     pub key: PrivateKey,
-    pub info: certs::CertInfo,
+    /// Shared: a plan copies it for each object naming the Secret.
+    pub info: Arc<certs::CertInfo>,
 }
 
 /// One filter chain of an HTTPS listener: a certificate and the SNI names it serves (none:
@@ -217,7 +218,7 @@ pub struct TlsProblem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Served {
     pub secret: ObjectKey,
-    pub info: certs::CertInfo,
+    pub info: Arc<certs::CertInfo>,
     /// It is the last good one (the Secret now holds a bad certificate).
     pub last_good: bool,
 }
@@ -250,7 +251,15 @@ pub fn secret_name(key: &ObjectKey) -> Arc<str> {
 pub struct Planner {
     checked: BTreeMap<ObjectKey, (u64, Result<Checked, String>)>,
     last_good: BTreeMap<ObjectKey, Checked>,
+    /// Who named each Secret in the last plan: (object, index of its TLS entry), or the
+    /// Secret itself for `--default-tls-secret` ([`DEFAULT_ENTRY`]).
+    named_by: BTreeMap<ObjectKey, Vec<(ObjectRef, usize)>>,
+    /// Each Secret's decision in the last plan.
+    decisions: BTreeMap<ObjectKey, Decision>,
 }
+
+/// [`Planner::named_by`]'s index for `--default-tls-secret`.
+const DEFAULT_ENTRY: usize = usize::MAX;
 
 impl Planner {
     pub fn new() -> Planner {
@@ -291,63 +300,62 @@ impl Planner {
         let report = |plan: &mut TlsPlan,
                       d: &Decision,
                       object: &ObjectRef,
-                      field: String,
+                      field: &dyn Fn() -> String,
                       key: &ObjectKey| {
             if let Some(message) = &d.problem {
                 plan.problems.push(TlsProblem {
                     object: object.clone(),
                     secret: key.clone(),
-                    problem: Problem::new(field, message.clone()),
+                    problem: Problem::new(field(), message.clone()),
                     kept_last_good: d.kept,
                 });
             }
         };
+        // (object, the Secrets of its entries): who names what, for `update_secrets`.
+        let mut ingresses_named: Vec<(ObjectRef, Vec<ObjectKey>)> = Vec::new();
         for ing in ingresses {
             if ing.tls.is_empty() {
                 continue;
             }
-            let (external, internal) = https_hosts(ing, false);
-            let mut taken: BTreeMap<&Arc<str>, usize> = BTreeMap::new();
+            ingresses_named.push((
+                ing.origin.clone(),
+                ing.tls.iter().map(|t| t.secret.clone()).collect(),
+            ));
+            // Within one object a host may be named twice; nearly always there is one entry.
+            let mut taken: Vec<(&Arc<str>, usize)> = Vec::new();
             for (i, t) in ing.tls.iter().enumerate() {
                 if !decided.contains_key(&t.secret) {
                     let d = self.decide(store, &t.secret, now);
                     decided.insert(t.secret.clone(), d);
                 }
                 let d = &decided[&t.secret];
-                report(
-                    &mut plan,
-                    d,
-                    &ing.origin,
-                    tls_field(ing.origin.kind, i),
-                    &t.secret,
-                );
+                let field = || tls_field(ing.origin.kind, i);
+                report(&mut plan, d, &ing.origin, &field, &t.secret);
                 for h in &t.hosts {
-                    if let Some(j) = taken.get(h) {
-                        if *j != i {
+                    if let Some(&(_, j)) = taken.iter().find(|(x, _)| *x == h) {
+                        if j != i {
                             let d = Decision {
                                 served: None,
                                 problem: Some(format!(
                                     "host {h} already has the certificate of {}",
-                                    tls_field(ing.origin.kind, *j)
+                                    tls_field(ing.origin.kind, j)
                                 )),
                                 kept: false,
                             };
-                            let field =
-                                tls_field(ing.origin.kind, i).replace("secretName", "hosts");
-                            report(&mut plan, &d, &ing.origin, field, &t.secret);
+                            let field = || field().replace("secretName", "hosts");
+                            report(&mut plan, &d, &ing.origin, &field, &t.secret);
                         }
                         continue;
                     }
-                    taken.insert(h, i);
+                    taken.push((h, i));
                     if d.served.is_none() {
                         continue;
                     }
-                    let listener = if external.contains(h) {
-                        0
-                    } else if internal.contains(h) {
-                        1
-                    } else {
-                        continue; // not a host of its rules
+                    let rule = ing.rules.iter().find(|r| r.hosts.contains(h));
+                    let listener = match rule.map(|r| r.visibility) {
+                        Some(Visibility::ExternalIP) => 0,
+                        Some(Visibility::ClusterLocal) => 1,
+                        None => continue, // not a host of its rules
                     };
                     chains[listener]
                         .entry(t.secret.clone())
@@ -371,13 +379,8 @@ impl Planner {
                 kind: Kind::Secret,
                 key: key.clone(),
             };
-            report(
-                &mut plan,
-                d,
-                &object,
-                "--default-tls-secret".to_string(),
-                key,
-            );
+            let field = || "--default-tls-secret".to_string();
+            report(&mut plan, d, &object, &field, key);
             if d.served.is_some() {
                 default_chain = Some(key.clone());
             }
@@ -427,8 +430,88 @@ impl Planner {
         // Forget Secrets no one names any more.
         self.checked.retain(|k, _| decided.contains_key(k));
         self.last_good.retain(|k, _| decided.contains_key(k));
-        plan.named = decided.into_keys().collect();
+        plan.named = decided.keys().cloned().collect();
+        self.decisions = decided;
+        self.named_by.clear();
+        for ing in ingresses_named.iter() {
+            for (i, t) in ing.1.iter().enumerate() {
+                self.named_by
+                    .entry(t.clone())
+                    .or_default()
+                    .push((ing.0.clone(), i));
+            }
+        }
+        if let Some(key) = &settings.default_secret {
+            let object = ObjectRef {
+                kind: Kind::Secret,
+                key: key.clone(),
+            };
+            self.named_by
+                .entry(key.clone())
+                .or_default()
+                .push((object, DEFAULT_ENTRY));
+        }
+        sort_problems(&mut plan.problems);
         plan
+    }
+
+    /// After only the Secrets `changed` changed (a rotation, say): decides those again and,
+    /// when none of them starts or stops being served, updates `plan` in place — their
+    /// certificates, problems and expiry — without looking at anything else: the chains,
+    /// and so the HTTPS listeners, stay. Returns `false` (and leaves `plan` alone) when a
+    /// full [`Planner::plan`] is needed.
+    pub fn update_secrets(
+        &mut self,
+        plan: &mut TlsPlan,
+        store: &Store,
+        changed: &[ObjectKey],
+        now: Option<i64>,
+    ) -> bool {
+        let mut fresh = Vec::new();
+        for key in changed {
+            let Some(old) = self.decisions.get(key) else {
+                continue; // named by no one
+            };
+            let was_served = old.served.is_some();
+            let d = self.decide(store, key, now);
+            if d.served.is_some() != was_served {
+                return false;
+            }
+            fresh.push((key, d));
+        }
+        for (key, d) in fresh {
+            let name = secret_name(key);
+            if let Some(c) = &d.served {
+                plan.secrets.insert(name, c.clone());
+                if let Some(s) = plan.served.iter_mut().find(|s| s.secret == *key) {
+                    s.info = c.info.clone();
+                    s.last_good = d.kept;
+                }
+                if let Some(at) = now.and_then(|now| certs::next_change(&c.info, now)) {
+                    plan.next_change = min_opt(plan.next_change, Some(at));
+                }
+            }
+            // Its decision's problems are replaced; a host named twice stays reported.
+            plan.problems
+                .retain(|p| p.secret != *key || p.problem.field.ends_with(".hosts"));
+            if let Some(message) = &d.problem {
+                for (object, i) in self.named_by.get(key).into_iter().flatten() {
+                    let field = match *i {
+                        DEFAULT_ENTRY => "--default-tls-secret".to_string(),
+                        i => tls_field(object.kind, i),
+                    };
+                    plan.problems.push(TlsProblem {
+                        object: object.clone(),
+                        secret: key.clone(),
+                        problem: Problem::new(field, message.clone()),
+                        kept_last_good: d.kept,
+                    });
+                }
+            }
+            self.decisions.insert(key.clone(), d);
+        }
+        sort_problems(&mut plan.problems);
+        true
     }
 
     /// What to serve for the Secret `key` at `now`, and what is wrong with it.
@@ -493,6 +576,13 @@ struct Decision {
     kept: bool,
 }
 
+/// Problems in one order whichever way a plan was made.
+fn sort_problems(problems: &mut [TlsProblem]) {
+    problems.sort_by(|a, b| {
+        (&a.object, &a.problem.field, &a.secret).cmp(&(&b.object, &b.problem.field, &b.secret))
+    });
+}
+
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -523,7 +613,7 @@ fn check_secret(s: &model::objects::Secret) -> Result<Checked, String> {
             "tls.key: missing".to_string()
         });
     };
-    let info = certs::check(crt, &key.0).map_err(|e| e.to_string())?;
+    let info = Arc::new(certs::check(crt, &key.0).map_err(|e| e.to_string())?);
     Ok(Checked {
         crt: crt.clone(),
         key: key.clone(),

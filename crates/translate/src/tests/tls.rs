@@ -274,3 +274,52 @@ fn default_certificate_is_the_last_chain_and_a_host_gets_one_certificate() {
         .unwrap();
     assert_eq!(default_problem.problem.field, "--default-tls-secret");
 }
+
+#[test]
+fn a_rotation_updates_the_plan_in_place_as_a_full_plan_would() {
+    let first = cert(&["a.example.com"], NOW - DAY, NOW + DAY);
+    let mut store = Store::new();
+    store.apply(secret("ns", "a", &first));
+    store.apply(secret("ns", "b", &first));
+    let ings = [
+        ingress(
+            Kind::DomainMapping,
+            "a",
+            &["a.example.com"],
+            &[(&["a.example.com"], "a")],
+        ),
+        ingress(
+            Kind::KIngress,
+            "b",
+            &["b.example.com"],
+            &[(&["b.example.com"], "b")],
+        ),
+    ];
+    let mut planner = Planner::new();
+    let mut p = plan(&mut planner, &ings, &store, NOW);
+    let a = ObjectKey::new("ns", "a");
+    // A good rotation: in place, as a full plan has it.
+    let second = cert(&["a.example.com"], NOW - DAY, NOW + 2 * DAY);
+    store.apply(secret("ns", "a", &second));
+    assert!(planner.update_secrets(&mut p, &store, std::slice::from_ref(&a), Some(NOW)));
+    let full = plan(&mut Planner::new(), &ings, &store, NOW);
+    assert_eq!(
+        (&p.external, &p.secrets, &p.problems),
+        (&full.external, &full.secrets, &full.problems)
+    );
+    // A bad one: the last good stays, reported against the object naming it.
+    store.apply(secret("ns", "a", &(second.0.clone(), first.1.clone())));
+    assert!(planner.update_secrets(&mut p, &store, std::slice::from_ref(&a), Some(NOW)));
+    assert_eq!(&*p.secrets["ns/a"].crt, second.0.as_bytes());
+    assert_eq!(p.problems.len(), 1);
+    assert_eq!(p.problems[0].object.key.name.as_ref(), "a");
+    assert_eq!(p.problems[0].problem.field, "spec.tls.secretName");
+    assert!(p.problems[0].kept_last_good);
+    // Fixed again: the problem goes.
+    store.apply(secret("ns", "a", &second));
+    assert!(planner.update_secrets(&mut p, &store, std::slice::from_ref(&a), Some(NOW)));
+    assert!(p.problems.is_empty());
+    // Deleted: it stops being served, which changes the chains: a full plan is needed.
+    store.delete(Kind::Secret, &a);
+    assert!(!planner.update_secrets(&mut p, &store, std::slice::from_ref(&a), Some(NOW)));
+}
