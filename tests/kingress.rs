@@ -1070,16 +1070,7 @@ async fn tls_secrets_before_and_after_updated_deleted_with_exact_rbac() {
     use common::kube::LIMITED_USER;
     use common::tls::{https_get, secret_yaml, TestCa};
     let env = KubeEnv::start(KubeOptions::default());
-    let deploy = std::path::Path::new(common::REPO).join("deploy");
-    let _ = env.kubectl(&["create", "namespace", "knative-xds"]);
-    env.kubectl_ok(&["apply", "-f", deploy.join("rbac.yaml").to_str().unwrap()]);
-    env.kubectl_ok(&[
-        "create",
-        "clusterrolebinding",
-        "knative-xds-test",
-        "--clusterrole=knative-xds",
-        &format!("--user={LIMITED_USER}"),
-    ]);
+    let limited = env.as_deploy_role();
     env.kubectl_ok(&[
         "create",
         "role",
@@ -1100,7 +1091,6 @@ async fn tls_secrets_before_and_after_updated_deleted_with_exact_rbac() {
         "--role=tls-secrets",
         &format!("--user={LIMITED_USER}"),
     ]);
-    let limited = env.kubeconfig_for(&env.limited_token);
 
     let ca = TestCa::new();
     let before = ca.leaf(&["before.example.com"], 1);

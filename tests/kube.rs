@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::kube::{KubeEnv, KubeOptions, LIMITED_USER};
+use common::kube::{KubeEnv, KubeOptions};
 use common::{percent, Listener, Stack, REPO};
 
 const EXTERNAL: Listener = Listener::External;
@@ -367,15 +367,7 @@ async fn deploy_rbac_is_enough_and_deploy_applies() {
     env.kubectl_ok(&["apply", "--dry-run=server", "-k", deploy.to_str().unwrap()]);
 
     // The control plane runs as a user holding only deploy/'s ClusterRole.
-    env.kubectl_ok(&["apply", "-f", deploy.join("rbac.yaml").to_str().unwrap()]);
-    env.kubectl_ok(&[
-        "create",
-        "clusterrolebinding",
-        "knative-xds-test",
-        "--clusterrole=knative-xds",
-        &format!("--user={LIMITED_USER}"),
-    ]);
-    let limited = env.kubeconfig_for(&env.limited_token);
+    let limited = env.as_deploy_role();
     let denied = env.kubectl_with(&limited, &["get", "secrets", "-A"], None);
     assert!(!denied.status.success(), "the role must not read Secrets");
     let s = Stack::start_kube(&example(), true, &limited, &[]).await;

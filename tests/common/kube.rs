@@ -436,6 +436,22 @@ impl KubeEnv {
 
     /// Writes a kubeconfig for `token` into the env's folder and returns its path. The server
     /// certificate is verified against `ca_cert`.
+    /// Applies deploy/rbac.yaml and grants its `knative-xds` ClusterRole (everything but
+    /// Secrets) to `LIMITED_USER`; returns a kubeconfig as that user.
+    pub(crate) fn as_deploy_role(&self) -> PathBuf {
+        let rbac = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rbac.yaml");
+        let _ = self.kubectl(&["create", "namespace", "knative-xds"]);
+        self.kubectl_ok(&["apply", "-f", rbac.to_str().unwrap()]);
+        self.kubectl_ok(&[
+            "create",
+            "clusterrolebinding",
+            "knative-xds-test",
+            "--clusterrole=knative-xds",
+            &format!("--user={LIMITED_USER}"),
+        ]);
+        self.kubeconfig_for(&self.limited_token)
+    }
+
     pub(crate) fn kubeconfig_for(&self, token: &str) -> PathBuf {
         let user = if token == self.token {
             "admin"

@@ -41,15 +41,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let server = match args.server {
-        Some(s) => s,
-        // target/<profile>/examples/cold-start → target/<profile>/knative-xds
-        None => std::env::current_exe()?
-            .parent()
-            .and_then(|examples| examples.parent())
-            .map(|profile| profile.join("knative-xds"))
-            .ok_or_else(|| anyhow::anyhow!("cannot tell where the server binary is: --server"))?,
-    };
+    let server = cold_start::server_binary(args.server)?;
     let report = cold_start::run(&ColdStartConfig {
         server,
         dir: args.dir,

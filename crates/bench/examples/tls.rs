@@ -71,14 +71,7 @@ fn sent(before: &Snapshot, after: &Snapshot) -> Vec<(ResourceType, usize, usize)
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let server = match args.server {
-        Some(s) => s,
-        None => std::env::current_exe()?
-            .parent()
-            .and_then(Path::parent)
-            .map(|p| p.join("knative-xds"))
-            .ok_or_else(|| anyhow::anyhow!("cannot tell where the server binary is: --server"))?,
-    };
+    let server = cold_start::server_binary(args.server)?;
     let w = workload::generate(args.routes, args.seed);
     let plain = tempfile::tempdir()?;
     w.write_to(plain.path())?;

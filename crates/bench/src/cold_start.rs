@@ -21,6 +21,19 @@ use runtime::sources::manifests::collect_manifest_files;
 use workload;
 use xds::{ResourceType, Snapshot};
 
+/// The `knative-xds` binary beside an example's (`target/<profile>/examples/<name>` →
+/// `target/<profile>/knative-xds`), unless `given`.
+pub fn server_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(s) = given {
+        return Ok(s);
+    }
+    std::env::current_exe()?
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|profile| profile.join("knative-xds"))
+        .ok_or_else(|| anyhow!("cannot tell where the server binary is: --server"))
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct ColdStartConfig {

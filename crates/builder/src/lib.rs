@@ -942,6 +942,27 @@ mod tests {
         }
     }
 
+    /// One turn of the serve loop: the store's changes through the translator and the builder.
+    fn serve_step(
+        b: &mut IncrementalBuilder,
+        t: &mut Translator,
+        store: &mut Store,
+        listeners: &ListenerSettings,
+    ) -> Snapshot {
+        let dirty = store.take_dirty();
+        let u = t.update(store, dirty.as_ref());
+        b.update(
+            &u.served,
+            &u.changed,
+            dirty.as_ref(),
+            store,
+            listeners,
+            true,
+            Encoded::default(),
+            None,
+        )
+    }
+
     /// Large enough that the builder encodes on every core: same resources as a full build.
     #[test]
     fn parallel_build_equals_full_build() {
@@ -974,18 +995,7 @@ mod tests {
                 let mut removed = Vec::new();
                 let mut last = String::new();
                 for step in 0..250 {
-                    let dirty = store.take_dirty();
-                    let u = t.update(&store, dirty.as_ref());
-                    let got = b.update(
-                        &u.served,
-                        &u.changed,
-                        dirty.as_ref(),
-                        &store,
-                        &options.listeners,
-                        true,
-                        Encoded::default(),
-                        None,
-                    );
+                    let got = serve_step(&mut b, &mut t, &mut store, &options.listeners);
                     let want = full(&mut reference, &store);
                     assert_eq!(
                         names(&got),
@@ -1002,22 +1012,14 @@ mod tests {
     /// named, a default certificate) gives exactly the full build's resources, both layouts.
     #[test]
     fn tls_updates_equal_full_builds() {
-        use model::objects::{DomainMappingTls, PrivateKey, Secret, SECRET_TYPE_TLS};
+        use model::objects::DomainMappingTls;
         let cert = |name: &str| {
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
             let params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
             (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
         };
         let secret = |ns: &str, name: &str, (crt, key): (String, String)| {
-            let mut s = Secret {
-                type_: SECRET_TYPE_TLS.into(),
-                tls_crt: Some(crt.as_bytes().into()),
-                tls_key: Some(PrivateKey(key.as_bytes().into())),
-                ..Default::default()
-            };
-            s.metadata.namespace = ns.into();
-            s.metadata.name = name.into();
-            Object::Secret(s)
+            model::testing::tls_secret(ns, name, &crt, &key)
         };
         let dm_key = ObjectKey::new("default", "app.example.org");
         for layout in [RouteLayout::Scoped, RouteLayout::PerListener] {
@@ -1102,18 +1104,7 @@ mod tests {
                 ];
                 for (what, step) in steps {
                     step(&mut store);
-                    let dirty = store.take_dirty();
-                    let u = t.update(&store, dirty.as_ref());
-                    let got = b.update(
-                        &u.served,
-                        &u.changed,
-                        dirty.as_ref(),
-                        &store,
-                        &options.listeners,
-                        true,
-                        Encoded::default(),
-                        None,
-                    );
+                    let got = serve_step(&mut b, &mut t, &mut store, &options.listeners);
                     let want = full(&mut reference, &store);
                     assert_eq!(
                         names(&got),

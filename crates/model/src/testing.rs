@@ -205,3 +205,17 @@ pub fn random_change(store: &mut Store, rng: &mut SplitMix64, removed: &mut Vec<
         }
     }
 }
+
+/// A `kubernetes.io/tls` Secret holding `crt` and `key` (PEM), for tests of HTTPS.
+pub fn tls_secret(namespace: &str, name: &str, crt: &str, key: &str) -> Object {
+    use crate::objects::{PrivateKey, Secret, SECRET_TYPE_TLS};
+    let mut s = Secret {
+        type_: SECRET_TYPE_TLS.into(),
+        tls_crt: Some(crt.as_bytes().into()),
+        tls_key: Some(PrivateKey(key.as_bytes().into())),
+        ..Default::default()
+    };
+    s.metadata.namespace = namespace.into();
+    s.metadata.name = name.into();
+    Object::Secret(s)
+}

@@ -214,13 +214,7 @@ impl Workload {
     /// ClusterDomainClaims, as one multi-document YAML file.
     pub fn tls_manifests(&self, count: usize, cert_pem: &str, key_pem: &str) -> String {
         use std::fmt::Write;
-        let indent = |pem: &str| {
-            pem.trim_end()
-                .lines()
-                .map(|l| format!("    {l}\n"))
-                .collect::<String>()
-        };
-        let (crt, key) = (indent(cert_pem), indent(key_pem));
+        let (crt, key) = (block(cert_pem), block(key_pem));
         let mut out = String::new();
         let external = self.services.iter().filter(|s| !s.cluster_local);
         for (i, s) in external.take(count).enumerate() {
@@ -258,20 +252,14 @@ spec:
     /// The Secret of [`Workload::tls_manifests`] number `i` with other PEM (a rotation), as
     /// `(namespace, YAML)`.
     pub fn tls_secret(&self, i: usize, cert_pem: &str, key_pem: &str) -> Option<(String, String)> {
-        let indent = |pem: &str| {
-            pem.trim_end()
-                .lines()
-                .map(|l| format!("    {l}\n"))
-                .collect::<String>()
-        };
         let s = self.services.iter().filter(|s| !s.cluster_local).nth(i)?;
         Some((
             s.namespace.clone(),
             tls_secret(
                 &s.namespace,
                 &format!("tls-{i}"),
-                &indent(cert_pem),
-                &indent(key_pem),
+                &block(cert_pem),
+                &block(key_pem),
             ),
         ))
     }
@@ -448,6 +436,14 @@ data:
   tag-header-based-routing: Enabled
 "
     .to_string()
+}
+
+/// PEM indented as a block scalar's lines under a key of a top-level field.
+fn block(pem: &str) -> String {
+    pem.trim_end()
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect()
 }
 
 /// A `kubernetes.io/tls` Secret with PEM already indented for a block scalar.

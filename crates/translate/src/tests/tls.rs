@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use model::objects::{PrivateKey, Secret, SECRET_TYPE_TLS};
 use model::{Kind, Object, ObjectKey, ObjectRef, Store};
 use rcgen::{CertificateParams, KeyPair};
 
@@ -21,15 +20,7 @@ fn cert(names: &[&str], from: i64, until: i64) -> (String, String) {
 }
 
 fn secret(ns: &str, name: &str, (crt, key): &(String, String)) -> Object {
-    let mut s = Secret {
-        type_: SECRET_TYPE_TLS.into(),
-        tls_crt: Some(crt.as_bytes().into()),
-        tls_key: Some(PrivateKey(key.as_bytes().into())),
-        ..Default::default()
-    };
-    s.metadata.namespace = ns.into();
-    s.metadata.name = name.into();
-    Object::Secret(s)
+    model::testing::tls_secret(ns, name, crt, key)
 }
 
 /// A DomainMapping-like object serving `host` externally, with `secret` for it.
