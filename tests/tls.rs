@@ -15,6 +15,21 @@ use common::{free_port, Listener, Stack, REPO};
 const HELLO: &str = "hello.default.example.com";
 const APP: &str = "app.example.org";
 
+/// The folder's `certs.yaml`: the wildcard default certificate (its certificate's and its
+/// key's leaf) and app.example.org's, as Secrets.
+fn certs_yaml(wildcard: (&Leaf, &Leaf), app: (&Leaf, &Leaf)) -> String {
+    format!(
+        "{}---\n{}",
+        secret_yaml(
+            "knative-serving",
+            "wildcard",
+            &wildcard.0.cert_pem,
+            &wildcard.1.key_pem
+        ),
+        secret_yaml("default", "app-tls", &app.0.cert_pem, &app.1.key_pem)
+    )
+}
+
 /// The domain-mapping example with a wildcard default certificate for `*.default.example.com`
 /// and the DomainMapping's own certificate for app.example.org.
 struct TlsStack {
@@ -55,16 +70,7 @@ async fn start_with_files(delta: bool, extra: &[&str], files: &[(&str, &str)]) -
     }
     std::fs::write(
         src.join("certs.yaml"),
-        format!(
-            "{}---\n{}",
-            secret_yaml(
-                "knative-serving",
-                "wildcard",
-                &wildcard.cert_pem,
-                &wildcard.key_pem
-            ),
-            secret_yaml("default", "app-tls", &app.cert_pem, &app.key_pem)
-        ),
+        certs_yaml((&wildcard, &wildcard), (&app, &app)),
     )
     .unwrap();
     let https = free_port();
@@ -231,16 +237,7 @@ async fn rotation_under_traffic_and_bad_secrets() {
     let rotated_at = Instant::now();
     t.s.write_manifest(
         "certs.yaml",
-        &format!(
-            "{}---\n{}",
-            secret_yaml(
-                "knative-serving",
-                "wildcard",
-                &t.wildcard.cert_pem,
-                &t.wildcard.key_pem
-            ),
-            secret_yaml("default", "app-tls", &next.cert_pem, &next.key_pem)
-        ),
+        &certs_yaml((&t.wildcard, &t.wildcard), (&next, &next)),
     );
     let switched = loop {
         let first_new = seen
@@ -277,16 +274,7 @@ async fn rotation_under_traffic_and_bad_secrets() {
     let other = t.ca.leaf(&[APP], 30);
     t.s.write_manifest(
         "certs.yaml",
-        &format!(
-            "{}---\n{}",
-            secret_yaml(
-                "knative-serving",
-                "wildcard",
-                &t.wildcard.cert_pem,
-                &t.wildcard.key_pem
-            ),
-            secret_yaml("default", "app-tls", &next.cert_pem, &other.key_pem)
-        ),
+        &certs_yaml((&t.wildcard, &t.wildcard), (&next, &other)),
     );
     let start = Instant::now();
     let report = loop {
@@ -380,16 +368,7 @@ async fn rotation_under_traffic_and_bad_secrets() {
     let renewed = t.ca.leaf(&["*.default.example.com"], 30);
     t.s.write_manifest(
         "certs.yaml",
-        &format!(
-            "{}---\n{}",
-            secret_yaml(
-                "knative-serving",
-                "wildcard",
-                &renewed.cert_pem,
-                &renewed.key_pem
-            ),
-            secret_yaml("default", "app-tls", &next.cert_pem, &other.key_pem)
-        ),
+        &certs_yaml((&renewed, &renewed), (&next, &other)),
     );
     t.wait_https(HELLO, &renewed.der).await;
     assert!(
