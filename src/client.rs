@@ -65,27 +65,21 @@ fn client_tls(
     cert: Option<&std::path::Path>,
     key: Option<&std::path::Path>,
 ) -> anyhow::Result<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in
-        CertificateDer::pem_file_iter(ca).with_context(|| format!("--tls-ca {}", ca.display()))?
-    {
-        roots
-            .add(c.with_context(|| format!("--tls-ca {}", ca.display()))?)
-            .with_context(|| format!("--tls-ca {}", ca.display()))?;
-    }
+    use runtime::server::tls::{identity, roots};
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+        .with_root_certificates(roots(ca, "--tls-ca")?);
     let mut config = match (cert, key) {
         (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                .with_context(|| format!("--tls-cert {}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|_| anyhow::anyhow!("--tls-key {}: no private key", key.display()))?;
+            let read = |path: &std::path::Path, flag: &str| {
+                std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
+            };
+            let (cert_pem, key_pem) = (read(cert, "--tls-cert")?, read(key, "--tls-key")?);
+            let (chain, key) = identity(
+                (&cert_pem, &format!("--tls-cert {}", cert.display())),
+                (&key_pem, &format!("--tls-key {}", key.display())),
+            )?;
             builder.with_client_auth_cert(chain, key)?
         }
         _ => builder.with_no_client_auth(),

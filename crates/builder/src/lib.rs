@@ -433,10 +433,10 @@ impl IncrementalBuilder {
 
         let https_before: Vec<&'static str> = envoy::https_listener_names(&self.plan).collect();
         if replan {
-            self.replan(&settings, store, now, &https_before);
+            self.replan(&settings, store, now);
             self.planned = true;
         } else if let Some(changed) = secrets.filter(|s| !s.is_empty()) {
-            self.update_secrets(&settings, store, now, &changed, &https_before);
+            self.update_secrets(&settings, store, now, &changed);
         }
         let https: Vec<&'static str> = envoy::https_listener_names(&self.plan).collect();
 
@@ -480,20 +480,16 @@ impl IncrementalBuilder {
         store: &Store,
         now: Option<i64>,
         changed: &[ObjectKey],
-        https_before: &[&'static str],
     ) {
         let mut plan = std::mem::take(&mut self.plan);
         if !self.planner.update_secrets(&mut plan, store, changed, now) {
             self.plan = plan;
-            return self.replan(settings, store, now, https_before);
+            return self.replan(settings, store, now);
         }
         for key in changed {
             let name = tls::secret_name(key);
             if let Some(c) = plan.secrets.get(&name) {
-                self.insert(
-                    ResourceType::Secret,
-                    Resource::new(name.clone(), &tls::secret(&name, c)),
-                );
+                self.insert(ResourceType::Secret, secret_resource(&name, c));
             }
         }
         self.plan = plan;
@@ -501,13 +497,8 @@ impl IncrementalBuilder {
 
     /// Plans HTTPS again and files what changed: Secrets, the HTTPS listeners, and (when
     /// a listener comes or goes) its scope placeholder or RouteConfiguration.
-    fn replan(
-        &mut self,
-        settings: &ListenerSettings,
-        store: &Store,
-        now: Option<i64>,
-        https_before: &[&'static str],
-    ) {
+    fn replan(&mut self, settings: &ListenerSettings, store: &Store, now: Option<i64>) {
+        let https_before: Vec<&'static str> = envoy::https_listener_names(&self.plan).collect();
         let plan = self.planner.plan(
             self.tls_objects.values().map(|i| &**i),
             store,
@@ -516,8 +507,7 @@ impl IncrementalBuilder {
         );
         for (name, c) in &plan.secrets {
             if self.plan.secrets.get(name) != Some(c) {
-                let r = Resource::new(name.clone(), &tls::secret(name, c));
-                self.insert(ResourceType::Secret, r);
+                self.insert(ResourceType::Secret, secret_resource(name, c));
             }
         }
         let gone: Vec<Arc<str>> = self
@@ -723,6 +713,11 @@ fn encode_ingress(
         backends,
     };
     (cached, scopes)
+}
+
+/// A checked certificate as its SDS resource.
+fn secret_resource(name: &Arc<str>, c: &tls::Checked) -> Arc<Resource> {
+    Resource::new(name.clone(), &tls::secret(name, c))
 }
 
 /// Below this many objects (or backends) per core, encoding stays on one thread.

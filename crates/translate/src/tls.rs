@@ -124,16 +124,25 @@ pub fn https_hosts(ing: &Ingress, default_cert: bool) -> (Vec<Arc<str>>, Vec<Arc
         return (external, internal);
     }
     for rule in &ing.rules {
-        for h in &rule.hosts {
-            let own = ing.tls.iter().any(|t| t.hosts.contains(h));
-            match rule.visibility {
-                Visibility::ExternalIP if own || default_cert => external.push(h.clone()),
-                Visibility::ClusterLocal if own => internal.push(h.clone()),
-                _ => {}
-            }
-        }
+        let out = match rule.visibility {
+            Visibility::ExternalIP => &mut external,
+            Visibility::ClusterLocal => &mut internal,
+        };
+        out.extend(served_hosts(ing, rule, default_cert).cloned());
     }
     (external, internal)
+}
+
+/// The hosts of one rule an HTTPS listener serves (see [`https_hosts`]).
+fn served_hosts<'a>(
+    ing: &'a Ingress,
+    rule: &'a super::ir::Rule,
+    default_cert: bool,
+) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+    let default = default_cert && rule.visibility == Visibility::ExternalIP;
+    rule.hosts
+        .iter()
+        .filter(move |h| default || ing.tls.iter().any(|t| t.hosts.contains(h)))
 }
 
 /// The HTTPS listeners' scopes of one object (scoped layout): one per served host, pointing
@@ -161,22 +170,16 @@ pub fn https_virtual_hosts(
     ing: &Ingress,
     default_cert: bool,
 ) -> (Vec<VirtualHost>, Vec<VirtualHost>) {
-    let (external, internal) = https_hosts(ing, default_cert);
     let (mut ext, mut int) = (Vec::new(), Vec::new());
-    if external.is_empty() && internal.is_empty() {
+    if ing.tls.is_empty() && !default_cert {
         return (ext, int);
     }
     for rule in &ing.rules {
-        let (served, out) = match rule.visibility {
-            Visibility::ExternalIP => (&external, &mut ext),
-            Visibility::ClusterLocal => (&internal, &mut int),
+        let out = match rule.visibility {
+            Visibility::ExternalIP => &mut ext,
+            Visibility::ClusterLocal => &mut int,
         };
-        let hosts: Vec<Arc<str>> = rule
-            .hosts
-            .iter()
-            .filter(|h| served.contains(h))
-            .cloned()
-            .collect();
+        let hosts: Vec<Arc<str>> = served_hosts(ing, rule, default_cert).cloned().collect();
         if let Some(name) = hosts.first() {
             let routes = rule.paths.iter().map(super::envoy::make_route).collect();
             out.push(virtual_host(name, &hosts, routes));
@@ -240,9 +243,9 @@ pub struct TlsPlan {
     pub named: BTreeSet<ObjectKey>,
 }
 
-/// The SDS name of a Secret's certificate.
+/// The SDS name of a Secret's certificate: `namespace/name` (Secrets are namespaced).
 pub fn secret_name(key: &ObjectKey) -> Arc<str> {
-    format!("{}/{}", key.namespace, key.name).into()
+    key.to_string().into()
 }
 
 /// Keeps what planning learnt between plans: each Secret's checked certificate (by the
@@ -268,7 +271,7 @@ impl Planner {
 
     /// The Secret `key` checked (cached by stamp); `Err` says why it cannot be served.
     fn check(&mut self, store: &Store, key: &ObjectKey) -> Result<Checked, String> {
-        let Some(stamp) = store.secrets.stamp(key) else {
+        let (Some(stamp), Some(secret)) = (store.secrets.stamp(key), store.secrets.get(key)) else {
             return Err(format!("Secret {key} not found"));
         };
         if let Some((s, r)) = self.checked.get(key) {
@@ -276,10 +279,7 @@ impl Planner {
                 return r.clone();
             }
         }
-        let r = match store.secrets.get(key) {
-            Some(s) => check_secret(s),
-            None => Err(format!("Secret {key} not found")),
-        };
+        let r = check_secret(secret);
         self.checked.insert(key.clone(), (stamp, r.clone()));
         r
     }
@@ -311,19 +311,19 @@ impl Planner {
                 });
             }
         };
-        // (object, the Secrets of its entries): who names what, for `update_secrets`.
-        let mut ingresses_named: Vec<(ObjectRef, Vec<ObjectKey>)> = Vec::new();
+        // Who names what, for `update_secrets`.
+        let mut named_by: BTreeMap<ObjectKey, Vec<(ObjectRef, usize)>> = BTreeMap::new();
         for ing in ingresses {
             if ing.tls.is_empty() {
                 continue;
             }
-            ingresses_named.push((
-                ing.origin.clone(),
-                ing.tls.iter().map(|t| t.secret.clone()).collect(),
-            ));
             // Within one object a host may be named twice; nearly always there is one entry.
             let mut taken: Vec<(&Arc<str>, usize)> = Vec::new();
             for (i, t) in ing.tls.iter().enumerate() {
+                named_by
+                    .entry(t.secret.clone())
+                    .or_default()
+                    .push((ing.origin.clone(), i));
                 if !decided.contains_key(&t.secret) {
                     let d = self.decide(store, &t.secret, now);
                     decided.insert(t.secret.clone(), d);
@@ -381,6 +381,10 @@ impl Planner {
             };
             let field = || "--default-tls-secret".to_string();
             report(&mut plan, d, &object, &field, key);
+            named_by
+                .entry(key.clone())
+                .or_default()
+                .push((object, DEFAULT_ENTRY));
             if d.served.is_some() {
                 default_chain = Some(key.clone());
             }
@@ -432,25 +436,7 @@ impl Planner {
         self.last_good.retain(|k, _| decided.contains_key(k));
         plan.named = decided.keys().cloned().collect();
         self.decisions = decided;
-        self.named_by.clear();
-        for ing in ingresses_named.iter() {
-            for (i, t) in ing.1.iter().enumerate() {
-                self.named_by
-                    .entry(t.clone())
-                    .or_default()
-                    .push((ing.0.clone(), i));
-            }
-        }
-        if let Some(key) = &settings.default_secret {
-            let object = ObjectRef {
-                kind: Kind::Secret,
-                key: key.clone(),
-            };
-            self.named_by
-                .entry(key.clone())
-                .or_default()
-                .push((object, DEFAULT_ENTRY));
-        }
+        self.named_by = named_by;
         sort_problems(&mut plan.problems);
         plan
     }

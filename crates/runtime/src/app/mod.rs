@@ -436,7 +436,7 @@ async fn start_source(
                             let started = Instant::now();
                             let batch = coalesce(&mut rx, first, started).await;
                             pipeline.apply(batch, started);
-                            let stopped = secrets.sync(&pipeline.named_secrets());
+                            let stopped = secrets.sync(pipeline.named_secrets());
                             pipeline.forget_secrets(stopped);
                         }
                         _ = sleep_until(expiry) => pipeline.on_timer(),

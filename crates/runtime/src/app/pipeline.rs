@@ -440,8 +440,8 @@ impl Pipeline {
     }
 
     /// The Secrets the served objects (and `--default-tls-secret`) name.
-    pub fn named_secrets(&self) -> BTreeSet<model::ObjectKey> {
-        self.builder.tls_plan().named.clone()
+    pub fn named_secrets(&self) -> &BTreeSet<model::ObjectKey> {
+        &self.builder.tls_plan().named
     }
 
     /// Drops Secrets no longer named from the store (their watches stopped).

@@ -63,25 +63,19 @@ impl XdsTls {
                 self.key.display()
             )
         })?;
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("--xds-tls-cert {}", self.cert.display()))?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem)
-            .map_err(|_| anyhow::anyhow!("--xds-tls-key {}: no private key", self.key.display()))?;
+        let (chain, key) = identity(
+            (
+                &cert_pem,
+                &format!("--xds-tls-cert {}", self.cert.display()),
+            ),
+            (&key_pem, &format!("--xds-tls-key {}", self.key.display())),
+        )?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?;
         let builder = match &self.client_ca {
             Some(ca) => {
-                let pem = std::fs::read(ca)
-                    .with_context(|| format!("--xds-tls-client-ca {}", ca.display()))?;
-                let mut roots = rustls::RootCertStore::empty();
-                for c in CertificateDer::pem_slice_iter(&pem) {
-                    let c = c.with_context(|| format!("--xds-tls-client-ca {}", ca.display()))?;
-                    roots
-                        .add(c)
-                        .with_context(|| format!("--xds-tls-client-ca {}", ca.display()))?;
-                }
+                let roots = roots(ca, "--xds-tls-client-ca")?;
                 if roots.is_empty() {
                     anyhow::bail!("--xds-tls-client-ca {}: no certificate", ca.display());
                 }
@@ -97,6 +91,33 @@ impl XdsTls {
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(config))
     }
+}
+
+/// The CA certificates of a PEM file, to trust; errors name `flag` and the file.
+pub fn roots(path: &Path, flag: &str) -> anyhow::Result<rustls::RootCertStore> {
+    use anyhow::Context;
+    let what = || format!("{flag} {}", path.display());
+    let pem = std::fs::read(path).with_context(what)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.with_context(what)?).with_context(what)?;
+    }
+    Ok(roots)
+}
+
+/// A certificate chain and its private key from PEM (`(bytes, what to call them in an
+/// error)`): for a TLS server or a client certificate. Errors never hold key bytes.
+pub fn identity(
+    (cert_pem, cert_what): (&[u8], &str),
+    (key_pem, key_what): (&[u8], &str),
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    use anyhow::Context;
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| cert_what.to_string())?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|_| anyhow::anyhow!("{key_what}: no private key"))?;
+    Ok((chain, key))
 }
 
 /// A TLS connection as tonic serves it.
